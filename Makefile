@@ -1,0 +1,44 @@
+# Two commands do all set-up on a fresh machine: `make demo` and `make test` (see README.md).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+SAM_VENV := .venv-sam
+DEMO_STORE := file://.out/demo
+export SAM_CLI_TELEMETRY := 0
+
+.PHONY: venv sam demo test unit lint template-lint bench clean
+
+venv: $(VENV)/.installed
+$(VENV)/.installed: pyproject.toml layers/recsys/requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+# aws-sam-cli pins its own boto3/pydantic, so it lives in a separate venv (never imports project code).
+sam: $(SAM_VENV)/.installed
+$(SAM_VENV)/.installed:
+	$(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/pip install -q --upgrade pip
+	$(SAM_VENV)/bin/pip install -q aws-sam-cli
+	touch $@
+
+template-lint: sam
+	AWS_DEFAULT_REGION=us-east-1 $(SAM_VENV)/bin/sam validate --lint --template template.yaml
+
+lint: venv
+	$(BIN)/ruff check .
+
+unit: venv
+	$(BIN)/pytest
+
+test: lint template-lint unit
+
+demo: venv
+	rm -rf .out/demo
+	$(BIN)/recsys run --tenant demo --surface home --start 2026-01-01 --end 2026-01-07 \
+		--raw examples/sample/raw --catalog examples/sample/catalog.csv --store $(DEMO_STORE)
+	$(BIN)/recsys manifest show --tenant demo --surface home --store $(DEMO_STORE)
+
+clean:
+	rm -rf .out .aws-sam

@@ -1,0 +1,1 @@
+"""The raw event contract and its vectorized parser."""

@@ -1,0 +1,265 @@
+"""LocalPipeline: execute statemachine/pipeline.asl.json under moto, calling the real Lambda handlers in-process.
+
+There is no second orchestration path: the definition SAM deploys is the one that runs here. moto's
+interpreter runs Task/Map/Retry/Catch as on AWS; its Docker-less Lambda backend only echoes, so its `invoke` is
+replaced by a dispatcher that imports functions/<name>/app.py and calls `handler`. That hook is internal to
+moto, which is why moto's version is pinned in pyproject.toml.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import json
+import os
+import threading
+import time
+import traceback
+import uuid
+import zipfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import boto3
+from moto import mock_aws
+from moto.awslambda_simple.models import LambdaSimpleBackend
+
+REGION = "us-east-1"
+ACCOUNT = "123456789012"
+# Logical id in template.yaml -> folder under functions/.
+FUNCTIONS = {
+    "PlanFunction": "plan",
+    "IngestFunction": "ingest",
+    "ValidateFunction": "validate",
+    "ComputeFunction": "compute",
+    "PublishFunction": "publish",
+    "RollbackFunction": "rollback",
+}
+
+
+def project_root() -> Path:
+    """The checkout holding statemachine/ and functions/: RECSYS_PROJECT_ROOT, the CWD's, or the package's."""
+    candidates = [os.environ.get("RECSYS_PROJECT_ROOT"), *map(str, [Path.cwd(), *Path.cwd().parents])]
+    candidates.append(str(Path(__file__).resolve().parents[4]))
+    for candidate in filter(None, candidates):
+        if (Path(candidate) / "statemachine" / "pipeline.asl.json").is_file():
+            return Path(candidate)
+    raise FileNotFoundError("statemachine/pipeline.asl.json not found: run from the project checkout")
+
+
+@dataclass(frozen=True)
+class StepEvent:
+    """One handler call, reported to the progress callback."""
+
+    function: str  # folder name: plan, ingest, ...
+    request: dict
+    result: dict | None
+    error: str | None
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Execution:
+    status: str  # SUCCEEDED | FAILED | TIMED_OUT | ABORTED
+    output: dict | None
+    error: str | None
+    cause: str | None
+
+    @property
+    def message(self) -> str:
+        """The failure in one line: the handler's errorMessage when the cause carries one."""
+        try:
+            cause = json.loads(self.cause or "")
+            if isinstance(cause, dict) and "errorMessage" in cause:
+                return f"{self.error}: {cause['errorMessage']}"
+        except json.JSONDecodeError:
+            pass
+        return f"{self.error}: {self.cause}"
+
+
+class _LocalContext:
+    """The parts of a Lambda context object that Powertools reads."""
+
+    def __init__(self, name: str) -> None:
+        self.function_name = name
+        self.function_version = "$LATEST"
+        self.memory_limit_in_mb = 3008
+        self.invoked_function_arn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{name}"
+        self.aws_request_id = str(uuid.uuid4())
+        self.log_group_name = f"/aws/lambda/{name}"
+        self.log_stream_name = "local"
+
+    @staticmethod
+    def get_remaining_time_in_millis() -> int:
+        return 900_000
+
+
+def _load_handler(root: Path, folder: str) -> Callable[[dict, Any], dict]:
+    path = root / "functions" / folder / "app.py"
+    spec = importlib.util.spec_from_file_location(f"recsys_functions_{folder}", path)
+    assert spec and spec.loader
+    module: ModuleType = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.handler
+
+
+@contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+class LocalPipeline:
+    """Context manager: a moto account with the pipeline's functions and state machine, ready to start runs.
+
+    `env` is the functions' environment (RECSYS_STORE, ...), as template.yaml sets it on AWS.
+    `passthrough_s3` lets S3 calls reach the real endpoint (a store on AWS or an S3-compatible server); when
+    False, S3 is moto's too (tests).
+    """
+
+    def __init__(
+        self,
+        env: dict[str, str],
+        *,
+        passthrough_s3: bool = False,
+        on_step: Callable[[StepEvent], None] | None = None,
+        root: Path | None = None,
+    ) -> None:
+        self.root = root or project_root()
+        self.env = {
+            "POWERTOOLS_METRICS_NAMESPACE": "Recsys",
+            "POWERTOOLS_METRICS_DISABLED": "true",  # EMF lines would only clutter a terminal
+            "POWERTOOLS_LOG_LEVEL": "WARNING",
+            "AWS_DEFAULT_REGION": REGION,
+            **env,
+        }
+        self.on_step = on_step
+        self._handlers: dict[str, Callable[[dict, Any], dict]] = {}
+        self._lock = threading.Lock()
+        config: dict[str, Any] = {
+            "stepfunctions": {"execute_state_machine": True},
+            "lambda": {"use_docker": False},
+        }
+        if passthrough_s3:
+            config["core"] = {"passthrough": {"services": ["s3"], "urls": []}, "mock_credentials": False}
+        self._mock = mock_aws(config=config)
+        self._original_invoke = LambdaSimpleBackend.invoke
+        self._env_cm: Any = None
+        self.state_machine_arn = ""
+
+    def __enter__(self) -> LocalPipeline:
+        self._env_cm = _environment(self.env)
+        self._env_cm.__enter__()
+        self._mock.start()
+        pipeline = self
+
+        def invoke(backend: LambdaSimpleBackend, function_name: str, qualifier: Any, body: Any, headers: Any,
+                   response_headers: dict) -> bytes:
+            return pipeline._invoke(function_name, body, response_headers)
+
+        LambdaSimpleBackend.invoke = invoke  # type: ignore[method-assign]
+        try:
+            self._deploy()
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        LambdaSimpleBackend.invoke = self._original_invoke  # type: ignore[method-assign]
+        self._mock.stop()
+        if self._env_cm is not None:
+            self._env_cm.__exit__(None, None, None)
+
+    def _deploy(self) -> None:
+        iam = boto3.client("iam", region_name=REGION)
+        role = iam.create_role(
+            RoleName="recsys-local",
+            AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": []}),
+        )["Role"]["Arn"]
+        code = io.BytesIO()
+        with zipfile.ZipFile(code, "w") as archive:
+            archive.writestr("app.py", "")  # never executed: invoke is dispatched in-process
+        lam = boto3.client("lambda", region_name=REGION)
+        substitutions = {}
+        for logical_id in FUNCTIONS:
+            arn = lam.create_function(
+                FunctionName=logical_id, Runtime="python3.12", Role=role, Handler="app.handler",
+                Code={"ZipFile": code.getvalue()},
+            )["FunctionArn"]
+            substitutions[f"{logical_id}Arn"] = arn
+        definition = (self.root / "statemachine" / "pipeline.asl.json").read_text()
+        for name, value in substitutions.items():
+            definition = definition.replace("${" + name + "}", value)
+        sfn = boto3.client("stepfunctions", region_name=REGION)
+        self.state_machine_arn = sfn.create_state_machine(
+            name="recsys-pipeline", definition=definition, roleArn=role
+        )["stateMachineArn"]
+
+    def _handler(self, logical_id: str) -> Callable[[dict, Any], dict]:
+        with self._lock:
+            if logical_id not in self._handlers:
+                self._handlers[logical_id] = _load_handler(self.root, FUNCTIONS[logical_id])
+            return self._handlers[logical_id]
+
+    def _invoke(self, function_name: str, body: Any, response_headers: dict) -> bytes:
+        logical_id = function_name.rsplit(":", 1)[-1]
+        request = json.loads(body or b"{}")
+        started = time.perf_counter()
+        try:
+            result = self._handler(logical_id)(request, _LocalContext(logical_id))
+        except Exception as exc:  # reported the way Lambda reports an unhandled error
+            response_headers["x-amz-function-error"] = "Unhandled"
+            error = {"errorType": type(exc).__name__, "errorMessage": str(exc),
+                     "stackTrace": traceback.format_tb(exc.__traceback__)}
+            self._report(logical_id, request, None, f"{type(exc).__name__}: {exc}", started)
+            return json.dumps(error).encode()
+        self._report(logical_id, request, result, None, started)
+        return json.dumps(result).encode()
+
+    def _report(self, logical_id: str, request: dict, result: dict | None, error: str | None, started: float) -> None:
+        if self.on_step:
+            self.on_step(StepEvent(FUNCTIONS[logical_id], request, result, error, time.perf_counter() - started))
+
+    def invoke(self, logical_id: str, request: dict) -> dict:
+        """Call one function directly, as an operator would with `aws lambda invoke` (e.g. RollbackFunction)."""
+        return self._handler(logical_id)(request, _LocalContext(logical_id))
+
+    def run(self, execution_input: dict, *, timeout: float = 3600.0, name: str | None = None) -> Execution:
+        """Start an execution with `execution_input` and wait for it to end."""
+        sfn = boto3.client("stepfunctions", region_name=REGION)
+        arn = sfn.start_execution(
+            stateMachineArn=self.state_machine_arn,
+            name=name or f"local-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}",
+            input=json.dumps(execution_input),
+        )["executionArn"]
+        deadline = time.monotonic() + timeout
+        delay = 0.01
+        while True:
+            described = sfn.describe_execution(executionArn=arn)
+            if described["status"] != "RUNNING":
+                break
+            if time.monotonic() > deadline:
+                sfn.stop_execution(executionArn=arn, error="LocalTimeout", cause=f"still running after {timeout}s")
+                raise TimeoutError(f"execution {arn} still running after {timeout}s")
+            time.sleep(delay)
+            delay = min(delay * 2, 0.2)
+        output = described.get("output")
+        return Execution(
+            status=described["status"],
+            output=json.loads(output) if output else None,
+            error=described.get("error"),
+            cause=described.get("cause"),
+        )

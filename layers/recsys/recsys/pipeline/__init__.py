@@ -1,0 +1,1 @@
+"""The pipeline's steps as the state machine sees them: request/response models and one function per step."""

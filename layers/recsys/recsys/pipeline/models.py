@@ -1,0 +1,100 @@
+"""Payloads between the state machine's states. They stay small: URIs and counts, never data."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from recsys.compute.service import ArtifactRef
+from recsys.days import Window
+from recsys.paths import safe_segment
+from recsys.settings import ARTIFACT_KINDS
+
+
+class _Step(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    tenant: str
+    surface: str
+    run_id: str | None = None
+
+    @field_validator("tenant", "surface")
+    @classmethod
+    def _segment(cls, value: str, info) -> str:
+        return safe_segment(value, info.field_name)
+
+
+class RunRequest(_Step):
+    """The state machine input. With no window (the daily schedule) the run covers yesterday, UTC."""
+
+    start: dt.date | None = None
+    end: dt.date | None = None
+    promote: bool = Field(False, description="move the pointer even if the window is older than the current one")
+    raw: str | None = Field(None, description="raw events location; default RECSYS_RAW_URI")
+    catalog: str | None = Field(None, description="catalog file; default RECSYS_CATALOG_URI")
+    kinds: list[str] | None = Field(None, description="artifact kinds to build; default RECSYS_KINDS")
+
+    @model_validator(mode="after")
+    def _window(self) -> RunRequest:
+        if (self.start is None) != (self.end is None):
+            raise ValueError("give both start and end, or neither (the daily run: yesterday)")
+        return self
+
+    @field_validator("kinds")
+    @classmethod
+    def _kinds(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and (unknown := sorted(set(value) - set(ARTIFACT_KINDS))):
+            raise ValueError(f"unknown artifact kind(s) {unknown}; known: {list(ARTIFACT_KINDS)}")
+        return value
+
+
+class PlanRequest(BaseModel):
+    """What the Plan state receives: the execution input as given, and the execution name as run id."""
+
+    input: RunRequest
+    run_id: str
+
+
+class Plan(_Step):
+    """The resolved run: what every later state reads from `$.plan`."""
+
+    start: dt.date
+    end: dt.date
+    days: list[dt.date]
+    kinds: list[str]
+    promote: bool
+    raw: str | None
+    catalog: str | None
+
+    @property
+    def window(self) -> Window:
+        return Window(start=self.start, end=self.end)
+
+
+class IngestRequest(_Step):
+    day: dt.date
+    raw: str | None = None
+
+
+class ValidateRequest(_Step):
+    start: dt.date
+    end: dt.date
+
+
+class ComputeRequest(_Step):
+    start: dt.date
+    end: dt.date
+    kind: str
+    catalog: str | None = None
+
+
+class PublishRequest(_Step):
+    start: dt.date
+    end: dt.date
+    promote: bool = False
+    artifacts: list[ArtifactRef]
+
+
+class RollbackRequest(_Step):
+    to: str | None = Field(None, description="manifest version; default the current manifest's previous version")

@@ -1,0 +1,1 @@
+"""Publish: verify artifacts, write an immutable manifest version, move the current pointer by CAS; rollback."""

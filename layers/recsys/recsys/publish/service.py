@@ -1,0 +1,183 @@
+"""publish and rollback: the only code that moves registry/current/{tenant}/{surface}/manifest.json.
+
+The pointer is written last and only by a conditional PutObject (If-Match on the ETag read, If-None-Match '*'
+when there is none). A lost race re-reads the pointer and decides again; nothing is ever overwritten blindly.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from enum import StrEnum
+
+from pydantic import BaseModel
+
+from recsys import paths
+from recsys.compute import EVENT_KINDS, content_sim
+from recsys.compute.artifact import content_version
+from recsys.compute.service import ArtifactRef
+from recsys.days import Window
+from recsys.errors import ArtifactInvalid, ManifestNotFound, PointerConflict, PublishRefused
+from recsys.publish.manifest import Manifest, build_manifest, is_backfill, manifest_version, regressions
+from recsys.store import NotFound, ObjectStore, PreconditionFailed
+from recsys.tables import from_parquet
+
+CAS_ATTEMPTS = 5
+SCHEMAS = {**{kind: module.SCHEMA for kind, module in EVENT_KINDS.items()}, content_sim.KIND: content_sim.SCHEMA}
+
+
+class Decision(StrEnum):
+    MOVED = "moved"  # the pointer now names the new manifest version
+    UNCHANGED = "unchanged"  # it already did (a rerun): nothing was written
+    KEPT_NEWER = "kept_newer"  # a backfill of an older window: the version is stored, the pointer stays
+
+
+class PublishResult(BaseModel):
+    manifest_version: str  # the version this run built (stored whatever the decision)
+    manifest_uri: str
+    decision: Decision
+    pointer_before: str | None  # the manifest version current named before this publish
+    pointer_after: str  # ... and after it
+
+
+class RollbackResult(BaseModel):
+    rolled_back_from: str
+    rolled_back_to: str
+
+
+@dataclass(frozen=True)
+class Pointer:
+    manifest: Manifest
+    etag: str
+
+
+def read_pointer(store: ObjectStore, tenant: str, surface: str) -> Pointer | None:
+    try:
+        blob = store.get(paths.current_manifest(tenant, surface))
+    except NotFound:
+        return None
+    return Pointer(Manifest.from_bytes(blob.data), blob.etag)
+
+
+def read_manifest(store: ObjectStore, tenant: str, surface: str, version: str) -> Manifest:
+    try:
+        return Manifest.from_bytes(store.get(paths.manifest_version(tenant, surface, version)).data)
+    except NotFound:
+        raise ManifestNotFound(f"{tenant}/{surface} has no manifest version {version}") from None
+
+
+def verify_artifact(store: ObjectStore, ref: ArtifactRef) -> None:
+    """The artifact exists, has its kind's schema and row count, and its content hashes to its version."""
+    schema = SCHEMAS.get(ref.kind)
+    if schema is None:
+        raise ArtifactInvalid(f"unknown artifact kind {ref.kind!r}")
+    try:
+        table = from_parquet(store.get(store.key_of(ref.uri)).data)
+    except NotFound:
+        raise ArtifactInvalid(f"{ref.kind} artifact {ref.uri} does not exist") from None
+    if table.schema.names != schema.names:
+        raise ArtifactInvalid(f"{ref.kind} artifact has columns {table.schema.names}, expected {schema.names}")
+    if table.num_rows != ref.rows:
+        raise ArtifactInvalid(f"{ref.kind} artifact has {table.num_rows} rows, the compute step reported {ref.rows}")
+    actual = content_version(table, schema)
+    if actual != ref.version:
+        raise ArtifactInvalid(f"{ref.kind} artifact content hashes to {actual}, not its version {ref.version}")
+
+
+def _store_version(store: ObjectStore, manifest: Manifest) -> Manifest:
+    """Create the immutable manifest version, or return the one already stored under that version."""
+    key = paths.manifest_version(manifest.tenant, manifest.surface, manifest.manifest_version)
+    if store.create(key, manifest.to_bytes(), content_type="application/json"):
+        return manifest
+    return Manifest.from_bytes(store.get(key).data)
+
+
+def _cas(store: ObjectStore, manifest: Manifest, expected: Pointer | None) -> None:
+    key = paths.current_manifest(manifest.tenant, manifest.surface)
+    if expected is None:
+        store.put(key, manifest.to_bytes(), content_type="application/json", if_none_match=True)
+    else:
+        store.put(key, manifest.to_bytes(), content_type="application/json", if_match=expected.etag)
+
+
+def publish(
+    store: ObjectStore,
+    tenant: str,
+    surface: str,
+    window: Window,
+    artifacts: list[ArtifactRef],
+    *,
+    promote: bool = False,
+    run_id: str | None = None,
+    now: dt.datetime | None = None,
+) -> PublishResult:
+    """Verify `artifacts`, store their manifest version, then move the pointer unless that would regress it."""
+    for ref in artifacts:
+        verify_artifact(store, ref)
+    pointer = read_pointer(store, tenant, surface)
+    problems = regressions(artifacts, pointer.manifest if pointer else None)
+    if problems:
+        raise PublishRefused("refusing to publish: " + "; ".join(problems))
+
+    version = manifest_version(tenant, surface, artifacts)
+    candidate = build_manifest(
+        tenant, surface, window, artifacts,
+        previous=pointer.manifest.manifest_version if pointer and pointer.manifest.manifest_version != version else None,
+        run_id=run_id, now=now,
+    )
+    manifest = _store_version(store, candidate)
+    uri = store.url(paths.manifest_version(tenant, surface, version))
+
+    for _ in range(CAS_ATTEMPTS):
+        current = pointer.manifest if pointer else None
+        if current is not None and current.manifest_version == version:
+            decision = Decision.UNCHANGED
+        elif is_backfill(window, current) and not promote:
+            decision = Decision.KEPT_NEWER
+        else:
+            try:
+                _cas(store, manifest, pointer)
+            except (PreconditionFailed, NotFound):
+                pointer = read_pointer(store, tenant, surface)  # lost a race: look again, then decide again
+                continue
+            return PublishResult(manifest_version=version, manifest_uri=uri, decision=Decision.MOVED,
+                                 pointer_before=current.manifest_version if current else None, pointer_after=version)
+        assert current is not None  # both non-moving decisions need a current manifest
+        return PublishResult(manifest_version=version, manifest_uri=uri, decision=decision,
+                             pointer_before=current.manifest_version, pointer_after=current.manifest_version)
+    raise PointerConflict(f"{tenant}/{surface}: the current pointer changed {CAS_ATTEMPTS} times while publishing")
+
+
+def rollback(store: ObjectStore, tenant: str, surface: str, to: str | None = None) -> RollbackResult:
+    """Point current at an earlier manifest version (default: the current one's previous) by CAS."""
+    pointer = read_pointer(store, tenant, surface)
+    if pointer is None:
+        raise ManifestNotFound(f"{tenant}/{surface} has no current manifest to roll back")
+    target_version = to or pointer.manifest.previous_manifest_version
+    if not target_version:
+        raise ManifestNotFound(
+            f"{tenant}/{surface} manifest {pointer.manifest.manifest_version} has no previous version; pass --to"
+        )
+    if target_version == pointer.manifest.manifest_version:
+        raise PublishRefused(f"{target_version} is already current")
+    target = read_manifest(store, tenant, surface, target_version)
+    missing = [uri for uri in target.current.values() if not store.exists(store.key_of(uri))]
+    if missing:
+        raise ArtifactInvalid(f"refusing to roll back to {target_version}: missing artifacts {missing}")
+    try:
+        _cas(store, target, pointer)
+    except (PreconditionFailed, NotFound):
+        raise PointerConflict(
+            f"{tenant}/{surface}: the current pointer changed during the rollback; re-check `recsys manifest show`"
+        ) from None
+    return RollbackResult(rolled_back_from=pointer.manifest.manifest_version, rolled_back_to=target_version)
+
+
+def history(store: ObjectStore, tenant: str, surface: str) -> list[Manifest]:
+    """Every stored manifest version, newest first."""
+    manifests = [
+        Manifest.from_bytes(store.get(key).data)
+        for key in store.list(paths.manifests_prefix(tenant, surface))
+        if key.endswith(".json")
+    ]
+    return sorted(manifests, key=lambda m: (m.updated_at, m.manifest_version), reverse=True)

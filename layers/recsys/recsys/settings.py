@@ -1,0 +1,104 @@
+"""Configuration: every knob, validated once with pydantic, read from RECSYS_* environment variables.
+
+Nested models use "__" in the variable name, e.g. RECSYS_GATES__MAX_ERROR_RATE=0.1 or
+RECSYS_COMPUTE__COOC_TOP_K=20. docs/reference/configuration.md lists them all.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+from pydantic import BaseModel, Field, PositiveFloat, PositiveInt, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ARTIFACT_KINDS = ("popularity", "cooc", "implicit", "content_sim", "session_seq")
+
+DEFAULT_EVENT_WEIGHTS = {"exposure": 1.0, "click": 3.0, "add_to_cart": 5.0, "purchase": 10.0}
+
+
+class GateLimits(BaseModel):
+    """Validate-stage gates. Per-day limits apply to each day of the window separately."""
+
+    max_error_rate: float = Field(0.05, ge=0, le=1, description="quarantined / read lines, per day")
+    min_events: int = Field(1, ge=0, description="accepted events over the whole window")
+    max_events_per_day: PositiveInt = 20_000_000
+    max_distinct_items_per_day: PositiveInt = 2_000_000
+    max_distinct_sessions_per_day: PositiveInt = 5_000_000
+    max_distinct_users_per_day: PositiveInt = 5_000_000
+    anomaly_trailing_days: PositiveInt = Field(7, description="days before each day used as its volume baseline")
+    anomaly_min_history: int = Field(3, ge=1, description="baseline days needed before the anomaly gate applies")
+    anomaly_min_ratio: float = Field(0.2, ge=0, description="day volume / trailing median must be at least this")
+    anomaly_max_ratio: PositiveFloat = Field(5.0, description="day volume / trailing median must be at most this")
+
+
+class ComputeParams(BaseModel):
+    """Algorithm knobs of the artifact kinds (see docs/reference/artifacts.md)."""
+
+    popularity_top_n: PositiveInt = 1000
+    popularity_half_life_days: PositiveFloat | None = 7.0
+    cooc_min_support: PositiveInt = 2
+    cooc_top_k: PositiveInt = 50
+    cooc_max_items_per_session: PositiveInt = 200
+    implicit_top_n: PositiveInt = 200
+    implicit_half_life_days: PositiveFloat | None = 30.0
+    session_seq_top_k: PositiveInt = 50
+    content_sim_top_k: PositiveInt = 50
+    content_sim_max_tag_items: PositiveInt = 5000
+
+
+class Settings(BaseSettings):
+    """Everything a Lambda, the local runner or the CLI needs, from RECSYS_* variables."""
+
+    model_config = SettingsConfigDict(env_prefix="RECSYS_", env_nested_delimiter="__", extra="ignore")
+
+    store: str = Field("file://.out", description="where canonical data, artifacts and manifests live")
+    raw_uri: str | None = Field(
+        None, description="raw events: local dir or s3://bucket/prefix; may contain {tenant} and {surface}"
+    )
+    catalog_uri: str | None = Field(None, description="catalog CSV/JSONL (local path or s3://); may contain {tenant}")
+    kinds: list[str] = Field(default_factory=lambda: list(ARTIFACT_KINDS))
+    event_weights: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_EVENT_WEIGHTS))
+    max_days_per_run: PositiveInt = 366
+    gates: GateLimits = Field(default_factory=GateLimits)
+    compute: ComputeParams = Field(default_factory=ComputeParams)
+
+    @field_validator("raw_uri", "catalog_uri", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("kinds", mode="before")
+    @classmethod
+    def _split_kinds(cls, value: object) -> object:
+        if isinstance(value, str) and not value.lstrip().startswith("["):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("kinds")
+    @classmethod
+    def _known_kinds(cls, value: list[str]) -> list[str]:
+        unknown = sorted(set(value) - set(ARTIFACT_KINDS))
+        if unknown:
+            raise ValueError(f"unknown artifact kind(s) {unknown}; known: {list(ARTIFACT_KINDS)}")
+        if not value:
+            raise ValueError("at least one artifact kind must be enabled")
+        return [kind for kind in ARTIFACT_KINDS if kind in value]
+
+    @field_validator("event_weights")
+    @classmethod
+    def _weights(cls, value: dict[str, float]) -> dict[str, float]:
+        if "exposure" not in value:
+            raise ValueError("event_weights must define 'exposure' (the default event_type)")
+        bad = {name: weight for name, weight in value.items() if weight < 0}
+        if bad:
+            raise ValueError(f"event weights must be >= 0: {bad}")
+        return value
+
+    @cached_property
+    def event_types(self) -> list[str]:
+        return sorted(self.event_weights)
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from the environment, with explicit overrides (CLI flags) winning."""
+    return Settings(**{key: value for key, value in overrides.items() if value is not None})

@@ -1,0 +1,1 @@
+"""Validate: gates over a window's ingest reports. A failed gate stops the run before anything is published."""

@@ -1,0 +1,92 @@
+"""The gates, as pure functions over ingest counts (no I/O)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import statistics
+
+from pydantic import BaseModel
+
+from recsys.ingest.service import IngestReport
+from recsys.settings import GateLimits
+
+
+class GateResult(BaseModel):
+    gate: str
+    day: dt.date | None  # None for window-wide gates
+    passed: bool
+    message: str
+
+
+def _per_day_limit(report: IngestReport, gate: str, value: int, limit: int, what: str) -> GateResult:
+    return GateResult(
+        gate=gate, day=report.day, passed=value <= limit, message=f"{report.day}: {value} {what} (max {limit})"
+    )
+
+
+def evaluate(reports: list[IngestReport], history: dict[dt.date, int], limits: GateLimits) -> list[GateResult]:
+    """Every gate's result for the window's `reports`.
+
+    `history` holds accepted-event counts of days before the window; with the window's own days it forms the
+    trailing baseline of the volume-anomaly gate.
+    """
+    results: list[GateResult] = []
+    volumes = dict(history)
+    for report in sorted(reports, key=lambda r: r.day):
+        rate = report.error_rate
+        results.append(
+            GateResult(
+                gate="error_budget",
+                day=report.day,
+                passed=rate <= limits.max_error_rate,
+                message=(
+                    f"{report.day}: quarantined {report.quarantined} of {report.read} lines ({rate:.2%}), "
+                    f"budget {limits.max_error_rate:.2%}" + (f"; reasons {report.reasons}" if report.reasons else "")
+                ),
+            )
+        )
+        results.append(_per_day_limit(report, "max_events", report.accepted, limits.max_events_per_day, "events"))
+        results.append(_per_day_limit(report, "max_distinct_items", report.distinct_items,
+                                      limits.max_distinct_items_per_day, "distinct items"))
+        results.append(_per_day_limit(report, "max_distinct_sessions", report.distinct_sessions,
+                                      limits.max_distinct_sessions_per_day, "distinct sessions"))
+        results.append(_per_day_limit(report, "max_distinct_users", report.distinct_users,
+                                      limits.max_distinct_users_per_day, "distinct users"))
+        results.append(_volume_anomaly(report, volumes, limits))
+        volumes[report.day] = report.accepted
+    total = sum(r.accepted for r in reports)
+    results.append(
+        GateResult(
+            gate="min_events",
+            day=None,
+            passed=total >= limits.min_events,
+            message=f"window has {total} accepted events (min {limits.min_events})",
+        )
+    )
+    return results
+
+
+def _volume_anomaly(report: IngestReport, volumes: dict[dt.date, int], limits: GateLimits) -> GateResult:
+    trailing = [
+        volumes[day]
+        for offset in range(1, limits.anomaly_trailing_days + 1)
+        if (day := report.day - dt.timedelta(days=offset)) in volumes
+    ]
+    if len(trailing) < limits.anomaly_min_history:
+        return GateResult(
+            gate="volume_anomaly",
+            day=report.day,
+            passed=True,
+            message=f"{report.day}: {len(trailing)} baseline days (< {limits.anomaly_min_history}), not checked",
+        )
+    baseline = statistics.median(trailing)
+    ratio = report.accepted / baseline if baseline else (1.0 if report.accepted == 0 else float("inf"))
+    return GateResult(
+        gate="volume_anomaly",
+        day=report.day,
+        passed=limits.anomaly_min_ratio <= ratio <= limits.anomaly_max_ratio,
+        message=(
+            f"{report.day}: {report.accepted} events vs trailing median {baseline:g} over {len(trailing)} days "
+            f"(ratio {ratio:.2f}, allowed {limits.anomaly_min_ratio:g}..{limits.anomaly_max_ratio:g})"
+        ),
+    )

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
+
 from recsys.events.contract import RawEvent, parse_timestamp
 from recsys.synthetic import (
     GenerationSummary,
@@ -244,7 +245,7 @@ def test_catalog_covers_every_event_item_with_group_tags(tmp_path: Path, small: 
     categories: dict[int, set[str]] = defaultdict(set)
     for row in rows:
         tags = dict(tag.split(":", 1) for tag in row["tags"].split("|"))
-        assert set(tags) == {"category", "brand", "style"} and row["title"] and row["namespace"] == "product"
+        assert set(tags) == {"category", "brand", "style"} and row["title"] and row["namespace"] == "home"
         categories[world.group_of(row["item_id"])].add(tags["category"])
     assert all(len(names) == 1 for names in categories.values())
     assert len(set().union(*categories.values())) == SMALL.taste_groups

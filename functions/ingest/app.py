@@ -7,6 +7,10 @@ from recsys.pipeline.steps import ingest
 handler = step_handler(
     ingest,
     IngestRequest,
-    lambda r: {"LinesRead": r.read, "EventsAccepted": r.accepted, "EventsQuarantined": r.quarantined,
-               "EventsDuplicate": r.duplicates},
+    lambda r: {
+        "LinesRead": r.read,
+        "EventsAccepted": r.accepted,
+        "EventsQuarantined": r.quarantined,
+        "EventsDuplicate": r.duplicates,
+    },
 )

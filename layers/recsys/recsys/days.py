@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 from pydantic import BaseModel, model_validator
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 def parse_day(text: str) -> dt.date:

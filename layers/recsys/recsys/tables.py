@@ -1,28 +1,93 @@
-"""Arrow tables <-> Parquet bytes, deterministic: the same table always gives the same bytes."""
+"""Arrow tables <-> bytes, deterministically: the same logical table always gives the same bytes and version.
+
+Used by canonical partitions, partials and artifacts alike.
+"""
 
 from __future__ import annotations
 
-import io
+import hashlib
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
+
+SCHEMA_VERSION = "1"
+
+
+def _canonical_array(arr: pa.Array) -> pa.Array:
+    """`arr` with defined bytes under null slots, so equal arrays serialize to equal IPC bytes.
+
+    Arrow leaves the value bytes of null slots unspecified: a kernel's output and the same data read back from
+    Parquet may differ there. Values under nulls become zero / empty, recursively into list children.
+    """
+    type_ = arr.type
+    if pa.types.is_list(type_) or pa.types.is_large_list(type_):
+        mask = pc.is_null(arr) if arr.null_count else None
+        filled = pc.fill_null(arr, pa.scalar([], type_)) if arr.null_count else arr
+        offsets = pc.subtract(filled.offsets, filled.offsets[0])
+        cls = pa.LargeListArray if pa.types.is_large_list(type_) else pa.ListArray
+        return cls.from_arrays(offsets, _canonical_array(filled.flatten()), type=type_, mask=mask)
+    if not arr.null_count:
+        return arr
+    if pa.types.is_string(type_) or pa.types.is_large_string(type_):
+        empty = pa.scalar("", type_)
+    elif pa.types.is_binary(type_) or pa.types.is_large_binary(type_):
+        empty = pa.scalar(b"", type_)
+    elif pa.types.is_primitive(type_):
+        try:
+            empty = pa.scalar(0, pa.int64()).cast(type_)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            return arr
+    else:
+        return arr
+    # Both are fresh kernel outputs (offset 0, zeroed bitmap tails).
+    validity = pc.is_valid(arr).buffers()[1]
+    filled = pc.fill_null(arr, empty)
+    return pa.Array.from_buffers(type_, len(arr), [validity, *filled.buffers()[1:]], null_count=arr.null_count)
+
+
+def canonical_table(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """`table` cast to `schema` (metadata dropped) as fresh single-chunk columns with normalized null slots."""
+    schema = schema.remove_metadata()
+    cast = table.select(schema.names).cast(schema)
+    # concat_arrays copies even a single chunk, so a slice's buffers never leak bytes beyond its range.
+    columns = [
+        _canonical_array(pa.concat_arrays(column.chunks) if column.num_chunks else column.combine_chunks())
+        for column in cast.columns
+    ]
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+def content_version(table: pa.Table, schema: pa.Schema) -> str:
+    """sha256 hex of the table as one uncompressed Arrow IPC stream record batch: independent of chunking,
+    of metadata and of how the table was read back."""
+    canonical = canonical_table(table, schema)
+    batch = pa.RecordBatch.from_arrays([column.chunk(0) for column in canonical.columns], schema=canonical.schema)
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, canonical.schema, options=pa.ipc.IpcWriteOptions(compression=None)) as writer:
+        writer.write_batch(batch)
+    return hashlib.sha256(sink.getvalue().to_pybytes()).hexdigest()
 
 
 def to_parquet(table: pa.Table, schema: pa.Schema, *, kind: str, row_group_size: int = 65_536) -> bytes:
-    """Parquet bytes of `table` cast to `schema`, tagged with its kind; row groups let readers fetch one key."""
-    table = table.cast(schema).replace_schema_metadata({"recsys.kind": kind, "recsys.schema": "1"})
-    sink = io.BytesIO()
+    """Deterministic Parquet bytes (zstd, dictionaries, statistics, kind metadata).
+
+    The first column is the lookup key and the table is sorted by it, so row-group statistics let a reader fetch
+    one key's rows without reading the whole file.
+    """
+    metadata = {"recsys.kind": kind, "recsys.schema": SCHEMA_VERSION}
+    out = canonical_table(table, schema).replace_schema_metadata(metadata)
+    sink = pa.BufferOutputStream()
     pq.write_table(
-        table,
+        out,
         sink,
         row_group_size=row_group_size,
         compression="zstd",
         use_dictionary=True,
         write_statistics=True,
-        store_schema=False,
     )
-    return sink.getvalue()
+    return sink.getvalue().to_pybytes()
 
 
 def from_parquet(data: bytes) -> pa.Table:
-    return pq.read_table(io.BytesIO(data))
+    return pq.read_table(pa.BufferReader(data))

@@ -93,7 +93,10 @@ def compute_kind(
     """Build `kind` over `window` and store it create-exclusive; an existing version is reused, never rewritten."""
     built = reused = 0
     if kind == content_sim.KIND:
-        table, schema = _catalog_artifact(surface, settings, catalog_uri or settings.catalog_uri, tenant), content_sim.SCHEMA
+        table, schema = (
+            _catalog_artifact(surface, settings, catalog_uri or settings.catalog_uri, tenant),
+            content_sim.SCHEMA,
+        )
     elif kind in EVENT_KINDS:
         table, built, reused = _event_artifact(store, kind, tenant, surface, window, settings)
         schema = EVENT_KINDS[kind].SCHEMA

@@ -54,7 +54,7 @@ def parse_timestamp(text: str) -> dt.datetime:
     if hours > 23 or minutes > 59:
         raise ValueError("ts zone offset out of range")
     offset = dt.timedelta(hours=hours, minutes=minutes) * (-1 if zone.startswith("-") else 1)
-    return (parsed - offset).replace(tzinfo=dt.timezone.utc)
+    return (parsed - offset).replace(tzinfo=dt.UTC)
 
 
 class RawEvent(BaseModel):

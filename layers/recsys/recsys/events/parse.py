@@ -42,8 +42,13 @@ class Rejection:
     raw: str
 
     def to_json(self) -> dict:
-        return {"source": self.source, "line": self.line, "reason": str(self.reason), "detail": self.detail,
-                "raw": self.raw}
+        return {
+            "source": self.source,
+            "line": self.line,
+            "reason": str(self.reason),
+            "detail": self.detail,
+            "raw": self.raw,
+        }
 
 
 @dataclass
@@ -172,8 +177,9 @@ def _parse_timestamps(ts: pa.ChunkedArray) -> pa.ChunkedArray:
     minutes = pc.cast(pc.if_else(is_z, "0", pc.utf8_slice_codeunits(zone, 4, 6)), pa.int64())
     sign = pc.if_else(pc.starts_with(zone, "-"), -1, 1)
     offset = pc.multiply(sign, pc.add(pc.multiply(hours, 3600), pc.multiply(minutes, 60)))
-    valid = pc.and_(pc.and_(ok, pc.fill_null(real_date, False)),
-                    pc.and_(pc.less_equal(hours, 23), pc.less_equal(minutes, 59)))
+    valid = pc.and_(
+        pc.and_(ok, pc.fill_null(real_date, False)), pc.and_(pc.less_equal(hours, 23), pc.less_equal(minutes, 59))
+    )
     seconds = pc.subtract(pc.cast(base, pa.int64()), offset)
     utc = pc.add(pc.multiply(seconds, 1_000_000), micros)
     return pc.if_else(valid, utc, pa.scalar(None, pa.int64()))
@@ -196,11 +202,23 @@ def _rules(table: pa.Table, ts_us: pa.ChunkedArray, scope: DayScope, dated: bool
         rules.append((pc.equal(table[name], ""), Reason.INVALID_VALUE, f"{name}: must not be empty"))
     rules.append((pc.less(table["rank"], 0), Reason.INVALID_VALUE, "rank: must be >= 0"))
     known = pa.array(sorted(scope.event_types))
-    rules.append((pc.invert(pc.is_in(table["event_type"], known)), Reason.UNKNOWN_EVENT_TYPE,
-                  f"event_type: not one of {sorted(scope.event_types)}"))
-    rules.append((pc.not_equal(table["tenant"], scope.tenant), Reason.TENANT_MISMATCH, f"tenant: run is for {scope.tenant!r}"))
-    rules.append((pc.not_equal(table["surface"], scope.surface), Reason.SURFACE_MISMATCH,
-                  f"surface: run is for {scope.surface!r}"))
+    rules.append(
+        (
+            pc.invert(pc.is_in(table["event_type"], known)),
+            Reason.UNKNOWN_EVENT_TYPE,
+            f"event_type: not one of {sorted(scope.event_types)}",
+        )
+    )
+    rules.append(
+        (pc.not_equal(table["tenant"], scope.tenant), Reason.TENANT_MISMATCH, f"tenant: run is for {scope.tenant!r}")
+    )
+    rules.append(
+        (
+            pc.not_equal(table["surface"], scope.surface),
+            Reason.SURFACE_MISMATCH,
+            f"surface: run is for {scope.surface!r}",
+        )
+    )
     if dated:
         outside = pc.or_(pc.less(ts_us, scope.start_us), pc.greater_equal(ts_us, scope.start_us + 86_400_000_000))
         rules.append((outside, Reason.OUT_OF_WINDOW, f"ts: not on {scope.day} (UTC)"))
@@ -264,8 +282,9 @@ def parse_events(data: bytes, *, source: str, scope: DayScope, dated: bool) -> P
     bad = pc.is_valid(reason)
     if pc.any(bad).as_py():
         bad_np = np.asarray(bad)
-        for number, code, text in zip(numbers[bad_np], reason.filter(bad).to_pylist(),
-                                      detail.filter(bad).to_pylist(), strict=True):
+        for number, code, text in zip(
+            numbers[bad_np], reason.filter(bad).to_pylist(), detail.filter(bad).to_pylist(), strict=True
+        ):
             i = int(np.searchsorted(lines.numbers, number))
             rejections.append(_rejection(source, int(number), Reason(code), text, lines.text(i)))
         good = pc.invert(bad)

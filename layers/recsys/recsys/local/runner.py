@@ -165,8 +165,14 @@ class LocalPipeline:
         self._mock.start()
         pipeline = self
 
-        def invoke(backend: LambdaSimpleBackend, function_name: str, qualifier: Any, body: Any, headers: Any,
-                   response_headers: dict) -> bytes:
+        def invoke(
+            backend: LambdaSimpleBackend,
+            function_name: str,
+            qualifier: Any,
+            body: Any,
+            headers: Any,
+            response_headers: dict,
+        ) -> bytes:
             return pipeline._invoke(function_name, body, response_headers)
 
         LambdaSimpleBackend.invoke = invoke  # type: ignore[method-assign]
@@ -196,7 +202,10 @@ class LocalPipeline:
         substitutions = {}
         for logical_id in FUNCTIONS:
             arn = lam.create_function(
-                FunctionName=logical_id, Runtime="python3.12", Role=role, Handler="app.handler",
+                FunctionName=logical_id,
+                Runtime="python3.12",
+                Role=role,
+                Handler="app.handler",
                 Code={"ZipFile": code.getvalue()},
             )["FunctionArn"]
             substitutions[f"{logical_id}Arn"] = arn
@@ -204,9 +213,9 @@ class LocalPipeline:
         for name, value in substitutions.items():
             definition = definition.replace("${" + name + "}", value)
         sfn = boto3.client("stepfunctions", region_name=REGION)
-        self.state_machine_arn = sfn.create_state_machine(
-            name="recsys-pipeline", definition=definition, roleArn=role
-        )["stateMachineArn"]
+        self.state_machine_arn = sfn.create_state_machine(name="recsys-pipeline", definition=definition, roleArn=role)[
+            "stateMachineArn"
+        ]
 
     def _handler(self, logical_id: str) -> Callable[[dict, Any], dict]:
         with self._lock:
@@ -222,8 +231,11 @@ class LocalPipeline:
             result = self._handler(logical_id)(request, _LocalContext(logical_id))
         except Exception as exc:  # reported the way Lambda reports an unhandled error
             response_headers["x-amz-function-error"] = "Unhandled"
-            error = {"errorType": type(exc).__name__, "errorMessage": str(exc),
-                     "stackTrace": traceback.format_tb(exc.__traceback__)}
+            error = {
+                "errorType": type(exc).__name__,
+                "errorMessage": str(exc),
+                "stackTrace": traceback.format_tb(exc.__traceback__),
+            }
             self._report(logical_id, request, None, f"{type(exc).__name__}: {exc}", started)
             return json.dumps(error).encode()
         self._report(logical_id, request, result, None, started)

@@ -71,8 +71,13 @@ def compute(request: ComputeRequest, settings: Settings) -> ComputeResult:
 def publish_run(request: PublishRequest, settings: Settings) -> PublishResult:
     window = Window(start=request.start, end=request.end)
     return publish(
-        open_store(settings.store), request.tenant, request.surface, window, request.artifacts,
-        promote=request.promote, run_id=request.run_id,
+        open_store(settings.store),
+        request.tenant,
+        request.surface,
+        window,
+        request.artifacts,
+        promote=request.promote,
+        run_id=request.run_id,
     )
 
 

@@ -68,7 +68,7 @@ def build_manifest(
     run_id: str | None,
     now: dt.datetime | None = None,
 ) -> Manifest:
-    now = (now or dt.datetime.now(dt.timezone.utc)).astimezone(dt.timezone.utc)
+    now = (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
     ordered = sorted(artifacts, key=lambda a: a.kind)
     return Manifest(
         tenant=tenant,
@@ -79,8 +79,9 @@ def build_manifest(
         previous_manifest_version=previous,
         window=window,
         artifacts={
-            a.kind: ManifestArtifact(version=a.version, uri=a.uri, window=a.window, rows=a.rows, keys=a.keys,
-                                     bytes=a.bytes)
+            a.kind: ManifestArtifact(
+                version=a.version, uri=a.uri, window=a.window, rows=a.rows, keys=a.keys, bytes=a.bytes
+            )
             for a in ordered
         },
         run_id=run_id,

@@ -121,9 +121,15 @@ def publish(
 
     version = manifest_version(tenant, surface, artifacts)
     candidate = build_manifest(
-        tenant, surface, window, artifacts,
-        previous=pointer.manifest.manifest_version if pointer and pointer.manifest.manifest_version != version else None,
-        run_id=run_id, now=now,
+        tenant,
+        surface,
+        window,
+        artifacts,
+        previous=pointer.manifest.manifest_version
+        if pointer and pointer.manifest.manifest_version != version
+        else None,
+        run_id=run_id,
+        now=now,
     )
     manifest = _store_version(store, candidate)
     uri = store.url(paths.manifest_version(tenant, surface, version))
@@ -140,11 +146,21 @@ def publish(
             except (PreconditionFailed, NotFound):
                 pointer = read_pointer(store, tenant, surface)  # lost a race: look again, then decide again
                 continue
-            return PublishResult(manifest_version=version, manifest_uri=uri, decision=Decision.MOVED,
-                                 pointer_before=current.manifest_version if current else None, pointer_after=version)
+            return PublishResult(
+                manifest_version=version,
+                manifest_uri=uri,
+                decision=Decision.MOVED,
+                pointer_before=current.manifest_version if current else None,
+                pointer_after=version,
+            )
         assert current is not None  # both non-moving decisions need a current manifest
-        return PublishResult(manifest_version=version, manifest_uri=uri, decision=decision,
-                             pointer_before=current.manifest_version, pointer_after=current.manifest_version)
+        return PublishResult(
+            manifest_version=version,
+            manifest_uri=uri,
+            decision=decision,
+            pointer_before=current.manifest_version,
+            pointer_after=current.manifest_version,
+        )
     raise PointerConflict(f"{tenant}/{surface}: the current pointer changed {CAS_ATTEMPTS} times while publishing")
 
 

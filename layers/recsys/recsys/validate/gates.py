@@ -46,12 +46,25 @@ def evaluate(reports: list[IngestReport], history: dict[dt.date, int], limits: G
             )
         )
         results.append(_per_day_limit(report, "max_events", report.accepted, limits.max_events_per_day, "events"))
-        results.append(_per_day_limit(report, "max_distinct_items", report.distinct_items,
-                                      limits.max_distinct_items_per_day, "distinct items"))
-        results.append(_per_day_limit(report, "max_distinct_sessions", report.distinct_sessions,
-                                      limits.max_distinct_sessions_per_day, "distinct sessions"))
-        results.append(_per_day_limit(report, "max_distinct_users", report.distinct_users,
-                                      limits.max_distinct_users_per_day, "distinct users"))
+        results.append(
+            _per_day_limit(
+                report, "max_distinct_items", report.distinct_items, limits.max_distinct_items_per_day, "distinct items"
+            )
+        )
+        results.append(
+            _per_day_limit(
+                report,
+                "max_distinct_sessions",
+                report.distinct_sessions,
+                limits.max_distinct_sessions_per_day,
+                "distinct sessions",
+            )
+        )
+        results.append(
+            _per_day_limit(
+                report, "max_distinct_users", report.distinct_users, limits.max_distinct_users_per_day, "distinct users"
+            )
+        )
         results.append(_volume_anomaly(report, volumes, limits))
         volumes[report.day] = report.accepted
     total = sum(r.accepted for r in reports)

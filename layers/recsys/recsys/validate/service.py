@@ -26,7 +26,9 @@ class ValidationResult(BaseModel):
             raise GateFailed(f"{len(self.failures)} gate(s) failed: {details}")
 
 
-def validate_window(store: ObjectStore, tenant: str, surface: str, window: Window, limits: GateLimits) -> ValidationResult:
+def validate_window(
+    store: ObjectStore, tenant: str, surface: str, window: Window, limits: GateLimits
+) -> ValidationResult:
     reports = []
     for day in window.days:
         report = load_report(store, tenant, surface, day)

@@ -1,0 +1,237 @@
+"""`recsys`: run the pipeline locally through the real state machine, inspect and roll back manifests.
+
+Exit codes: 0 ok, 1 the run (or the operation) failed, 2 usage or configuration error.
+Errors are one line on stderr; --debug shows the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+import time
+from collections.abc import Sequence
+
+from pydantic import ValidationError
+
+from recsys import __version__
+from recsys.days import parse_day
+from recsys.errors import ConfigError, RecsysError
+from recsys.local.runner import Execution, LocalPipeline, StepEvent
+from recsys.pipeline.models import RunRequest
+from recsys.publish import service as registry
+from recsys.store import StoreError, open_store
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(Exception):
+    """Bad arguments: exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse exits 2 itself; keep it one line
+        raise UsageError(message)
+
+
+def _day(text: str) -> dt.date:
+    try:
+        return parse_day(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _store_uri(text: str) -> str:
+    """Normalize the store URI (file:// paths absolute) so manifests record where things really are."""
+    return open_store(text).uri
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="recsys", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"recsys {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    def scoped(name: str, help_text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub.add_argument("--tenant", required=True)
+        sub.add_argument("--surface", required=True)
+        sub.add_argument("--store", default="file://.out", help="store URI: file://DIR or s3://BUCKET[/PREFIX]")
+        return sub
+
+    run = scoped("run", "run a window through statemachine/pipeline.asl.json locally (moto), real handlers")
+    run.add_argument("--start", type=_day, help="first day, YYYY-MM-DD (with --end; both omitted: yesterday)")
+    run.add_argument("--end", type=_day, help="last day, inclusive")
+    run.add_argument("--raw", help="raw events: a directory, a .jsonl[.gz] file or s3://bucket/prefix")
+    run.add_argument("--catalog", help="catalog CSV or JSONL (needed for content_sim)")
+    run.add_argument("--kinds", help="comma-separated artifact kinds (default: all five)")
+    run.add_argument("--promote", action="store_true", help="move the pointer even for a window older than current")
+    run.add_argument("--json", action="store_true", help="print the execution output as JSON instead of a summary")
+    run.add_argument("--quiet", action="store_true", help="no progress lines")
+
+    manifest = commands.add_parser("manifest", help="inspect manifests")
+    manifest_commands = manifest.add_subparsers(dest="manifest_command", required=True, parser_class=_Parser)
+    for name, help_text in (
+        ("show", "print the current manifest as JSON"),
+        ("history", "list manifest versions, newest first"),
+    ):
+        sub = manifest_commands.add_parser(name, help=help_text, description=help_text)
+        sub.add_argument("--tenant", required=True)
+        sub.add_argument("--surface", required=True)
+        sub.add_argument("--store", default="file://.out")
+        if name == "history":
+            sub.add_argument("--json", action="store_true")
+
+    rollback = scoped("rollback", "move the current pointer to an earlier manifest version (CAS)")
+    rollback.add_argument("--to", help="manifest version (default: the current manifest's previous version)")
+    return parser
+
+
+def _progress(event: StepEvent) -> None:
+    r, took = event.result or {}, f"{event.seconds:5.2f}s"
+    if event.error:
+        line = f"{event.function} failed: {event.error}"
+    elif event.function == "plan":
+        line = f"plan: {r['start']}..{r['end']} ({len(r['days'])} days), kinds {', '.join(r['kinds'])}"
+    elif event.function == "ingest":
+        reasons = ", ".join(f"{k} {v}" for k, v in r["reasons"].items())
+        line = (
+            f"ingest {r['day']}: {r['accepted']} accepted, {r['duplicates']} duplicates, "
+            f"{r['quarantined']} quarantined" + (f" ({reasons})" if reasons else "")
+        )
+    elif event.function == "validate":
+        line = f"validate: {r['checked']} gate checks passed, {r['events']} events"
+    elif event.function == "compute":
+        a = r["artifact"]
+        line = (
+            f"compute {a['kind']}: {a['rows']} rows, version {a['version'][:12]} "
+            f"({'new' if r['written'] else 'reused'}; partials {r['partials_built']} built, "
+            f"{r['partials_reused']} reused)"
+        )
+    else:
+        line = f"{event.function}: {r.get('decision', 'done')}"
+    print(f"  [{took}] {line}", file=sys.stderr, flush=True)
+
+
+def _summary(execution: Execution, seconds: float) -> str:
+    out = execution.output or {}
+    plan, published = out["plan"], out["published"]
+    lines = [
+        f"run {plan['run_id']}: {execution.status} in {seconds:.1f}s",
+        f"window {plan['start']}..{plan['end']} ({len(plan['days'])} days) for {plan['tenant']}/{plan['surface']}",
+        f"  {'day':<10} {'read':>9} {'accepted':>9} {'dupes':>7} {'quarantined':>11}",
+    ]
+    for day in out["ingested"]:
+        lines.append(
+            f"  {day['day']:<10} {day['read']:>9} {day['accepted']:>9} {day['duplicates']:>7} {day['quarantined']:>11}"
+        )
+    lines.append("artifacts")
+    for computed in out["computed"]:
+        a = computed["artifact"]
+        lines.append(
+            f"  {a['kind']:<12} {a['version'][:16]}  {a['rows']:>9} rows  "
+            f"{'written' if computed['written'] else 'reused (identical)'}"
+        )
+    decision = {
+        "moved": "pointer moved" + (f" from {published['pointer_before'][:16]}" if published["pointer_before"] else ""),
+        "unchanged": "pointer already current (nothing rewritten)",
+        "kept_newer": f"pointer kept on newer {published['pointer_after'][:16]} (backfill; use --promote to move it)",
+    }[published["decision"]]
+    lines.append(f"manifest {published['manifest_version'][:16]}: {decision}")
+    return "\n".join(lines)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    store = _store_uri(args.store)
+    request = RunRequest(
+        tenant=args.tenant,
+        surface=args.surface,
+        start=args.start,
+        end=args.end,
+        promote=args.promote,
+        raw=args.raw,
+        catalog=args.catalog,
+        kinds=[k.strip() for k in args.kinds.split(",") if k.strip()] if args.kinds else None,
+    )
+    started = time.perf_counter()
+    if not args.quiet:
+        print(f"recsys run {request.tenant}/{request.surface} -> {store}", file=sys.stderr, flush=True)
+    with LocalPipeline(
+        {"RECSYS_STORE": store}, passthrough_s3=store.startswith("s3://"), on_step=None if args.quiet else _progress
+    ) as pipeline:
+        execution = pipeline.run(request.model_dump(mode="json", exclude_none=True))
+    seconds = time.perf_counter() - started
+    if execution.status != "SUCCEEDED":
+        print(f"recsys: run failed: {execution.message}", file=sys.stderr)
+        return EXIT_FAILED
+    print(json.dumps(execution.output, indent=2) if args.json else _summary(execution, seconds))
+    return EXIT_OK
+
+
+def cmd_manifest(args: argparse.Namespace) -> int:
+    store = open_store(args.store)
+    if args.manifest_command == "show":
+        pointer = registry.read_pointer(store, args.tenant, args.surface)
+        if pointer is None:
+            raise RecsysError(f"no current manifest for {args.tenant}/{args.surface} in {store.uri}")
+        print(pointer.manifest.to_bytes().decode())
+        return EXIT_OK
+    manifests = registry.history(store, args.tenant, args.surface)
+    pointer = registry.read_pointer(store, args.tenant, args.surface)
+    current = pointer.manifest.manifest_version if pointer else None
+    if args.json:
+        print(
+            json.dumps(
+                [m.model_dump(mode="json") | {"current": m.manifest_version == current} for m in manifests], indent=2
+            )
+        )
+        return EXIT_OK
+    if not manifests:
+        raise RecsysError(f"no manifests for {args.tenant}/{args.surface} in {store.uri}")
+    print(f"{'manifest_version':<20} {'created':<20} {'window':<22} kinds")
+    for m in manifests:
+        marker = "  <- current" if m.manifest_version == current else ""
+        print(f"{m.manifest_version[:18]:<20} {m.updated_at:<20} {str(m.window):<22} {','.join(m.current)}{marker}")
+    return EXIT_OK
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    store = open_store(args.store)
+    result = registry.rollback(store, args.tenant, args.surface, args.to)
+    print(f"rolled back {args.tenant}/{args.surface}: {result.rolled_back_from} -> {result.rolled_back_to}")
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = None
+    try:
+        args = parser.parse_args(argv)
+        handler = {"run": cmd_run, "manifest": cmd_manifest, "rollback": cmd_rollback}[args.command]
+        return handler(args)
+    except (UsageError, ConfigError, ValidationError, ValueError) as exc:
+        if args is not None and args.debug:
+            raise
+        print(f"recsys: error: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_USAGE
+    except (RecsysError, StoreError, OSError) as exc:
+        if args is not None and args.debug:
+            raise
+        print(f"recsys: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print("recsys: interrupted", file=sys.stderr)
+        return 130
+
+
+def _one_line(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        return "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'input'}: {e['msg'].removeprefix('Value error, ')}" for e in exc.errors()
+        )
+    return " ".join(str(exc).split())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

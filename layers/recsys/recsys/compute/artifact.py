@@ -1,0 +1,76 @@
+"""Helpers shared by the artifact kinds: decay, top-k, event weights.
+
+Everything here is pure pyarrow: identical logical input gives identical output bytes. Content versions and
+deterministic Parquet live in recsys.tables (the canonical partitions use them too) and are re-exported here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from recsys.tables import canonical_table, content_version, from_parquet, to_parquet
+
+__all__ = ["canonical_table", "content_version", "from_parquet", "to_parquet"]
+
+
+def decay_weight(day: dt.date, end_day: dt.date, half_life_days: float | None) -> float:
+    """Exponential decay of a day's contribution: 1 on `end_day`, 1/2 one half-life earlier; 1.0 without decay."""
+    if half_life_days is None:
+        return 1.0
+    return 0.5 ** ((end_day - day).days / half_life_days)
+
+
+def row_numbers(n: int, start: int = 0) -> pa.Array:
+    """int64 array [start, start + 1, ..., start + n - 1], built without a Python loop."""
+    ones = pa.repeat(pa.scalar(1, pa.int64()), n)
+    return pc.add(pc.cumulative_sum(ones), start - 1)
+
+
+def top_k_per_group(table: pa.Table, group: str, order: list[tuple[str, str]], k: int) -> pa.Table:
+    """The first `k` rows of each `group` after sorting by [group asc] + `order`, with an int32 1-based `rank`.
+
+    `order` must make the sort total within a group for the result to be deterministic.
+    """
+    ordered = table.sort_by([(group, "ascending"), *order]).combine_chunks()
+    n = ordered.num_rows
+    if n == 0:
+        return ordered.append_column(pa.field("rank", pa.int32()), pa.array([], pa.int32()))
+    keys = ordered.column(group).combine_chunks()
+    position = row_numbers(n)
+    # A row starts a group when its key differs from the previous row's; the running max of the start positions
+    # is each row's group start.
+    is_start = pa.concat_arrays([pa.array([True]), pc.not_equal(keys.slice(1), keys.slice(0, n - 1))])
+    is_start = pc.fill_null(is_start, True)
+    group_start = pc.cumulative_max(pc.if_else(is_start, position, 0))
+    rank = pc.add(pc.subtract(position, group_start), 1)
+    keep = pc.less_equal(rank, k)
+    ranked = ordered.append_column(pa.field("rank", pa.int32()), rank.cast(pa.int32()))
+    return ranked.filter(keep)
+
+
+def event_weight_column(event_types: pa.Array | pa.ChunkedArray, event_weights: Mapping[str, float]) -> pa.Array:
+    """float64 weight of each event; event types without a configured weight weigh 0."""
+    names = sorted(event_weights)
+    values = pa.array([float(event_weights[name]) for name in names], pa.float64())
+    index = pc.index_in(event_types, value_set=pa.array(names, pa.string()))
+    weights = pc.take(values, index)
+    if isinstance(weights, pa.ChunkedArray):
+        weights = weights.combine_chunks()
+    return pc.fill_null(weights, 0.0)
+
+
+def weights_param(event_weights: Mapping[str, float]) -> dict[str, float]:
+    """Event weights in a canonical form for partial cache keys."""
+    return {name: float(event_weights[name]) for name in sorted(event_weights)}
+
+
+def stack(partials: list[pa.Table], schema: pa.Schema) -> pa.Table:
+    """Concatenate non-empty partials cast to `schema`; an empty table of `schema` when there are none."""
+    tables = [table.select(schema.names).cast(schema) for table in partials if table.num_rows]
+    if not tables:
+        return schema.empty_table()
+    return pa.concat_tables(tables)

@@ -1,0 +1,145 @@
+"""The vectorized parser: quarantine reasons, trimming, windows, and agreement with the per-line contract."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pytest
+
+from recsys.events.contract import RawEvent, Reason, parse_timestamp
+from recsys.events.parse import DayScope, explain_line, parse_events
+from tests.conftest import event, jsonl
+
+SCOPE = DayScope("demo", "home", dt.date(2026, 1, 1), frozenset({"exposure", "click", "purchase"}))
+
+BAD_LINES = [
+    ('{"v":1,"ts":"2026-01-01T08:00:00Z","tenant":"demo"', Reason.MALFORMED_JSON),
+    ("[1, 2]", Reason.MALFORMED_JSON),
+    (json.dumps(event(item_id=...)), Reason.MISSING_FIELD),
+    (json.dumps(event(item_id=None)), Reason.MISSING_FIELD),
+    (json.dumps(event(item_id=7)), Reason.INVALID_TYPE),
+    (json.dumps(event(v=2)), Reason.UNSUPPORTED_VERSION),
+    (json.dumps(event(v=1.0)), Reason.INVALID_TYPE),
+    (json.dumps(event(v=...)), Reason.MISSING_FIELD),
+    (json.dumps(event(ts="2026-01-01T08:00:00")), Reason.INVALID_TIMESTAMP),
+    (json.dumps(event(ts="2026-01-01t08:00:00z")), Reason.INVALID_TIMESTAMP),
+    (json.dumps(event(ts="2026-02-30T08:00:00Z")), Reason.INVALID_TIMESTAMP),
+    (json.dumps(event(ts=1767254400)), Reason.INVALID_TYPE),
+    (json.dumps(event(session_id="   ")), Reason.INVALID_VALUE),
+    (json.dumps(event(rank=-1)), Reason.INVALID_VALUE),
+    (json.dumps(event(rank="1")), Reason.INVALID_TYPE),
+    (json.dumps(event(event_type="refund")), Reason.UNKNOWN_EVENT_TYPE),
+    (json.dumps(event(tenant="other")), Reason.TENANT_MISMATCH),
+    (json.dumps(event(surface="pdp")), Reason.SURFACE_MISMATCH),
+]
+
+
+@pytest.mark.parametrize(("line", "reason"), BAD_LINES)
+def test_bad_line_is_quarantined_with_its_reason(line: str, reason: Reason) -> None:
+    good = event(item_id="GOOD")
+    result = parse_events(jsonl(good, line, good), source="raw.jsonl", scope=SCOPE, dated=True)
+    assert [(r.line, r.reason) for r in result.rejections] == [(2, reason)]
+    assert result.events["item_id"].to_pylist() == ["GOOD", "GOOD"]
+    assert result.read == 3
+    assert result.rejections[0].raw == line and result.rejections[0].source == "raw.jsonl"
+
+
+def test_invalid_utf8_is_quarantined() -> None:
+    data = (
+        jsonl(event()) + b'{"v":1,"ts":"2026-01-01T08:00:00Z","tenant":"demo","surface":"home",'
+        b'"session_id":"s1","item_id":"\xff"}\n'
+    )
+    result = parse_events(data, source="raw.jsonl", scope=SCOPE, dated=True)
+    assert [(r.line, r.reason) for r in result.rejections] == [(2, Reason.INVALID_ENCODING)]
+    assert result.events.num_rows == 1
+
+
+@pytest.mark.parametrize(("line", "reason"), BAD_LINES[2:])
+def test_bulk_rules_agree_with_the_per_line_contract(line: str, reason: Reason) -> None:
+    """Lines pyarrow parses in bulk get the same reason as RawEvent (plus run scope) would give them."""
+    verdict = explain_line(line.encode())
+    if isinstance(verdict, tuple):
+        assert verdict[0] == reason
+    else:  # valid per RawEvent: only the run's scope rejects it
+        assert reason in (Reason.UNKNOWN_EVENT_TYPE, Reason.TENANT_MISMATCH, Reason.SURFACE_MISMATCH)
+
+
+def test_fields_are_trimmed_and_empty_optionals_become_null() -> None:
+    line = event(item_id=" A ", session_id=" s1 ", user_id="", request_id=" r1 ", event_type=" click ")
+    result = parse_events(jsonl(line), source="x", scope=SCOPE, dated=True)
+    row = result.events.to_pylist()[0]
+    assert (row["item_id"], row["session_id"], row["user_id"], row["request_id"], row["event_type"]) == (
+        "A",
+        "s1",
+        None,
+        "r1",
+        "click",
+    )
+
+
+def test_event_type_defaults_to_exposure_and_unknown_fields_are_ignored() -> None:
+    result = parse_events(jsonl(event(extra={"nested": [1, 2]})), source="x", scope=SCOPE, dated=True)
+    assert result.events["event_type"].to_pylist() == ["exposure"]
+
+
+def test_timestamps_with_offsets_and_fractions_are_normalized_to_utc() -> None:
+    lines = [
+        event(ts="2026-01-01T10:30:00+02:00"),
+        event(ts="2026-01-01T08:00:00.1234567Z"),
+        event(ts="2025-12-31T23:30:00-01:00"),
+    ]
+    result = parse_events(jsonl(*lines), source="x", scope=SCOPE, dated=True)
+    assert [t.isoformat() for t in result.events["ts_utc"].to_pylist()] == [
+        "2026-01-01T08:30:00+00:00",
+        "2026-01-01T08:00:00.123456+00:00",
+        "2026-01-01T00:30:00+00:00",
+    ]
+
+
+def test_dated_source_quarantines_other_days_and_undated_source_skips_them() -> None:
+    lines = jsonl(event(), event(ts="2026-01-02T00:00:00Z"), event(ts="2026-01-01T23:30:00-02:00"))
+    dated = parse_events(lines, source="x", scope=SCOPE, dated=True)
+    assert [(r.line, r.reason) for r in dated.rejections] == [(2, Reason.OUT_OF_WINDOW), (3, Reason.OUT_OF_WINDOW)]
+    undated = parse_events(lines, source="x", scope=SCOPE, dated=False)
+    assert undated.rejections == [] and undated.other_days == 2 and undated.read == 1
+    assert undated.events.num_rows == 1
+
+
+def test_blank_lines_and_crlf_are_fine() -> None:
+    data = jsonl(event()).replace(b"\n", b"\r\n") + b"\n   \n" + jsonl(event(item_id="B"))
+    result = parse_events(data, source="x", scope=SCOPE, dated=True)
+    assert result.events["item_id"].to_pylist() == ["A", "B"] and result.read == 2 and not result.rejections
+
+
+def test_duplicate_keys_last_wins_like_json_loads() -> None:
+    line = (
+        '{"v":1,"ts":"2026-01-01T08:00:00Z","tenant":"demo","surface":"home","session_id":"s","item_id":"A",'
+        '"item_id":"B"}'
+    )
+    result = parse_events(jsonl(line), source="x", scope=SCOPE, dated=True)
+    assert result.events["item_id"].to_pylist() == ["B"]
+
+
+def test_many_bad_lines_among_many_good_ones_are_all_found() -> None:
+    lines: list[dict | str] = [event(item_id=f"i{n}") for n in range(5000)]
+    for position in (0, 1234, 1235, 4999):
+        lines[position] = "{broken"
+    result = parse_events(jsonl(*lines), source="x", scope=SCOPE, dated=True)
+    assert [r.line for r in result.rejections] == [1, 1235, 1236, 5000]
+    assert result.events.num_rows == 4996
+
+
+def test_parse_timestamp_rejects_bad_zones() -> None:
+    assert parse_timestamp("2026-01-01T08:00:00-00:30").isoformat() == "2026-01-01T08:30:00+00:00"
+    for text in ("2026-01-01T08:00:00+24:00", "2026-01-01T08:00:00+01:75", "2026-01-01T08:00:00"):
+        with pytest.raises(ValueError):
+            parse_timestamp(text)
+
+
+def test_raw_event_contract_accepts_the_seed_example() -> None:
+    seed = (
+        '{"v": 1, "ts": "2026-01-01T08:00:00Z", "tenant": "demo", "surface": "home", "session_id": "s1", '
+        '"item_id": "A", "rank": 1}'
+    )
+    assert RawEvent.model_validate_json(seed).rank == 1

@@ -1,0 +1,110 @@
+"""Each gate passes and fails where its documented limit says."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from recsys.days import Window
+from recsys.errors import DayNotIngested, GateFailed
+from recsys.ingest.service import IngestReport
+from recsys.settings import GateLimits
+from recsys.validate.gates import evaluate
+from recsys.validate.service import validate_window
+
+D1 = dt.date(2026, 1, 10)
+
+
+def report(
+    day: dt.date = D1,
+    *,
+    read: int = 100,
+    accepted: int = 100,
+    quarantined: int = 0,
+    items: int = 10,
+    sessions: int = 10,
+    users: int = 10,
+) -> IngestReport:
+    return IngestReport(
+        tenant="demo",
+        surface="home",
+        day=day,
+        files=1,
+        read=read,
+        accepted=accepted,
+        duplicates=0,
+        quarantined=quarantined,
+        reasons={"malformed_json": quarantined} if quarantined else {},
+        other_days=0,
+        distinct_items=items,
+        distinct_sessions=sessions,
+        distinct_users=users,
+        canonical_uri="file:///x",
+        quarantine_uri=None,
+    )
+
+
+def failed(results) -> list[str]:
+    return [r.gate for r in results if not r.passed]
+
+
+def test_everything_passes_within_limits() -> None:
+    assert failed(evaluate([report()], {}, GateLimits())) == []
+
+
+def test_error_budget_is_quarantined_over_read_per_day() -> None:
+    limits = GateLimits(max_error_rate=0.05)
+    assert failed(evaluate([report(read=100, accepted=95, quarantined=5)], {}, limits)) == []
+    results = evaluate([report(read=100, accepted=94, quarantined=6)], {}, limits)
+    assert failed(results) == ["error_budget"]
+    assert "quarantined 6 of 100 lines (6.00%), budget 5.00%" in results[0].message
+
+
+def test_min_events_over_the_window_blocks_an_empty_window() -> None:
+    results = evaluate([report(read=0, accepted=0, items=0, sessions=0, users=0)], {}, GateLimits(min_events=1))
+    assert failed(results) == ["min_events"]
+
+
+@pytest.mark.parametrize(
+    ("limits", "kwargs", "gate"),
+    [
+        (GateLimits(max_events_per_day=99), {}, "max_events"),
+        (GateLimits(max_distinct_items_per_day=9), {}, "max_distinct_items"),
+        (GateLimits(max_distinct_sessions_per_day=9), {}, "max_distinct_sessions"),
+        (GateLimits(max_distinct_users_per_day=9), {}, "max_distinct_users"),
+    ],
+)
+def test_per_day_caps(limits: GateLimits, kwargs: dict, gate: str) -> None:
+    assert failed(evaluate([report(**kwargs)], {}, limits)) == [gate]
+
+
+def test_volume_anomaly_compares_with_the_trailing_median() -> None:
+    history = {D1 - dt.timedelta(days=n): 100 for n in (1, 2, 3)}
+    limits = GateLimits(anomaly_min_ratio=0.2, anomaly_max_ratio=5.0, anomaly_min_history=3)
+    assert failed(evaluate([report(accepted=500, read=500)], history, limits)) == []
+    assert failed(evaluate([report(accepted=501, read=501)], history, limits)) == ["volume_anomaly"]
+    assert failed(evaluate([report(accepted=19, read=19)], history, limits)) == ["volume_anomaly"]
+
+
+def test_volume_anomaly_needs_history_and_uses_earlier_window_days() -> None:
+    limits = GateLimits(anomaly_min_history=2)
+    window = [report(D1 + dt.timedelta(days=n), accepted=100, read=100) for n in range(3)]
+    window.append(report(D1 + dt.timedelta(days=3), accepted=1000, read=1000))
+    results = evaluate(window, {}, limits)
+    assert (
+        failed(results) == ["volume_anomaly"]
+        and "trailing median 100" in [r.message for r in results if not r.passed][0]
+    )
+
+
+def test_validate_window_raises_gate_failed_naming_the_gate(store) -> None:
+    store.put(
+        f"canonical/demo/home/dt={D1}/_ingest.json",
+        report(read=10, accepted=5, quarantined=5).model_dump_json().encode(),
+    )
+    result = validate_window(store, "demo", "home", Window(start=D1, end=D1), GateLimits())
+    with pytest.raises(GateFailed, match=r"error_budget: 2026-01-10: quarantined 5 of 10 lines \(50.00%\)"):
+        result.raise_for_failures()
+    with pytest.raises(DayNotIngested):
+        validate_window(store, "demo", "home", Window(start=D1, end=D1 + dt.timedelta(days=1)), GateLimits())

@@ -47,3 +47,30 @@ def aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
         "AWS_DEFAULT_REGION": "us-east-1",
     }.items():
         monkeypatch.setenv(name, value)
+
+
+@pytest.fixture
+def sample_settings(store: FileSystemStore):
+    """Settings for the bundled sample data, writing to the test's filesystem store."""
+    from recsys.settings import Settings
+
+    return Settings(store=store.uri, raw_uri=str(SAMPLE_RAW), catalog_uri=str(SAMPLE_CATALOG))
+
+
+def run_steps(settings, start: str, end: str, kinds: list[str] | None = None) -> list:
+    """Ingest and compute a window with the step functions the handlers call (no state machine)."""
+    import datetime as dt
+
+    from recsys.days import iter_days
+    from recsys.pipeline import steps
+    from recsys.pipeline.models import ComputeRequest, IngestRequest
+
+    first, last = dt.date.fromisoformat(start), dt.date.fromisoformat(end)
+    for day in iter_days(first, last):
+        steps.ingest(IngestRequest(tenant="demo", surface="home", day=day), settings)
+    return [
+        steps.compute(
+            ComputeRequest(tenant="demo", surface="home", start=first, end=last, kind=kind), settings
+        ).artifact
+        for kind in (kinds or settings.kinds)
+    ]

@@ -6,10 +6,12 @@ RECSYS_COMPUTE__COOC_TOP_K=20. docs/reference/configuration.md lists them all.
 
 from __future__ import annotations
 
+import json
 from functools import cached_property
+from typing import Annotated
 
 from pydantic import BaseModel, Field, PositiveFloat, PositiveInt, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ARTIFACT_KINDS = ("popularity", "cooc", "implicit", "content_sim", "session_seq")
 
@@ -56,7 +58,8 @@ class Settings(BaseSettings):
         None, description="raw events: local dir or s3://bucket/prefix; may contain {tenant} and {surface}"
     )
     catalog_uri: str | None = Field(None, description="catalog CSV/JSONL (local path or s3://); may contain {tenant}")
-    kinds: list[str] = Field(default_factory=lambda: list(ARTIFACT_KINDS))
+    # NoDecode: RECSYS_KINDS is a comma-separated list (JSON lists work too), see _split_kinds.
+    kinds: Annotated[list[str], NoDecode] = Field(default_factory=lambda: list(ARTIFACT_KINDS))
     event_weights: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_EVENT_WEIGHTS))
     max_days_per_run: PositiveInt = 366
     gates: GateLimits = Field(default_factory=GateLimits)
@@ -70,7 +73,9 @@ class Settings(BaseSettings):
     @field_validator("kinds", mode="before")
     @classmethod
     def _split_kinds(cls, value: object) -> object:
-        if isinstance(value, str) and not value.lstrip().startswith("["):
+        if isinstance(value, str):
+            if value.lstrip().startswith("["):
+                return json.loads(value)
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import io
 import json
+import logging
 import os
 import threading
 import time
@@ -27,6 +28,10 @@ from typing import Any
 import boto3
 from moto import mock_aws
 from moto.awslambda_simple.models import LambdaSimpleBackend
+
+# moto logs every caught task failure at ERROR; the run's result reports it once, so keep it off the terminal
+# (a handler in the hierarchy stops Python's last-resort stderr output; configured root handlers still get it).
+logging.getLogger("moto").addHandler(logging.NullHandler())
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"

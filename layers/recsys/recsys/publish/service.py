@@ -112,12 +112,12 @@ def publish(
     now: dt.datetime | None = None,
 ) -> PublishResult:
     """Verify `artifacts`, store their manifest version, then move the pointer unless that would regress it."""
-    for ref in artifacts:
-        verify_artifact(store, ref)
     pointer = read_pointer(store, tenant, surface)
     problems = regressions(artifacts, pointer.manifest if pointer else None)
     if problems:
         raise PublishRefused("refusing to publish: " + "; ".join(problems))
+    for ref in artifacts:
+        verify_artifact(store, ref)
 
     version = manifest_version(tenant, surface, artifacts)
     candidate = build_manifest(

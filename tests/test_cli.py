@@ -1,0 +1,110 @@
+"""`recsys` end to end as a user runs it: a subprocess, real files, exit codes, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import ROOT, SAMPLE_CATALOG, SAMPLE_RAW, event, jsonl
+
+
+def recsys(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "recsys.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=300
+    )
+
+
+def scoped(store: str, *args: str) -> list[str]:
+    return [*args, "--tenant", "demo", "--surface", "home", "--store", store]
+
+
+def test_run_show_history_rollback(tmp_path: Path) -> None:
+    store = f"file://{tmp_path / 'store'}"
+    first = recsys(
+        *scoped(
+            store,
+            "run",
+            "--start",
+            "2026-01-01",
+            "--end",
+            "2026-01-03",
+            "--raw",
+            str(SAMPLE_RAW),
+            "--catalog",
+            str(SAMPLE_CATALOG),
+        )
+    )
+    assert first.returncode == 0, first.stderr
+    assert "ingest 2026-01-01: 492 accepted, 0 duplicates, 1 quarantined (malformed_json 1)" in first.stderr
+    assert "manifest " in first.stdout and "pointer moved" in first.stdout
+    for kind in ("popularity", "cooc", "implicit", "content_sim", "session_seq"):
+        assert kind in first.stdout
+
+    second = recsys(
+        *scoped(
+            store,
+            "run",
+            "--start",
+            "2026-01-01",
+            "--end",
+            "2026-01-07",
+            "--raw",
+            str(SAMPLE_RAW),
+            "--catalog",
+            str(SAMPLE_CATALOG),
+            "--quiet",
+            "--json",
+        )
+    )
+    assert second.returncode == 0 and second.stderr == ""
+    assert json.loads(second.stdout)["published"]["decision"] == "moved"
+
+    shown = recsys(*scoped(store, "manifest", "show"))
+    manifest = json.loads(shown.stdout)
+    assert manifest["v"] == 1 and manifest["window"] == {"start": "2026-01-01", "end": "2026-01-07"}
+
+    listed = recsys(*scoped(store, "manifest", "history"))
+    lines = listed.stdout.splitlines()
+    assert len(lines) == 3 and lines[1].endswith("<- current") and "2026-01-01..2026-01-07" in lines[1]
+
+    rolled = recsys(*scoped(store, "rollback"))
+    assert rolled.returncode == 0 and "rolled back demo/home" in rolled.stdout
+    assert json.loads(recsys(*scoped(store, "manifest", "show")).stdout)["window"]["end"] == "2026-01-03"
+
+
+def test_exit_codes_and_one_line_errors(tmp_path: Path) -> None:
+    store = f"file://{tmp_path / 'store'}"
+    usage = recsys("run", "--tenant", "demo")
+    assert usage.returncode == 2 and usage.stderr.count("\n") == 1 and "required" in usage.stderr
+    bad_day = recsys(*scoped(store, "run", "--start", "2026-02-30", "--end", "2026-03-01"))
+    assert bad_day.returncode == 2 and "invalid day '2026-02-30'" in bad_day.stderr
+    one_sided = recsys(*scoped(store, "run", "--start", "2026-01-01", "--raw", str(SAMPLE_RAW)))
+    assert one_sided.returncode == 2 and "give both start and end" in one_sided.stderr
+    missing = recsys(*scoped(store, "manifest", "show"))
+    assert missing.returncode == 1 and missing.stderr.startswith("recsys: no current manifest for demo/home")
+
+    raw = tmp_path / "raw" / "dt=2026-01-01" / "events.jsonl"
+    raw.parent.mkdir(parents=True)
+    raw.write_bytes(jsonl(event(), *["{broken"] * 3))
+    failed = recsys(
+        *scoped(
+            store,
+            "run",
+            "--start",
+            "2026-01-01",
+            "--end",
+            "2026-01-01",
+            "--raw",
+            str(tmp_path / "raw"),
+            "--kinds",
+            "popularity",
+            "--quiet",
+        )
+    )
+    assert failed.returncode == 1
+    assert failed.stderr.startswith(
+        "recsys: run failed: GateFailed: 1 gate(s) failed: error_budget: 2026-01-01: quarantined 3 of 4 lines (75.00%)"
+    )
+    assert "Traceback" not in failed.stderr and failed.stderr.count("\n") == 1

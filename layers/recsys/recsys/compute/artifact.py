@@ -7,7 +7,7 @@ deterministic Parquet live in recsys.tables (the canonical partitions use them t
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -74,3 +74,16 @@ def stack(partials: list[pa.Table], schema: pa.Schema) -> pa.Table:
     if not tables:
         return schema.empty_table()
     return pa.concat_tables(tables)
+
+
+def decayed_stack(
+    partials: Sequence[tuple[dt.date, pa.Table]], schema: pa.Schema, end_day: dt.date, half_life_days: float | None
+) -> pa.Table:
+    """The window's partials stacked, each day's `score` multiplied by its decay weight."""
+    decayed = []
+    for day, table in sorted(partials, key=lambda pair: pair[0]):
+        part = stack([table], schema)
+        index = schema.get_field_index("score")
+        weighted = pc.multiply(part.column("score"), decay_weight(day, end_day, half_life_days))
+        decayed.append(part.set_column(index, schema.field("score"), weighted))
+    return stack(decayed, schema)

@@ -28,7 +28,7 @@ from collections.abc import Sequence
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from recsys.compute.artifact import decay_weight, event_weight_column, stack, top_k_per_group, weights_param
+from recsys.compute.artifact import decayed_stack, event_weight_column, top_k_per_group, weights_param
 from recsys.days import Window
 from recsys.settings import ComputeParams
 
@@ -90,12 +90,7 @@ def partial(events: pa.Table, params: ComputeParams, event_weights: dict[str, fl
 
 
 def build(partials: Sequence[tuple[dt.date, pa.Table]], window: Window, params: ComputeParams) -> pa.Table:
-    decayed = []
-    for day, table in sorted(partials, key=lambda pair: pair[0]):
-        part = stack([table], PARTIAL_SCHEMA)
-        weight = decay_weight(day, window.end, params.implicit_half_life_days)
-        decayed.append(part.set_column(2, PARTIAL_SCHEMA.field("score"), pc.multiply(part.column("score"), weight)))
-    merged = stack(decayed, PARTIAL_SCHEMA)
+    merged = decayed_stack(partials, PARTIAL_SCHEMA, window.end, params.implicit_half_life_days)
     grouped = merged.group_by(["user_id", "item_id"], use_threads=False).aggregate(
         [("score", "sum"), ("count", "sum"), ("last_ts", "max")]
     )

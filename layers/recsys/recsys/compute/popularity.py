@@ -20,9 +20,8 @@ import datetime as dt
 from collections.abc import Sequence
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from recsys.compute.artifact import decay_weight, event_weight_column, row_numbers, stack, weights_param
+from recsys.compute.artifact import decayed_stack, event_weight_column, row_numbers, weights_param
 from recsys.days import Window
 from recsys.settings import ComputeParams
 
@@ -70,12 +69,7 @@ def partial(events: pa.Table, params: ComputeParams, event_weights: dict[str, fl
 
 
 def build(partials: Sequence[tuple[dt.date, pa.Table]], window: Window, params: ComputeParams) -> pa.Table:
-    decayed = []
-    for day, table in sorted(partials, key=lambda pair: pair[0]):
-        part = stack([table], PARTIAL_SCHEMA)
-        weight = decay_weight(day, window.end, params.popularity_half_life_days)
-        decayed.append(part.set_column(1, PARTIAL_SCHEMA.field("score"), pc.multiply(part.column("score"), weight)))
-    merged = stack(decayed, PARTIAL_SCHEMA)
+    merged = decayed_stack(partials, PARTIAL_SCHEMA, window.end, params.popularity_half_life_days)
     grouped = merged.group_by("item_id", use_threads=False).aggregate([("score", "sum"), ("count", "sum")])
     ranked = grouped.sort_by([("score_sum", "descending"), ("count_sum", "descending"), ("item_id", "ascending")])
     top = ranked.slice(0, params.popularity_top_n)

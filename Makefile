@@ -6,7 +6,7 @@ SAM_VENV := .venv-sam
 DEMO_STORE := file://.out/demo
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: venv sam demo test unit lint template-lint bench clean
+.PHONY: venv sam demo test unit lint template-lint package-size bench clean serve
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml layers/recsys/requirements.txt
@@ -26,6 +26,17 @@ $(SAM_VENV)/.installed:
 template-lint: sam
 	AWS_DEFAULT_REGION=us-east-1 $(SAM_VENV)/bin/sam validate --lint --template template.yaml
 
+# Exact deployment sizes (function + layers vs Lambda's 250 MB unzipped limit) from a real arm64/python3.12
+# `sam build`; tests/test_package_size.py estimates the same from this venv in `make test`. Needs a python3.12
+# (pyenv's 3.12.1 is used when none is on PATH) and network access for the arm64 wheels.
+package-size: venv sam
+	@if python3.12 --version >/dev/null 2>&1; then \
+		$(SAM_VENV)/bin/sam build --template template.yaml; \
+	else \
+		PYENV_VERSION=3.11.7:3.12.1 $(SAM_VENV)/bin/sam build --template template.yaml; \
+	fi
+	$(BIN)/python -m tests.test_package_size .aws-sam/build
+
 lint: venv
 	$(BIN)/ruff check .
 
@@ -39,6 +50,13 @@ demo: venv
 	$(BIN)/recsys run --tenant demo --surface home --start 2026-01-01 --end 2026-01-07 \
 		--raw examples/sample/raw --catalog examples/sample/catalog.csv --store $(DEMO_STORE)
 	$(BIN)/recsys manifest show --tenant demo --surface home --store $(DEMO_STORE)
+	@echo "--- recommendations for u00008 (k=5) and u00017 (k=5), similar items to i00042 (k=5) ---"
+	$(BIN)/recsys recommend --tenant demo --surface home --user u00008 --k 5 --store $(DEMO_STORE)
+	$(BIN)/recsys recommend --tenant demo --surface home --user u00017 --k 5 --store $(DEMO_STORE)
+	$(BIN)/recsys similar --tenant demo --surface home --item i00042 --k 5 --store $(DEMO_STORE)
+
+serve: venv
+	$(BIN)/recsys serve --store $(DEMO_STORE)
 
 clean:
 	rm -rf .out .aws-sam

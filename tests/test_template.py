@@ -22,7 +22,9 @@ TEMPLATE = ROOT / "template.yaml"
 ASL = ROOT / "statemachine" / "pipeline.asl.json"
 
 PIPELINE_FUNCTIONS = ("PlanFunction", "IngestFunction", "ValidateFunction", "ComputeFunction", "PublishFunction")
-ALL_FUNCTIONS = (*PIPELINE_FUNCTIONS, "RollbackFunction")
+ALL_FUNCTIONS = (*PIPELINE_FUNCTIONS, "RollbackFunction", "RecommendFunction")
+# Served without the JWT authorizer: health, version and the API docs (everything else needs a token).
+PUBLIC_ROUTES = ("/healthz", "/readyz", "/version", "/docs", "/openapi.json")
 
 PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9_]+)\}")
 
@@ -150,6 +152,11 @@ def test_least_privilege_s3_policies(resources: dict[str, Any]) -> None:
 # --- layer -------------------------------------------------------------------------------------------------
 
 
+def _requirement_names(path: Path) -> set[str]:
+    lines = (line.split("#", 1)[0].strip() for line in path.read_text().splitlines())
+    return {re.split(r"[\s\[<>=!~;]", line, maxsplit=1)[0].lower() for line in lines if line}
+
+
 def test_layer_content_and_build(resources: dict[str, Any]) -> None:
     layer = resources["RecsysLayer"]
     assert layer["Type"] == "AWS::Serverless::LayerVersion"
@@ -160,6 +167,118 @@ def test_layer_content_and_build(resources: dict[str, Any]) -> None:
     assert props["CompatibleRuntimes"] == ["python3.12"]
     assert props["CompatibleArchitectures"] == ["arm64"]
     assert layer["Metadata"] == {"BuildMethod": "python3.12", "BuildArchitecture": "arm64"}
+
+
+def test_api_layer_content_and_build(resources: dict[str, Any]) -> None:
+    layer = resources["ApiLayer"]
+    assert layer["Type"] == "AWS::Serverless::LayerVersion"
+    props = layer["Properties"]
+    assert props["ContentUri"] == "layers/api/"
+    requirements = ROOT / props["ContentUri"] / "requirements.txt"
+    assert requirements.is_file()
+    assert {"fastapi", "mangum"} <= _requirement_names(requirements)
+    # boto3 comes with the runtime; bundling it would only add ~25 MB.
+    assert not {"boto3", "botocore"} & _requirement_names(requirements)
+    assert props["CompatibleRuntimes"] == ["python3.12"]
+    assert props["CompatibleArchitectures"] == ["arm64"]
+    assert layer["Metadata"] == {"BuildMethod": "python3.12", "BuildArchitecture": "arm64"}
+
+
+def _effective_layers(template: dict[str, Any], fn: str) -> list[Any]:
+    # SAM appends a function's own list properties to the Globals ones.
+    return [*template["Globals"]["Function"].get("Layers", []), *_props(template["Resources"], fn).get("Layers", [])]
+
+
+def test_only_the_recommend_function_gets_the_api_layer(template: dict[str, Any]) -> None:
+    assert _effective_layers(template, "RecommendFunction") == [_ref("RecsysLayer"), _ref("ApiLayer")]
+    for fn in ALL_FUNCTIONS:
+        if fn != "RecommendFunction":
+            assert _effective_layers(template, fn) == [_ref("RecsysLayer")], fn
+
+
+# --- recommend API -----------------------------------------------------------------------------------------
+
+
+def test_recommend_function(resources: dict[str, Any]) -> None:
+    props = _props(resources, "RecommendFunction")
+    assert props["CodeUri"] == "functions/recommend/"
+    assert props["Handler"] == "app.handler"
+    assert props["MemorySize"] == 1024
+    assert props["Timeout"] == 10
+    env = props["Environment"]["Variables"]
+    assert env["RECSYS_STORE"] == {"!Sub": "s3://${ArtifactBucket}"}
+    assert env["RECSYS_ARTIFACT_MANIFEST_TEMPLATE"] == {
+        "!Sub": "s3://${ArtifactBucket}/registry/current/{tenant}/{surface}/manifest.json"
+    }
+    assert env["RECSYS_ARTIFACT_MANIFEST_TTL"] == "60"
+    assert env["POWERTOOLS_SERVICE_NAME"] == "recsys-api"
+    assert env["AUTH_TENANT_CLAIMS"] == _ref("AuthTenantClaims")
+    assert env["AUTH_ROLE_CLAIMS"] == _ref("AuthRoleClaims")
+    assert env["API_KEY_ENABLED"] == _ref("ApiKeyEnabled")
+    # Behind a real authorizer the dev headers must never be trusted.
+    assert env["DEV_AUTH_ENABLED"] == "false"
+
+
+def test_recommend_function_s3_access(resources: dict[str, Any]) -> None:
+    policies = _props(resources, "RecommendFunction")["Policies"]
+    templates = {name: args for p in policies for name, args in p.items() if name != "Statement"}
+    assert templates == {"S3ReadPolicy": {"BucketName": _ref("ArtifactBucket")}}  # no bucket-wide write
+    statements = [s for p in policies for s in p.get("Statement", [])]
+    writes = [s for s in statements if any(a != "s3:GetObject" for a in s["Action"])]
+    assert len(writes) == 1
+    (write,) = writes
+    assert write["Effect"] == "Allow"
+    assert set(write["Action"]) == {"s3:GetObject", "s3:PutObject"}
+    assert write["Resource"] == [
+        {"!Sub": "${ArtifactBucket.Arn}/tenants/*"},
+        {"!Sub": "${ArtifactBucket.Arn}/api-keys/*"},
+    ]
+
+
+def test_http_api_jwt_authorizer(template: dict[str, Any], resources: dict[str, Any]) -> None:
+    api = resources["HttpApi"]
+    assert api["Type"] == "AWS::Serverless::HttpApi"
+    auth = api["Properties"]["Auth"]
+    assert auth["DefaultAuthorizer"] == "JwtAuthorizer"
+    jwt = auth["Authorizers"]["JwtAuthorizer"]
+    assert jwt["IdentitySource"] == "$request.header.Authorization"
+    assert jwt["JwtConfiguration"] == {"issuer": _ref("JwtIssuer"), "audience": _ref("JwtAudience")}
+    params = template["Parameters"]
+    assert "Default" not in params["JwtIssuer"] and "Default" not in params["JwtAudience"]
+    assert params["JwtAudience"]["Type"] == "CommaDelimitedList"
+    assert params["AuthTenantClaims"]["Default"] == "tenant_id,org_id,orgId,organization_id"
+    assert params["AuthRoleClaims"]["Default"] == "roles,role,scope,scopes"
+    assert params["ApiKeyEnabled"]["Default"] == "false"
+
+
+def test_api_routes(resources: dict[str, Any]) -> None:
+    events = _props(resources, "RecommendFunction")["Events"]
+    routes = {}
+    for event in events.values():
+        assert event["Type"] == "HttpApi"
+        props = event["Properties"]
+        assert props["ApiId"] == _ref("HttpApi")
+        routes[(props["Method"].upper(), props["Path"])] = props.get("Auth", {}).get("Authorizer")
+    # The catch-all keeps the default (JWT) authorizer; only the public GET routes opt out.
+    assert routes.pop(("ANY", "/{proxy+}")) is None
+    assert routes == {("GET", path): "NONE" for path in PUBLIC_ROUTES}
+
+
+def test_api_throttling_and_access_logs(template: dict[str, Any], resources: dict[str, Any]) -> None:
+    props = resources["HttpApi"]["Properties"]
+    assert props["DefaultRouteSettings"] == {
+        "ThrottlingBurstLimit": _ref("ApiThrottlingBurstLimit"),
+        "ThrottlingRateLimit": _ref("ApiThrottlingRateLimit"),
+    }
+    params = template["Parameters"]
+    assert params["ApiThrottlingBurstLimit"]["Type"] == params["ApiThrottlingRateLimit"]["Type"] == "Number"
+    logs = props["AccessLogSettings"]
+    group = logs["DestinationArn"]["!GetAtt"].split(".")[0]
+    assert resources[group]["Type"] == "AWS::Logs::LogGroup"
+    assert resources[group]["Properties"]["RetentionInDays"] == 30
+    fields = json.loads(logs["Format"])  # one JSON object per request
+    assert {"requestId", "status", "routeKey", "integrationError", "authorizerError"} <= set(fields)
+    assert fields["requestId"] == "$context.requestId"
 
 
 # --- state machine -----------------------------------------------------------------------------------------
@@ -270,9 +389,14 @@ def test_artifact_bucket_denies_insecure_transport(resources: dict[str, Any]) ->
 
 def test_outputs(template: dict[str, Any]) -> None:
     outputs = template["Outputs"]
-    assert {"ArtifactBucketName", "PipelineStateMachineArn", "RollbackFunctionName", "ConsoleBackfillHint"} <= set(
-        outputs
-    )
+    assert {
+        "ArtifactBucketName",
+        "PipelineStateMachineArn",
+        "RollbackFunctionName",
+        "ConsoleBackfillHint",
+        "ApiUrl",
+    } <= set(outputs)
+    assert outputs["ApiUrl"]["Value"] == {"!Sub": "https://${HttpApi}.execute-api.${AWS::Region}.${AWS::URLSuffix}/"}
     hint = json.loads(outputs["ConsoleBackfillHint"]["Value"])
     assert hint == {"tenant": "demo", "surface": "home", "start": "2026-01-01", "end": "2026-01-07", "promote": False}
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import multiprocessing
 import threading
 from collections.abc import Iterator
@@ -10,8 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError
+from botocore.response import StreamingBody
 from botocore.stub import Stubber
 from moto import mock_aws
 
@@ -26,6 +30,7 @@ from recsys.store import (
     open_store,
     split_uri,
 )
+from recsys.store.base import StoreFile
 
 BUCKET = "recsys-contract"
 S3_PREFIX = "root/prefix"
@@ -206,6 +211,99 @@ def test_url_and_key_of_round_trip(store: ObjectStore) -> None:
         store.key_of("s3://somewhere-else/x")
     with pytest.raises(ValueError):
         store.key_of(f"{store.uri}/../escape")
+
+
+def test_size(store: ObjectStore) -> None:
+    store.put("sized/obj.bin", b"x" * 1234)
+    store.put("sized/empty", b"")
+    assert store.size("sized/obj.bin") == 1234
+    assert store.size("sized/empty") == 0
+    with pytest.raises(NotFound):
+        store.size("sized/missing")
+    with pytest.raises(NotFound):
+        store.size("sized")  # a "directory" of other keys is not an object
+
+
+@pytest.mark.parametrize(
+    ("start", "length", "expected"),
+    [
+        (0, 256, bytes(range(256))),
+        (0, 10, bytes(range(10))),
+        (100, 5, bytes(range(100, 105))),
+        (250, 100, bytes(range(250, 256))),  # cut at the end
+        (255, 1, b"\xff"),
+        (256, 10, b""),  # at the end
+        (1000, 10, b""),  # past the end
+        (7, 0, b""),
+    ],
+)
+def test_read_range(store: ObjectStore, start: int, length: int, expected: bytes) -> None:
+    store.put("ranged/data.bin", bytes(range(256)))
+    assert store.read_range("ranged/data.bin", start, length) == expected
+
+
+def test_read_range_of_empty_and_missing_objects(store: ObjectStore) -> None:
+    store.put("ranged/empty", b"")
+    assert store.read_range("ranged/empty", 0, 10) == b""
+    assert store.read_range("ranged/empty", 0, 0) == b""
+    for start, length in ((0, 10), (5, 0)):
+        with pytest.raises(NotFound):
+            store.read_range("ranged/missing", start, length)
+
+
+@pytest.mark.parametrize(("start", "length"), [(-1, 5), (0, -1)])
+def test_read_range_rejects_negative_ranges(store: ObjectStore, start: int, length: int) -> None:
+    store.put("ranged/data.bin", b"abc")
+    with pytest.raises(ValueError):
+        store.read_range("ranged/data.bin", start, length)
+
+
+@pytest.mark.parametrize("key", ["../x", "/abs", "a//b", ""])
+def test_partial_reads_reject_invalid_keys(store: ObjectStore, key: str) -> None:
+    with pytest.raises(ValueError):
+        store.size(key)
+    with pytest.raises(ValueError):
+        store.read_range(key, 0, 1)
+
+
+def test_store_file_is_a_seekable_raw_file(store: ObjectStore) -> None:
+    payload = bytes(range(256)) * 4
+    store.put("file/data.bin", payload)
+    with StoreFile(store, "file/data.bin") as file:
+        assert (file.readable(), file.seekable(), file.writable()) == (True, True, False)
+        assert file.size == len(payload) and file.name == store.url("file/data.bin")
+        assert file.read(10) == payload[:10] and file.tell() == 10
+        assert file.seek(-4, io.SEEK_END) == len(payload) - 4
+        assert file.read(100) == payload[-4:]
+        assert file.read(1) == b""
+        assert file.seek(500) == 500 and file.seek(12, io.SEEK_CUR) == 512
+        buffer = bytearray(8)
+        assert file.readinto(buffer) == 8 and bytes(buffer) == payload[512:520]
+        assert file.read() == payload[520:]
+        file.seek(2000)
+        assert file.read(5) == b"" and file.read() == b""
+        with pytest.raises(ValueError):
+            file.seek(-1)
+        file.seek(0)
+        assert io.BufferedReader(file).read() == payload
+    with pytest.raises(ValueError):
+        file.read(1)
+
+
+def test_store_file_of_a_missing_object(store: ObjectStore) -> None:
+    with pytest.raises(NotFound):
+        StoreFile(store, "file/missing.bin")
+
+
+def test_parquet_file_over_store_file_reads_footer_and_row_groups(store: ObjectStore) -> None:
+    table = pa.table({"key": [f"k{i:04d}" for i in range(1000)], "value": list(range(1000))})
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, row_group_size=100)
+    store.put("file/table.parquet", sink.getvalue().to_pybytes())
+    parquet = pq.ParquetFile(StoreFile(store, "file/table.parquet"))
+    assert parquet.metadata.num_row_groups == 10
+    assert parquet.read_row_group(3).equals(table.slice(300, 100))
+    assert parquet.read().equals(table)
 
 
 # --- filesystem-specific --------------------------------------------------------------------------------------
@@ -390,6 +488,25 @@ def test_s3_maps_put_errors(
     stubber.add_client_error("put_object", service_error_code=code, http_status_code=status)
     with pytest.raises(expected):
         store.put("pointer", b"x", if_match=quoted_md5(b"old"))
+
+
+def test_s3_read_range_is_one_ranged_get(stubbed: tuple[S3Store, Stubber]) -> None:
+    store, stubber = stubbed
+    body = StreamingBody(io.BytesIO(b"0123456789"), 10)
+    stubber.add_response(
+        "get_object",
+        {"Body": body, "ContentRange": "bytes 5-14/100", "ContentLength": 10},
+        {"Bucket": BUCKET, "Key": "p/obj", "Range": "bytes=5-14"},
+    )
+    stubber.add_client_error("get_object", service_error_code="InvalidRange", http_status_code=416)
+    stubber.add_client_error("get_object", service_error_code="NoSuchKey", http_status_code=404)
+    stubber.add_response("head_object", {"ContentLength": 100}, {"Bucket": BUCKET, "Key": "p/obj"})
+    assert store.read_range("obj", 5, 10) == b"0123456789"
+    assert store.read_range("obj", 100, 10) == b""
+    with pytest.raises(NotFound):
+        store.read_range("obj", 0, 10)
+    assert store.size("obj") == 100
+    stubber.assert_no_pending_responses()
 
 
 def test_s3_other_errors_are_one_line_store_errors(stubbed: tuple[S3Store, Stubber]) -> None:

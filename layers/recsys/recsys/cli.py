@@ -12,6 +12,7 @@ import json
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 from pydantic import ValidationError
 
@@ -21,6 +22,7 @@ from recsys.errors import ConfigError, RecsysError
 from recsys.local.runner import Execution, LocalPipeline, StepEvent
 from recsys.pipeline.models import RunRequest
 from recsys.publish import service as registry
+from recsys.serve.problems import Problem
 from recsys.store import StoreError, open_store
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -85,6 +87,44 @@ def build_parser() -> argparse.ArgumentParser:
 
     rollback = scoped("rollback", "move the current pointer to an earlier manifest version (CAS)")
     rollback.add_argument("--to", help="manifest version (default: the current manifest's previous version)")
+
+    serve = commands.add_parser(
+        "serve",
+        help="run the recommend API locally (uvicorn; dev auth on)",
+        description="run the recommend API locally (uvicorn; dev auth on)",
+    )
+    serve.add_argument("--store", default="file://.out", help="store URI holding the manifests and artifacts")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument(
+        "--no-dev-auth",
+        action="store_true",
+        help="require real auth (X-API-Key with API_KEY_ENABLED=true) instead of the X-Dev-Org-Id header",
+    )
+
+    recommend = scoped("recommend", "recommendations for one user (or --users FILE), same code as /v1/recommend")
+    who = recommend.add_mutually_exclusive_group(required=True)
+    who.add_argument("--user", help="user id")
+    who.add_argument("--users", help="file with one user id per line (batch mode; needs --out)")
+    recommend.add_argument("--out", help="batch output: one JSON line per user")
+    recommend.add_argument("--k", type=int, help="how many items (1..200, default 20)")
+    recommend.add_argument("--anchors", help="comma-separated anchor item ids")
+    recommend.add_argument("--segment", help="segment (default 'default')")
+
+    similar = scoped("similar", "items similar to one item, same code as /v1/similar")
+    similar.add_argument("--item", required=True, help="item id")
+    similar.add_argument("--k", type=int, help="how many items (1..200, default 20)")
+
+    api_key = commands.add_parser("api-key", help="manage API keys (stored hashed in the store)")
+    key_commands = api_key.add_subparsers(dest="api_key_command", required=True, parser_class=_Parser)
+    create = key_commands.add_parser("create", help="create a key for a tenant; prints it once")
+    create.add_argument("--tenant", required=True)
+    create.add_argument("--roles", default="", help="comma-separated roles, e.g. admin or viewer")
+    create.add_argument("--name", default="cli", help="a label for the key")
+    create.add_argument("--store", default="file://.out")
+    revoke = key_commands.add_parser("revoke", help="revoke a key by its hash")
+    revoke.add_argument("--hash", required=True, dest="key_hash")
+    revoke.add_argument("--store", default="file://.out")
     return parser
 
 
@@ -203,18 +243,131 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _local_service(store: str):
+    """The API's service over `store`, for in-process queries (no HTTP, no auth: the CLI is the operator)."""
+    from recsys.serve.service import RecommendService
+    from recsys.serve.settings import ServeSettings
+
+    return RecommendService.from_settings(ServeSettings(RECSYS_STORE=store))
+
+
+def _cli_caller(tenant: str):
+    from recsys.serve.auth import Caller
+
+    return Caller(tenant=tenant, roles=frozenset({"admin"}), user_id="cli", source="dev", is_admin=True)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import os
+
+    import uvicorn
+
+    from recsys.serve.app import create_app
+    from recsys.serve.auth import AuthSettings
+    from recsys.serve.settings import ServeSettings
+
+    os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
+    dev_auth = not args.no_dev_auth
+    app = create_app(ServeSettings(RECSYS_STORE=_store_uri(args.store)), AuthSettings(DEV_AUTH_ENABLED=dev_auth))
+    print(
+        f"recsys serve: http://{args.host}:{args.port} (docs at /docs) over {_store_uri(args.store)}"
+        + ("; dev auth: send X-Dev-Org-Id: <tenant>" if dev_auth else ""),
+        file=sys.stderr,
+        flush=True,
+    )
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return EXIT_OK
+
+
+def cmd_recommend(args: argparse.Namespace) -> int:
+    from recsys.serve.models import Anchors, RecommendRequest, User
+
+    service = _local_service(_store_uri(args.store))
+    caller = _cli_caller(args.tenant)
+    anchors = [a for a in (args.anchors or "").split(",") if a.strip()]
+
+    def query(user: str, request_id: str):
+        request = RecommendRequest(
+            surface=args.surface,
+            segment=args.segment,
+            k=args.k,
+            user=User(user_id=user),
+            anchors=Anchors(item_ids=anchors) if anchors else None,
+        )
+        return service.recommend(caller, request, request_id)
+
+    if args.user:
+        print(query(args.user, "cli").model_dump_json(indent=2, exclude_none=True))
+        return EXIT_OK
+    if not args.out:
+        raise UsageError("--users needs --out FILE")
+    users = [line.strip() for line in Path(args.users).read_text().splitlines() if line.strip()]
+    with open(args.out, "w") as out:
+        for n, user in enumerate(users, 1):
+            items = query(user, f"batch-{n}").model_dump(mode="json", exclude_none=True)["items"]
+            out.write(json.dumps({"user_id": user, "items": items}) + "\n")
+            if n % 1000 == 0:
+                print(f"  {n}/{len(users)} users", file=sys.stderr, flush=True)
+    print(f"wrote {len(users)} users to {args.out}", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_similar(args: argparse.Namespace) -> int:
+    from recsys.serve.models import SimilarRequest
+
+    service = _local_service(_store_uri(args.store))
+    request = SimilarRequest(surface=args.surface, item_id=args.item, k=args.k)
+    print(service.similar(_cli_caller(args.tenant), request, "cli").model_dump_json(indent=2, exclude_none=True))
+    return EXIT_OK
+
+
+def cmd_api_key(args: argparse.Namespace) -> int:
+    from recsys.serve.auth import AuthSettings
+    from recsys.serve.tenant_store import ApiKeys
+
+    keys = ApiKeys(open_store(args.store))
+    secret = AuthSettings().api_key_hash_secret.get_secret_value()
+    if args.api_key_command == "create":
+        key, record = keys.create(args.tenant, args.roles.split(","), args.name, secret=secret)
+        print(
+            json.dumps(
+                {"api_key": key, "hash": record.key_hash, "tenant": record.tenant, "roles": sorted(record.roles)},
+                indent=2,
+            )
+        )
+        print("recsys: store the api_key now: only its hash is kept", file=sys.stderr)
+        return EXIT_OK
+    if keys.revoke(args.key_hash) is None:
+        raise RecsysError(f"no api key with hash {args.key_hash}")
+    print(f"revoked {args.key_hash}")
+    return EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = None
     try:
         args = parser.parse_args(argv)
-        handler = {"run": cmd_run, "manifest": cmd_manifest, "rollback": cmd_rollback}[args.command]
+        handler = {
+            "run": cmd_run,
+            "manifest": cmd_manifest,
+            "rollback": cmd_rollback,
+            "serve": cmd_serve,
+            "recommend": cmd_recommend,
+            "similar": cmd_similar,
+            "api-key": cmd_api_key,
+        }[args.command]
         return handler(args)
     except (UsageError, ConfigError, ValidationError, ValueError) as exc:
         if args is not None and args.debug:
             raise
         print(f"recsys: error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
+    except Problem as exc:
+        if args is not None and args.debug:
+            raise
+        print(f"recsys: {exc.code}: {exc.detail}", file=sys.stderr)
+        return EXIT_USAGE if exc.status < 500 else EXIT_FAILED
     except (RecsysError, StoreError, OSError) as exc:
         if args is not None and args.debug:
             raise

@@ -5,12 +5,17 @@ only concurrency control the product relies on:
   put(..., if_none_match=True)   create-exclusive: fails with PreconditionFailed if the key exists
   put(..., if_match=etag)        compare-and-swap: fails with PreconditionFailed if the key's ETag differs,
                                  NotFound if the key does not exist
+
+Partial reads (`size`, `read_range`, and `StoreFile` over them) let the serving side read a Parquet footer and
+single row groups without downloading whole objects.
 """
 
 from __future__ import annotations
 
 import abc
 import hashlib
+import io
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -80,6 +85,17 @@ class ObjectStore(abc.ABC):
         """Write the object atomically and return its new ETag (see the module docstring for conditions)."""
 
     @abc.abstractmethod
+    def size(self, key: str) -> int:
+        """The object's length in bytes; NotFound if missing."""
+
+    @abc.abstractmethod
+    def read_range(self, key: str, start: int, length: int) -> bytes:
+        """Up to `length` bytes of the object from offset `start`: fewer at its end, b"" from or past its end.
+
+        NotFound if missing; ValueError if `start` or `length` is negative (see `check_range`).
+        """
+
+    @abc.abstractmethod
     def list(self, prefix: str = "") -> Iterator[str]:
         """Keys under `prefix` (a plain string prefix, as S3 ListObjectsV2), in lexicographic order."""
 
@@ -115,6 +131,86 @@ class ObjectStore(abc.ABC):
             return False
         self.put(key, data, content_type=content_type)
         return True
+
+
+def check_range(start: int, length: int) -> None:
+    """Reject byte ranges a `read_range` cannot mean."""
+    if not isinstance(start, int) or not isinstance(length, int) or start < 0 or length < 0:
+        raise ValueError(f"invalid byte range: start={start!r} length={length!r} (both must be integers >= 0)")
+
+
+class StoreFile(io.RawIOBase):
+    """A read-only, seekable binary file over one object, reading through `read_range` only.
+
+    The size is fetched once (NotFound here if the object is missing), or taken from `size`. Every `read` is one
+    ranged request and nothing is read ahead, so `pyarrow.parquet.ParquetFile(StoreFile(store, key))` fetches the
+    footer and then only the column chunks of the row groups it is asked for. Not thread-safe (one position): open
+    one per reader. The object is assumed immutable while it is open.
+    """
+
+    def __init__(self, store: ObjectStore, key: str, *, size: int | None = None) -> None:
+        super().__init__()
+        self.store = store
+        self.key = key
+        self._size = store.size(key) if size is None else size
+        self._position = 0
+
+    def __repr__(self) -> str:
+        return f"StoreFile({self.store!r}, {self.key!r})"
+
+    @property
+    def name(self) -> str:
+        return self.store.url(self.key)
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        self._checkClosed()
+        return self._position
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        self._checkClosed()
+        if whence == os.SEEK_SET:
+            position = offset
+        elif whence == os.SEEK_CUR:
+            position = self._position + offset
+        elif whence == os.SEEK_END:
+            position = self._size + offset
+        else:
+            raise ValueError(f"invalid whence {whence!r}")
+        if position < 0:
+            raise ValueError(f"negative seek position {position}")
+        self._position = position
+        return position
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        self._checkClosed()
+        view = memoryview(buffer).cast("B")
+        wanted = min(len(view), self._size - self._position)
+        if wanted <= 0:
+            return 0
+        data = self.store.read_range(self.key, self._position, wanted)
+        view[: len(data)] = data
+        self._position += len(data)
+        return len(data)
+
+    def readall(self) -> bytes:
+        """The rest of the object in one request."""
+        self._checkClosed()
+        wanted = self._size - self._position
+        if wanted <= 0:
+            return b""
+        data = self.store.read_range(self.key, self._position, wanted)
+        self._position += len(data)
+        return data
 
 
 def content_etag(data: bytes) -> str:

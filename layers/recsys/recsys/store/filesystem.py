@@ -14,10 +14,19 @@ import fcntl
 import hashlib
 import os
 import secrets
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
-from recsys.store.base import Blob, NotFound, ObjectStore, PreconditionFailed, StoreError, check_key
+from recsys.store.base import (
+    Blob,
+    NotFound,
+    ObjectStore,
+    PreconditionFailed,
+    StoreError,
+    check_key,
+    check_range,
+)
 
 # A key that names a directory, or runs through a file, is simply absent (S3 has no directories).
 _ABSENT = (FileNotFoundError, IsADirectoryError, NotADirectoryError)
@@ -67,6 +76,28 @@ class FileSystemStore(ObjectStore):
             except _ABSENT:
                 raise NotFound(f"{self.uri}/{key} does not exist") from None
         return Blob(data=data, etag=_etag(data))
+
+    def size(self, key: str) -> int:
+        path = self._path(key)
+        with self._os_errors(key, "size"):
+            try:
+                info = path.stat()
+            except _ABSENT:
+                raise NotFound(f"{self.uri}/{key} does not exist") from None
+        if stat.S_ISDIR(info.st_mode):
+            raise NotFound(f"{self.uri}/{key} does not exist")
+        return info.st_size
+
+    def read_range(self, key: str, start: int, length: int) -> bytes:
+        check_range(start, length)
+        path = self._path(key)
+        with self._os_errors(key, "read_range"):
+            try:
+                with open(path, "rb") as file:
+                    file.seek(start)
+                    return file.read(length)
+            except _ABSENT:
+                raise NotFound(f"{self.uri}/{key} does not exist") from None
 
     def head(self, key: str) -> str | None:
         # The ETag is derived from the content (as S3's is), so it stays right even if the file is edited by hand.

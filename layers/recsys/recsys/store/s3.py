@@ -23,6 +23,7 @@ from recsys.store.base import (
     StoreError,
     TransientStoreError,
     check_key,
+    check_range,
 )
 
 ENDPOINT_ENV = "RECSYS_S3_ENDPOINT_URL"
@@ -104,6 +105,36 @@ class S3Store(ObjectStore):
         except (ClientError, BotoCoreError) as err:
             raise self._error(err, "get", key) from err
         return Blob(data=data, etag=response["ETag"])
+
+    def size(self, key: str) -> int:
+        full = self._full_key(key)
+        try:
+            return int(self.client.head_object(Bucket=self.bucket, Key=full)["ContentLength"])
+        except (ClientError, BotoCoreError) as err:
+            raise self._error(err, "size", key) from err
+
+    def read_range(self, key: str, start: int, length: int) -> bytes:
+        """One GetObject with `Range: bytes=start-(start+length-1)`; a range past the end (416) is b""."""
+        check_range(start, length)
+        if length == 0:
+            self.size(key)  # an empty range cannot be requested; still report a missing key
+            return b""
+        full = self._full_key(key)
+        try:
+            response = self.client.get_object(Bucket=self.bucket, Key=full, Range=f"bytes={start}-{start + length - 1}")
+            data = response["Body"].read()
+        except ClientError as err:
+            error = err.response.get("Error", {})
+            status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if error.get("Code") == "InvalidRange" or status == 416:
+                return b""  # the object exists (else NoSuchKey) and `start` is at or past its end
+            raise self._error(err, "read_range", key) from err
+        except BotoCoreError as err:
+            raise self._error(err, "read_range", key) from err
+        # A server that ignores Range answers 200 with the whole object.
+        if response.get("ContentRange") is None and len(data) > length:
+            data = data[start : start + length]
+        return data
 
     def head(self, key: str) -> str | None:
         full = self._full_key(key)

@@ -1,0 +1,242 @@
+"""The recommend API: FastAPI routes over `RecommendService`, behind Mangum on Lambda or uvicorn locally.
+
+Routes follow the seed service's contract (docs/reference/api.md): errors are application/problem+json with a
+stable `code` and the `request_id`, and `X-Request-Id` is echoed or generated on every response.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from recsys import __version__
+from recsys.serve.auth import AuthSettings, Caller, check_path_tenant, require_role, resolve_caller
+from recsys.serve.models import RecommendRequest, RecommendResponse, SimilarRequest, ValidateResponse, parse_body
+from recsys.serve.problems import Problem, invalid
+from recsys.serve.service import RecommendService
+from recsys.serve.settings import ServeSettings
+from recsys.serve.tenant_store import ApiKeys
+
+PROBLEM_JSON = "application/problem+json"
+NO_STORE = {"Cache-Control": "no-store"}
+
+
+def _request_id(request: Request) -> str:
+    return getattr(request.state, "request_id", None) or request.headers.get("x-request-id") or uuid.uuid4().hex
+
+
+def _problem_response(request: Request, problem: Problem) -> JSONResponse:
+    request_id = _request_id(request)
+    return JSONResponse(
+        problem.body(request.url.path, request_id),
+        status_code=problem.status,
+        media_type=PROBLEM_JSON,
+        headers={"X-Request-Id": request_id},
+    )
+
+
+def _body_schema(model: type) -> dict[str, Any]:
+    """OpenAPI request body for routes that read the raw body (to give the seed's exact error details)."""
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}},
+        }
+    }
+
+
+def create_app(
+    settings: ServeSettings | None = None, auth: AuthSettings | None = None, service: RecommendService | None = None
+) -> FastAPI:
+    """The application; `service` may be injected (tests, CLI), otherwise it is built from the environment."""
+    settings = settings or ServeSettings()
+    auth = auth or AuthSettings()
+    service = service or RecommendService.from_settings(settings)
+    if auth.api_key_enabled and service.api_keys is None:
+        service.api_keys = ApiKeys(service.store)
+    app = FastAPI(
+        title="recsys-serverless recommend API",
+        version=__version__,
+        description="Recommendations from the current manifest of each tenant and surface (seed-compatible).",
+        docs_url="/docs",
+        openapi_url="/openapi.json",
+    )
+    app.state.service = service
+
+    @app.middleware("http")
+    async def request_context(request: Request, call_next):
+        request.state.request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        if request.method in ("POST", "PUT", "PATCH"):
+            length = request.headers.get("content-length")
+            if length and int(length) > settings.max_body_bytes:
+                return _problem_response(request, Problem(413, "RECSYS_PAYLOAD_TOO_LARGE", "request body too large"))
+            content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+            if length != "0" and not (content_type == "application/json" or content_type.endswith("+json")):
+                return _problem_response(
+                    request, Problem(415, "RECSYS_UNSUPPORTED_MEDIA_TYPE", "Content-Type must be application/json")
+                )
+        response = await call_next(request)
+        response.headers["X-Request-Id"] = request.state.request_id
+        return response
+
+    @app.exception_handler(Problem)
+    async def on_problem(request: Request, problem: Problem) -> JSONResponse:
+        return _problem_response(request, problem)
+
+    @app.exception_handler(RequestValidationError)
+    async def on_validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return _problem_response(request, invalid(str(exc.errors()[0].get("msg", "invalid request"))))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "RECSYS_NOT_FOUND", 405: "RECSYS_METHOD_NOT_ALLOWED"}.get(exc.status_code, "RECSYS_HTTP_ERROR")
+        return _problem_response(request, Problem(exc.status_code, code, str(exc.detail).lower()))
+
+    @app.exception_handler(Exception)
+    async def on_error(request: Request, exc: Exception) -> JSONResponse:
+        return _problem_response(request, Problem(500, "RECSYS_INTERNAL", "internal error"))
+
+    def caller_of(request: Request) -> Caller:
+        return resolve_caller(request.headers, request.scope.get("aws.event"), auth, service.api_keys)
+
+    async def body_of(request: Request, model: type):
+        return parse_body(await request.body(), model)
+
+    # --- serving -------------------------------------------------------------------------------------------------
+
+    @app.post(
+        "/v1/recommend",
+        response_model=RecommendResponse,
+        response_model_exclude_none=True,
+        openapi_extra=_body_schema(RecommendRequest),
+        tags=["serving"],
+    )
+    async def recommend(request: Request) -> Response:
+        caller = caller_of(request)
+        body = await body_of(request, RecommendRequest)
+        result = await run_in_threadpool(service.recommend, caller, body, request.state.request_id)
+        return JSONResponse(result.model_dump(mode="json", exclude_none=True), headers=NO_STORE)
+
+    @app.post(
+        "/v1/recommend/validate",
+        response_model=ValidateResponse,
+        response_model_exclude_none=True,
+        openapi_extra=_body_schema(RecommendRequest),
+        tags=["serving"],
+    )
+    async def validate(request: Request) -> Response:
+        caller = caller_of(request)
+        body = await body_of(request, RecommendRequest)
+        result = service.validate(caller, body, request.state.request_id)
+        return JSONResponse(result.model_dump(mode="json", exclude_none=True), headers=NO_STORE)
+
+    @app.post(
+        "/v1/similar",
+        response_model=RecommendResponse,
+        response_model_exclude_none=True,
+        openapi_extra=_body_schema(SimilarRequest),
+        tags=["serving"],
+    )
+    async def similar(request: Request) -> Response:
+        caller = caller_of(request)
+        body = await body_of(request, SimilarRequest)
+        result = await run_in_threadpool(service.similar, caller, body, request.state.request_id)
+        return JSONResponse(result.model_dump(mode="json", exclude_none=True), headers=NO_STORE)
+
+    # --- health --------------------------------------------------------------------------------------------------
+
+    @app.get("/healthz", tags=["health"])
+    async def healthz() -> dict:
+        return {"status": "healthy"}
+
+    @app.get("/readyz", tags=["health"])
+    async def readyz() -> JSONResponse:
+        ready, message = await run_in_threadpool(service.ready)
+        return JSONResponse(
+            {"status": "ready" if ready else "unavailable", "message": message}, status_code=200 if ready else 503
+        )
+
+    @app.get("/version", tags=["health"])
+    async def version() -> dict:
+        return {"version": __version__, "commit": settings.build_commit, "date": settings.build_date}
+
+    # --- admin ---------------------------------------------------------------------------------------------------
+
+    def admin_caller(request: Request, tenant_id: str) -> Caller:
+        caller = caller_of(request)
+        check_path_tenant(caller, tenant_id)
+        require_role(caller, request.method, auth)
+        return caller
+
+    def document_response(tenant_id: str, kind: str, document) -> JSONResponse:
+        version_field = "config_version" if kind == "config" else "rules_version"
+        return JSONResponse(
+            {"tenant_id": tenant_id, version_field: document.version, kind: document.data},
+            headers={"ETag": f'"{document.version}"', **NO_STORE},
+        )
+
+    for kind in ("config", "rules"):
+
+        def get_document(request: Request, tenant_id: str, kind: str = kind) -> JSONResponse:
+            admin_caller(request, tenant_id)
+            return document_response(tenant_id, kind, service.get_document(tenant_id, kind))
+
+        async def put_document(request: Request, tenant_id: str, kind: str = kind) -> JSONResponse:
+            caller = admin_caller(request, tenant_id)
+            code = "RECSYS_INVALID_CONFIG" if kind == "config" else "RECSYS_INVALID_RULES"
+            try:
+                data = json.loads(await request.body())
+            except json.JSONDecodeError:
+                raise Problem(400, code, f"{kind} must be valid JSON") from None
+            document = await run_in_threadpool(
+                service.put_document, caller, tenant_id, kind, data, request.headers.get("if-match")
+            )
+            return document_response(tenant_id, kind, document)
+
+        app.add_api_route(
+            f"/v1/admin/tenants/{{tenant_id}}/{kind}",
+            get_document,
+            methods=["GET"],
+            tags=["admin"],
+            summary=f"Current tenant {kind} (ETag = version)",
+        )
+        app.add_api_route(
+            f"/v1/admin/tenants/{{tenant_id}}/{kind}",
+            put_document,
+            methods=["PUT"],
+            tags=["admin"],
+            summary=f"Replace tenant {kind} (If-Match for optimistic concurrency; 409 on mismatch)",
+            openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": {}}}}},
+        )
+
+    @app.post("/v1/admin/tenants/{tenant_id}/cache/invalidate", tags=["admin"])
+    async def invalidate(request: Request, tenant_id: str) -> JSONResponse:
+        admin_caller(request, tenant_id)
+        try:
+            body = json.loads(await request.body() or b"{}")
+        except json.JSONDecodeError:
+            raise Problem(400, "RECSYS_INVALID_TARGETS", "body must be JSON") from None
+        targets = body.get("targets") if isinstance(body, dict) else None
+        if not targets or not isinstance(targets, list) or not all(isinstance(t, str) for t in targets):
+            raise Problem(400, "RECSYS_INVALID_TARGETS", "targets is required")
+        surface = body.get("surface")
+        counts = service.invalidate(tenant_id, targets, surface)
+        return JSONResponse(
+            {
+                "tenant_id": tenant_id,
+                "targets": targets,
+                "surface": surface,
+                "status": "applied",
+                "invalidated": counts,
+            },
+            headers=NO_STORE,
+        )
+
+    return app

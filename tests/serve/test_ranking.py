@@ -1,0 +1,430 @@
+"""Ranking: each signal, weights, filters, rules, warnings, reasons/explain and similar(), with hand-computed scores.
+
+Default weights (DEFAULT_WEIGHTS): pop 0.2, cooc 1.0, implicit 0.5, session 1.0, content 0.5.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from recsys.serve.models import (
+    NormalizedRecommend,
+    NormalizedSimilar,
+    RecommendRequest,
+    SimilarRequest,
+    normalize_recommend,
+    normalize_similar,
+)
+from recsys.serve.ranking import Ranked, rank, similar
+from recsys.serve.rules import Rule, parse_rules
+from recsys.serve.tenant_config import EffectiveConfig, TenantConfig
+from tests.serve.fakes import DictSignals
+
+NOW = dt.datetime(2026, 5, 23, 12, 0, tzinfo=dt.UTC)
+ONLY = {"pop": 0, "cooc": 0, "implicit": 0, "session": 0, "content": 0}
+
+
+def request(**fields) -> NormalizedRecommend:
+    body = {"surface": "home", "segment": "default", "k": 10, "user": {"user_id": "u1"}, "options": {}}
+    body.update(fields)
+    normalized, _ = normalize_recommend(RecommendRequest.model_validate(body))
+    return normalized
+
+
+def similar_request(item_id: str, **fields) -> NormalizedSimilar:
+    body = {"surface": "pdp", "segment": "default", "k": 10, "item_id": item_id, "options": {}}
+    body.update(fields)
+    normalized, _ = normalize_similar(SimilarRequest.model_validate(body))
+    return normalized
+
+
+def config(surface: str = "home", **data) -> EffectiveConfig:
+    return TenantConfig.parse(data).for_surface(surface)
+
+
+def run(signals, req=None, cfg=None, rules: list[Rule] | None = None) -> Ranked:
+    return rank(req or request(), signals, cfg or config(), rules or [], NOW)
+
+
+def ids(ranked: Ranked) -> list[str]:
+    return [item.item_id for item in ranked.items]
+
+
+def scores(ranked: Ranked) -> dict[str, float]:
+    return {item.item_id: item.score for item in ranked.items}
+
+
+def warnings(ranked: Ranked) -> list[tuple[str, str]]:
+    return [(w.code, w.detail) for w in ranked.warnings]
+
+
+# ------------------------------------------------------------------------------------------------ each signal
+
+
+def test_pop_only_cold_user_gets_popularity():
+    signals = DictSignals(popularity={"a": 10, "b": 5, "c": 5, "d": 2}, implicit={})
+    ranked = run(signals)
+    # pop = score / max(10) ; score = 0.2 * pop
+    # a 0.2*1.0 = 0.2 ; b, c 0.2*0.5 = 0.1 (tie -> item_id) ; d 0.2*0.2 = 0.04
+    assert ids(ranked) == ["a", "b", "c", "d"]
+    assert scores(ranked) == {"a": 0.2, "b": 0.1, "c": 0.1, "d": 0.04}
+    assert [item.rank for item in ranked.items] == [1, 2, 3, 4]
+    assert ranked.warnings == []
+
+
+def test_cooc_from_a_request_anchor():
+    signals = DictSignals(popularity={"a": 10, "x": 4}, cooc={"a": {"b": 0.5, "c": 0.25}}, implicit={})
+    ranked = run(signals, request(anchors={"item_ids": ["a"]}), config(weights={"content": 0}))
+    # b: 1.0*0.5 = 0.5 ; c: 1.0*0.25 = 0.25 ; x: 0.2 * 4/10 = 0.08 ; the anchor a is excluded
+    assert scores(ranked) == {"b": 0.5, "c": 0.25, "x": 0.08}
+    assert ids(ranked) == ["b", "c", "x"]
+    assert ranked.warnings == []
+
+
+def test_cooc_from_the_users_most_recent_items():
+    signals = DictSignals(
+        popularity={"z": 1},
+        implicit={"u1": {"h1": (2.0, 100), "h2": (1.0, 200)}},  # (score, last_us): h2 is the most recent
+        cooc={"h1": {"p": 0.9}, "h2": {"q": 0.4, "h1": 0.3}},
+    )
+    ranked = run(signals, cfg=config(recent_items=1, weights={"session": 0, "content": 0}))
+    # recent = [h2] -> q: 1.0*0.4 = 0.4 ; h1 is seen (excluded) ; p is h1's neighbour but h1 is not recent
+    # z: 0.2 * 1/1 = 0.2
+    assert scores(ranked) == {"q": 0.4, "z": 0.2}
+    assert ids(ranked) == ["q", "z"]
+
+
+def test_session_successors_weighted_by_recency():
+    signals = DictSignals(
+        popularity={},
+        implicit={"u1": {"h1": (1.0, 300), "h2": (1.0, 200), "h3": (1.0, 100)}},  # h1 most recent
+        session_seq={"h1": {"s1": 0.6, "s2": 0.4}, "h2": {"s1": 0.2, "s3": 1.0}, "h3": {"s4": 1.0}},
+    )
+    ranked = run(signals, cfg=config(weights={**ONLY, "session": 1}, recent_items=3))
+    # recency weights h1 1, h2 0.5, h3 0.25
+    # s1 = max(1*0.6, 0.5*0.2) = 0.6 ; s3 = 0.5*1.0 = 0.5 ; s2 = 1*0.4 = 0.4 ; s4 = 0.25*1.0 = 0.25
+    assert ids(ranked) == ["s1", "s3", "s2", "s4"]
+    assert scores(ranked) == {"s1": 0.6, "s3": 0.5, "s2": 0.4, "s4": 0.25}
+
+
+def test_content_from_an_anchor():
+    signals = DictSignals(popularity={"t2": 10, "a": 5}, content_sim={"a": {"t1": 0.8, "t2": 0.5}}, implicit={})
+    ranked = run(signals, request(anchors={"item_ids": ["a"]}), config(weights={"cooc": 0}))
+    # t2: 0.5*0.5 + 0.2*10/10 = 0.45 ; t1: 0.5*0.8 = 0.4 ; a is the anchor
+    assert scores(ranked) == {"t2": 0.45, "t1": 0.4}
+    assert ids(ranked) == ["t2", "t1"]
+    assert ranked.warnings == []
+
+
+def test_implicit_with_exclude_seen_off_and_on():
+    signals = DictSignals(popularity={"h2": 10, "p": 5}, implicit={"u1": {"h1": (4.0, 1), "h2": (2.0, 2)}})
+    ranked = run(signals, cfg=config(exclude_seen=False, recent_items=0))
+    # implicit = score / max(4): h1 1.0, h2 0.5
+    # h1: 0.5*1.0 = 0.5 ; h2: 0.5*0.5 + 0.2*1.0 = 0.45 ; p: 0.2*0.5 = 0.1
+    assert scores(ranked) == {"h1": 0.5, "h2": 0.45, "p": 0.1}
+    assert ids(ranked) == ["h1", "h2", "p"]
+    # exclude_seen on (the default): the history is dropped.
+    assert ids(run(signals, cfg=config(recent_items=0))) == ["p"]
+
+
+def test_surface_override_turns_exclude_seen_off():
+    signals = DictSignals(popularity={"h1": 1, "p": 1}, implicit={"u1": {"h1": (1.0, 1)}})
+    cfg = config("buy-again", recent_items=0, surfaces={"buy-again": {"exclude_seen": False}})
+    # h1: 0.5*1 + 0.2*1 = 0.7 ; p: 0.2
+    assert scores(run(signals, request(surface="buy-again"), cfg)) == {"h1": 0.7, "p": 0.2}
+    assert ids(run(signals, cfg=config("home", recent_items=0))) == ["p"]
+
+
+def test_recent_items_stay_candidates_when_exclude_seen_is_off():
+    signals = DictSignals(popularity={}, implicit={"u1": {"h1": (1.0, 5)}}, cooc={"h1": {"n": 0.5}})
+    ranked = run(signals, cfg=config(exclude_seen=False, weights={"session": 0, "content": 0}))
+    # h1 is a recent anchor but a request anchor only is excluded: h1 = 0.5*1.0 = 0.5 ; n = 1.0*0.5 = 0.5 (tie -> id)
+    assert scores(ranked) == {"h1": 0.5, "n": 0.5}
+    assert ids(ranked) == ["h1", "n"]
+
+
+# ---------------------------------------------------------------------------------------------------- weights
+
+
+def test_weight_precedence_request_over_surface_over_tenant():
+    signals = DictSignals(popularity={"a": 10, "b": 4}, cooc={"x": {"b": 0.5}}, implicit={})
+    cfg = config(weights={"pop": 0.5, "content": 0}, surfaces={"home": {"weights": {"cooc": 2}}})
+    anchored = {"anchors": {"item_ids": ["x"]}}
+    # tenant pop 0.5, surface cooc 2: b = 0.5*0.4 + 2*0.5 = 1.2 ; a = 0.5*1.0 = 0.5
+    assert scores(run(signals, request(**anchored), cfg)) == {"b": 1.2, "a": 0.5}
+    # request pop 1.0 (cooc untouched: 2): b = 1.0*0.4 + 2*0.5 = 1.4 ; a = 1.0
+    assert scores(run(signals, request(**anchored, weights={"pop": 1.0}), cfg)) == {"b": 1.4, "a": 1.0}
+
+
+def test_all_zero_weights_fall_back_to_popularity():
+    signals = DictSignals(popularity={"a": 10, "b": 4}, cooc={"x": {"b": 1.0}}, implicit={})
+    ranked = run(signals, request(anchors={"item_ids": ["x"]}, weights=ONLY))
+    # {pop: 1} only: a 1.0, b 0.4 (cooc weight 0)
+    assert scores(ranked) == {"a": 1.0, "b": 0.4}
+
+
+# ---------------------------------------------------------------------------------------------------- filters
+
+
+def test_include_and_exclude_lists():
+    signals = DictSignals(popularity={"a": 5, "b": 4, "c": 3}, implicit={})
+    req = request(candidates={"include_ids": ["c", "z", "b"], "exclude_ids": ["b"]})
+    ranked = run(signals, req)
+    # pool a, b, c + include z (no signals: 0) ; b excluded ; order a 0.2, c 0.2*0.6 = 0.12, z 0
+    # allow-list drops a (1 of the first k)
+    assert scores(ranked) == {"c": 0.12, "z": 0.0}
+    assert ids(ranked) == ["c", "z"]
+    assert warnings(ranked) == [("CANDIDATES_INCLUDE_FILTERED", "1 items removed by candidates.include_ids")]
+
+
+def test_include_list_that_matches_nothing():
+    signals = DictSignals(popularity={"a": 5, "b": 4}, implicit={})
+    ranked = run(signals, request(candidates={"include_ids": ["b"], "exclude_ids": ["b"]}))
+    assert ranked.items == []
+    assert warnings(ranked) == [("CANDIDATES_INCLUDE_EMPTY", "no items matched candidates.include_ids")]
+
+
+def test_tag_constraints_forbidden_and_max_per_tag_backfill():
+    signals = DictSignals(
+        popularity={"a": 5, "b": 4, "c": 3, "d": 2, "e": 1},
+        implicit={},
+        tags={"a": ("brand:x", "cat:1"), "b": ("brand:x",), "c": ("adult",), "d": ("brand:y",)},
+    )
+    req = request(k=3, constraints={"forbidden_tags": ["ADULT"], "max_per_tag": {"brand:x": 1}})
+    ranked = run(signals, req)
+    # order a, b, c, d, e: a kept (brand:x 1) ; b over the cap ; c forbidden ; d, e kept -> k = 3
+    assert ids(ranked) == ["a", "d", "e"]
+    assert warnings(ranked) == [("CONSTRAINTS_FILTERED", "2 items removed by tag constraints")]
+
+
+def test_required_tags_keep_items_with_any_and_drop_untagged():
+    signals = DictSignals(
+        popularity={"a": 5, "b": 4, "c": 3, "d": 2},
+        implicit={},
+        tags={"a": ("brand:x",), "b": ("sale", "brand:y"), "c": ("other",)},
+    )
+    ranked = run(signals, request(constraints={"required_tags": ["Sale", "brand:x"]}))
+    assert ids(ranked) == ["a", "b"]
+    assert ranked.warnings == []
+
+
+def test_tag_constraints_without_content_sim_warn_and_required_drops_everything():
+    signals = DictSignals(popularity={"a": 5, "b": 4}, implicit={})
+    ranked = run(signals, request(constraints={"forbidden_tags": ["adult"]}))
+    assert ids(ranked) == ["a", "b"]  # nothing can be checked: returned unfiltered
+    assert warnings(ranked) == [("TAG_LOOKUP_FAILED", "failed to fetch item tags for constraints")]
+    ranked = run(signals, request(constraints={"required_tags": ["sale"]}))
+    assert ranked.items == []
+
+
+def test_deterministic_tie_break_by_item_id():
+    signals = DictSignals(popularity={"b": 1, "c": 1, "a": 1}, implicit={})
+    first = run(signals)
+    assert ids(first) == ["a", "b", "c"]
+    assert run(signals) == first
+
+
+def test_truncates_to_k():
+    signals = DictSignals(popularity={f"i{n:02d}": 100 - n for n in range(30)}, implicit={})
+    ranked = run(signals, request(k=5))
+    assert ids(ranked) == ["i00", "i01", "i02", "i03", "i04"]
+
+
+def test_exclusions_widen_the_popularity_fanout():
+    signals = DictSignals(popularity={"a": 1}, implicit={})
+    run(signals, request(k=10, candidates={"exclude_ids": ["x", "y"]}), config(fanout=50))
+    # max(k 10, fanout 50) + 2 excluded
+    assert ("popular", 52) in signals.calls
+
+
+# ------------------------------------------------------------------------------------------------------ rules
+
+
+def test_rules_pin_external_item_boost_and_block():
+    signals = DictSignals(popularity={"a": 10, "b": 5, "c": 1}, implicit={})
+    rules = parse_rules(
+        [
+            {"action": "pin", "item_ids": ["ext"], "id": "pin-ext"},
+            {"action": "boost", "item_ids": ["b"], "boost_value": 1.0, "id": "boost-b"},
+            {"action": "block", "item_ids": ["c"], "id": "block-c"},
+        ]
+    )
+    ranked = run(signals, request(options={"include_reasons": True}), rules=rules)
+    # ext pinned first (external: score 0) ; a 0.2 ; b 0.2*0.5 = 0.1 boosted by 0.1*1.0 -> 0.2 (tie -> a, b) ; c blocked
+    assert ids(ranked) == ["ext", "a", "b"]
+    assert scores(ranked) == {"ext": 0.0, "a": 0.2, "b": 0.2}
+    assert [item.reasons for item in ranked.items] == [
+        ["rule.pin[pin-ext]"],
+        ["recent_popularity"],
+        ["recent_popularity", "rule.boost:+0.10[boost-b]"],
+    ]
+    assert warnings(ranked) == [("RULE_PIN_INJECTED", "1 pinned items were injected into results")]
+
+
+def test_pinned_candidates_lead_and_are_not_counted_as_injected():
+    signals = DictSignals(popularity={"a": 10, "b": 5, "c": 1}, implicit={})
+    rules = parse_rules([{"action": "pin", "item_ids": "c,b", "id": "p"}])
+    ranked = run(signals, rules=rules)
+    assert ids(ranked) == ["c", "b", "a"]
+    assert ranked.warnings == []
+
+
+def test_rules_respect_request_filters_and_scope():
+    signals = DictSignals(popularity={"a": 10}, implicit={"u1": {"seen": (1.0, 1)}})
+    rules = parse_rules(
+        [
+            {"action": "pin", "item_ids": ["excluded", "seen", "ok"], "id": "p"},
+            {"action": "boost", "item_ids": ["excluded"], "boost": 5, "id": "b"},
+            {"action": "pin", "item_ids": ["other-surface"], "surface": "pdp", "id": "q"},
+        ]
+    )
+    ranked = run(signals, request(candidates={"exclude_ids": ["excluded"]}), config(recent_items=0), rules)
+    assert ids(ranked) == ["ok", "a"]
+
+
+def test_boost_injected_item_takes_its_boost_as_score():
+    signals = DictSignals(popularity={"a": 10}, implicit={})
+    rules = parse_rules([{"action": "boost", "item_ids": ["new"], "boost": 0.3, "id": "b"}])
+    ranked = run(signals, request(options={"explain": "summary"}), rules=rules)
+    # new: injected with 0.3 ; a: 0.2
+    assert scores(ranked) == {"new": 0.3, "a": 0.2}
+    assert ranked.items[0].explain == {
+        "signals": {"pop": 0.0, "cooc": 0.0, "implicit": 0.0, "session": 0.0, "content": 0.0},
+        "rules": ["rule.boost:+0.30[b]"],
+    }
+
+
+# ------------------------------------------------------------------------------------------- reasons / explain
+
+
+def test_reasons_and_explain_shapes():
+    signals = DictSignals(
+        popularity={"b": 10, "c": 5},
+        implicit={},
+        cooc={"a": {"b": 0.5}},
+        content_sim={"a": {"b": 0.4}},
+    )
+    req = request(anchors={"item_ids": ["a"]}, options={"include_reasons": True, "explain": "full"})
+    ranked = run(signals, req)
+    b, c = ranked.items
+    # b: pop 0.2*1.0 = 0.2 ; cooc 1.0*0.5 = 0.5 ; content 0.5*0.4 = 0.2 -> 0.9 ; c: 0.2*0.5 = 0.1
+    assert (b.item_id, b.score, c.item_id, c.score) == ("b", 0.9, "c", 0.1)
+    assert b.reasons == ["recent_popularity", "co_visitation", "content_similarity"]
+    assert b.explain == {
+        "signals": {"pop": 0.2, "cooc": 0.5, "implicit": 0.0, "session": 0.0, "content": 0.2},
+        "rules": [],
+        "raw": {"pop": 1.0, "cooc": 0.5, "implicit": 0.0, "session": 0.0, "content": 0.4},
+        "anchors": ["a"],
+    }
+    summary = run(signals, request(anchors={"item_ids": ["a"]}, options={"explain": "summary"}))
+    assert summary.items[0].reasons is None
+    assert set(summary.items[0].explain) == {"signals", "rules"}
+    plain = run(signals, request(anchors={"item_ids": ["a"]}))
+    assert (plain.items[0].reasons, plain.items[0].explain) == (None, None)
+
+
+def test_reasons_for_every_signal_in_seed_order():
+    signals = DictSignals(
+        popularity={"x": 1},
+        implicit={"u1": {"x": (1.0, 1), "h": (1.0, 2)}},
+        cooc={"h": {"x": 0.5}},
+        session_seq={"h": {"x": 0.5}},
+        content_sim={"h": {"x": 0.5}},
+    )
+    ranked = run(signals, request(options={"include_reasons": True}), config(exclude_seen=False, recent_items=1))
+    [x] = [item for item in ranked.items if item.item_id == "x"]
+    assert x.reasons == [
+        "recent_popularity",
+        "co_visitation",
+        "collaborative",
+        "session_sequence",
+        "content_similarity",
+    ]
+    # 0.2*1 + 1.0*0.5 + 0.5*1.0 + 1.0*0.5 + 0.5*0.5 = 0.2 + 0.5 + 0.5 + 0.5 + 0.25 = 1.95
+    assert x.score == 1.95
+
+
+# --------------------------------------------------------------------------------------------------- warnings
+
+
+def test_unavailable_signals_warn_only_when_the_request_would_use_them():
+    signals = DictSignals(popularity={"a": 1})  # no implicit, cooc, session_seq, content_sim
+    ranked = run(signals, request(anchors={"item_ids": ["x"]}))
+    assert warnings(ranked) == [
+        ("SIGNAL_UNAVAILABLE", "cooc unavailable: not in manifest"),
+        ("SIGNAL_UNAVAILABLE", "collaborative unavailable: not in manifest"),
+        ("SIGNAL_UNAVAILABLE", "content unavailable: not in manifest"),
+    ]
+    # Without anchors (and without history, so no session): only collaborative.
+    assert warnings(run(signals)) == [("SIGNAL_UNAVAILABLE", "collaborative unavailable: not in manifest")]
+    # A zero weight means the signal is not used.
+    cfg = config(weights={"cooc": 0, "content": 0})
+    assert len(run(signals, request(anchors={"item_ids": ["x"]}), cfg).warnings) == 1
+
+
+def test_session_warning_needs_history():
+    cold = DictSignals(popularity={"a": 1}, implicit={})
+    assert run(cold).warnings == []
+    warm = DictSignals(popularity={"a": 1}, implicit={"u1": {"h": (1.0, 1)}})
+    assert warnings(run(warm, cfg=config(weights={"cooc": 0, "content": 0}))) == [
+        ("SIGNAL_UNAVAILABLE", "session unavailable: not in manifest")
+    ]
+
+
+def test_popularity_unavailable():
+    ranked = run(DictSignals(implicit={}))
+    assert ranked.items == []
+    assert warnings(ranked) == [("SIGNAL_UNAVAILABLE", "popularity unavailable: not in manifest")]
+
+
+# ---------------------------------------------------------------------------------------------------- similar
+
+
+def test_similar_blends_cooc_and_content():
+    signals = DictSignals(
+        cooc={"a": {"b": 0.5, "c": 0.2, "a": 1.0}},  # a self-pair (never in a real artifact) is still excluded
+        content_sim={"a": {"c": 0.8, "d": 0.4}},
+    )
+    ranked = similar(similar_request("a", options={"include_reasons": True}), signals, config("pdp"))
+    # c: 1.0*0.2 + 0.5*0.8 = 0.6 ; b: 1.0*0.5 = 0.5 ; d: 0.5*0.4 = 0.2
+    assert scores(ranked) == {"c": 0.6, "b": 0.5, "d": 0.2}
+    assert ids(ranked) == ["c", "b", "d"]
+    assert [item.reasons for item in ranked.items] == [
+        ["co_visitation", "content_similarity"],
+        ["co_visitation"],
+        ["content_similarity"],
+    ]
+    assert ranked.warnings == []
+
+
+def test_similar_unknown_item_is_empty_without_warning():
+    signals = DictSignals(cooc={"a": {"b": 0.5}}, content_sim={})
+    ranked = similar(similar_request("nope"), signals, config("pdp"))
+    assert (ranked.items, ranked.warnings) == ([], [])
+
+
+def test_similar_without_similarity_signals():
+    ranked = similar(similar_request("a"), DictSignals(popularity={"a": 1}), config("pdp"))
+    assert ranked.items == []
+    assert warnings(ranked) == [("SIGNAL_UNAVAILABLE", "similarity signals unavailable")]
+
+
+def test_similar_with_one_signal_missing_and_constraints():
+    signals = DictSignals(cooc={"a": {"b": 0.5, "c": 0.4, "d": 0.3}})
+    ranked = similar(similar_request("a", k=2), signals, config("pdp"))
+    assert ids(ranked) == ["b", "c"]
+    assert warnings(ranked) == [("SIGNAL_UNAVAILABLE", "content unavailable: not in manifest")]
+    tagged = DictSignals(cooc={"a": {"b": 0.5, "c": 0.4, "d": 0.3}}, tags={"b": ("adult",), "c": ("x",), "d": ("x",)})
+    ranked = similar(similar_request("a", constraints={"max_per_tag": {"x": 1}, "forbidden_tags": ["adult"]}),
+                     tagged, config("pdp"))  # fmt: skip
+    assert ids(ranked) == ["c"]
+    assert warnings(ranked) == [("CONSTRAINTS_FILTERED", "2 items removed by tag constraints")]
+
+
+@pytest.mark.parametrize("weights", [{"cooc": 0, "content": 0}, {"cooc": 0, "content": 0, "pop": 1}])
+def test_similar_with_zero_similarity_weights_uses_the_defaults(weights):
+    signals = DictSignals(cooc={"a": {"b": 0.5}}, content_sim={"a": {"b": 0.4}})
+    # defaults cooc 1.0, content 0.5: b = 0.5 + 0.2 = 0.7
+    assert scores(similar(similar_request("a"), signals, config("pdp", weights=weights))) == {"b": 0.7}

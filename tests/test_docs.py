@@ -1,0 +1,131 @@
+"""The reference docs stay honest: every setting, CLI option, quarantine reason and artifact column is documented,
+and every relative link (and #anchor) in README.md and docs/ resolves."""
+
+from __future__ import annotations
+
+import argparse
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from pydantic import BaseModel
+
+from recsys.cli import build_parser
+from recsys.compute import EVENT_KINDS, content_sim
+from recsys.events.contract import Reason
+from recsys.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs"
+REFERENCE = DOCS / "reference"
+MARKDOWN = sorted([ROOT / "README.md", *DOCS.rglob("*.md")])
+
+_FENCE = re.compile(r"^(```|~~~).*?^\1[ \t]*$", re.MULTILINE | re.DOTALL)
+_LINK = re.compile(r"(?<!!)\[[^\]]*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
+_HEADING = re.compile(r"^#{1,6}[ \t]+(.+?)[ \t]*#*[ \t]*$", re.MULTILINE)
+_CODE_SPAN = re.compile(r"(`+)(?!`).*?(?<!`)\1(?!`)", re.DOTALL)
+
+
+def _prose(path: Path) -> str:
+    """The Markdown text without fenced code blocks (their '#' lines are not headings, their brackets not links)."""
+    return _FENCE.sub("", path.read_text(encoding="utf-8"))
+
+
+def _env_names(model: type[BaseModel], prefix: str, delimiter: str) -> Iterator[str]:
+    for name, field in model.model_fields.items():
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            yield from _env_names(annotation, f"{prefix}{name.upper()}{delimiter}", delimiter)
+        else:
+            yield f"{prefix}{name.upper()}"
+
+
+def _commands(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], str]]:
+    """(command path, long option) for every option of the parser and its subcommands, recursively."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield (*path, name), ""
+                yield from _commands(sub, (*path, name))
+        else:
+            for option in action.option_strings:
+                if option.startswith("--"):
+                    yield path, option
+
+
+def _section(text: str, heading: str) -> str:
+    """The text under the level-2 heading `## {heading}` up to the next level-2 heading."""
+    match = re.search(rf"^## {re.escape(heading)}[ \t]*$(.*?)(?=^## |\Z)", text, re.MULTILINE | re.DOTALL)
+    assert match, f"no '## {heading}' section"
+    return match.group(1)
+
+
+def _slugs(path: Path) -> set[str]:
+    """GitHub-style anchors of the file's headings (duplicates get -1, -2, ...)."""
+    seen: dict[str, int] = {}
+    slugs = set()
+    for title in _HEADING.findall(_prose(path)):
+        text = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", title)  # a linked heading keeps its text
+        slug = re.sub(r"[^\w\- ]", "", text.replace("`", "").strip().lower()).replace(" ", "-")
+        count = seen.get(slug, 0)
+        seen[slug] = count + 1
+        slugs.add(slug if count == 0 else f"{slug}-{count}")
+    return slugs
+
+
+def test_every_setting_is_in_the_configuration_reference() -> None:
+    text = (REFERENCE / "configuration.md").read_text(encoding="utf-8")
+    config = Settings.model_config
+    names = list(_env_names(Settings, config["env_prefix"], config["env_nested_delimiter"]))
+    assert "RECSYS_GATES__MAX_ERROR_RATE" in names and "RECSYS_COMPUTE__COOC_TOP_K" in names
+    missing = [name for name in names if f"`{name}`" not in text]
+    assert not missing, f"docs/reference/configuration.md does not document {missing}"
+
+
+def test_every_cli_command_and_option_is_in_the_cli_reference() -> None:
+    text = (REFERENCE / "cli.md").read_text(encoding="utf-8")
+    missing = []
+    for path, option in _commands(build_parser()):
+        if not option:
+            if f"recsys {' '.join(path)}" not in text:
+                missing.append(f"recsys {' '.join(path)}")
+        elif not re.search(rf"(?<![\w-]){re.escape(option)}(?![\w-])", text):
+            missing.append(f"recsys {' '.join(path)} {option}".replace("  ", " "))
+    assert not missing, f"docs/reference/cli.md does not document {missing}"
+
+
+def test_every_quarantine_reason_is_in_the_raw_events_reference() -> None:
+    text = (REFERENCE / "raw-events.md").read_text(encoding="utf-8")
+    missing = [reason.value for reason in Reason if f"`{reason.value}`" not in text]
+    assert not missing, f"docs/reference/raw-events.md does not document {missing}"
+
+
+@pytest.mark.parametrize("kind", [*EVENT_KINDS, content_sim.KIND])
+def test_every_artifact_column_is_in_the_artifacts_reference(kind: str) -> None:
+    schema = content_sim.SCHEMA if kind == content_sim.KIND else EVENT_KINDS[kind].SCHEMA
+    section = _section((REFERENCE / "artifacts.md").read_text(encoding="utf-8"), kind)
+    missing = [name for name in schema.names if f"| `{name}` |" not in section]
+    assert not missing, f"the '{kind}' section of docs/reference/artifacts.md has no column row for {missing}"
+
+
+@pytest.mark.parametrize("path", MARKDOWN, ids=lambda p: str(p.relative_to(ROOT)))
+def test_relative_links_resolve(path: Path) -> None:
+    broken = []
+    for target in _LINK.findall(_CODE_SPAN.sub("", _prose(path))):  # brackets inside `code` are not links
+        if re.match(r"^[a-z][a-z0-9+.-]*:", target):  # http:, https:, mailto:
+            continue
+        file_part, _, anchor = target.partition("#")
+        resolved = (path.parent / file_part).resolve() if file_part else path
+        if not resolved.exists():
+            broken.append(target)
+        elif anchor and resolved.suffix == ".md" and anchor not in _slugs(resolved):
+            broken.append(f"{target} (no such heading)")
+    assert not broken, f"{path.relative_to(ROOT)} has broken links: {broken}"
+
+
+def test_the_docs_index_links_every_page() -> None:
+    index = (DOCS / "index.md").read_text(encoding="utf-8")
+    pages = [p.relative_to(DOCS).as_posix() for p in DOCS.rglob("*.md") if p.name != "index.md"]
+    missing = [page for page in pages if f"]({page})" not in index]
+    assert not missing, f"docs/index.md does not link {missing}"

@@ -130,3 +130,13 @@ def test_sources_prune_dated_folders_and_keep_undated_files(tmp_path: Path) -> N
     assert found == {("dt=2026-01-01/a.jsonl", True), ("2026/01/01/b.jsonl.gz", True), ("flat.jsonl", False)}
     assert [f.key for f in raw_files(str(tmp_path / "flat.jsonl"), DAY)] == ["flat.jsonl"]
     assert day_in_path("x/dt=2026-13-01/y.jsonl") is None
+
+
+def test_a_day_whose_raw_files_vanished_keeps_its_partition(tmp_path: Path, store: FileSystemStore) -> None:
+    raw = tmp_path / "raw" / "dt=2026-01-01" / "events.jsonl"
+    _write(raw, jsonl(event(), event(item_id="B")))
+    first = ingest_day(store, str(tmp_path / "raw"), SCOPE)
+    raw.unlink()
+    again = ingest_day(store, str(tmp_path / "raw"), SCOPE)
+    assert again.kept_existing and again.accepted == first.accepted == 2
+    assert from_parquet(store.get(paths.canonical_events("demo", "home", DAY)).data).num_rows == 2

@@ -127,9 +127,15 @@ def test_the_schedule_input_runs_yesterday(store: FileSystemStore, tmp_path: Pat
     )
     env = {"RECSYS_STORE": store.uri, "RECSYS_RAW_URI": str(tmp_path / "raw"), "RECSYS_KINDS": "popularity,cooc"}
     with LocalPipeline(env) as pipeline:
-        execution = pipeline.run(json.loads(schedule_input))
-    assert execution.status == "SUCCEEDED", execution.message
-    assert execution.output["plan"]["days"] == [day.isoformat()]
+        first = pipeline.run(json.loads(schedule_input))
+        second = pipeline.run(json.loads(schedule_input))
+    assert first.status == "SUCCEEDED", first.message
+    window = [(day - dt.timedelta(days=n)).isoformat() for n in range(29, -1, -1)]
+    # The first scheduled run ingests the whole 30-day window (nothing was ingested); later runs only the new day.
+    assert (first.output["plan"]["start"], first.output["plan"]["end"]) == (window[0], window[-1])
+    assert first.output["plan"]["days"] == window
+    assert second.output["plan"]["days"] == [day.isoformat()]
+    assert all(c["partials_reused"] == 30 for c in second.output["computed"])
     assert set(read_pointer(store, "demo", "home").manifest.current) == {"popularity", "cooc"}
 
 

@@ -172,3 +172,27 @@ def test_history_is_newest_first(store: FileSystemStore, full, early) -> None:
         second.manifest_version,
         first.manifest_version,
     ]
+
+
+def test_a_partial_run_carries_the_other_kinds_over(store: FileSystemStore, full, sample_settings) -> None:
+    publish(store, "demo", "home", JAN, full)
+    popularity_only = run_steps(sample_settings, "2026-01-02", "2026-01-07", kinds=["popularity"])
+    window = Window(start=dt.date(2026, 1, 2), end=dt.date(2026, 1, 7))
+    result = publish(store, "demo", "home", window, popularity_only)
+    manifest = read_pointer(store, "demo", "home").manifest
+    assert result.decision == Decision.MOVED and set(manifest.current) == {a.kind for a in full}
+    assert manifest.artifacts["popularity"].window == window and manifest.artifacts["cooc"].window == JAN
+    cooc = next(a for a in full if a.kind == "cooc")
+    store.delete(store.key_of(cooc.uri))
+    with pytest.raises(ArtifactInvalid, match="build those kinds too"):
+        publish(store, "demo", "home", JAN, popularity_only)
+
+
+def test_rollback_accepts_a_unique_version_prefix(store: FileSystemStore, full, early) -> None:
+    first = publish(store, "demo", "home", EARLY, early)
+    publish(store, "demo", "home", JAN, full)
+    assert rollback(store, "demo", "home", to=first.manifest_version[:10]).rolled_back_to == first.manifest_version
+    with pytest.raises(ManifestNotFound, match="too short"):
+        rollback(store, "demo", "home", to="abc")
+    with pytest.raises(ManifestNotFound, match="no manifest versions starting with"):
+        rollback(store, "demo", "home", to="00000000000")

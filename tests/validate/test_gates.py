@@ -108,3 +108,12 @@ def test_validate_window_raises_gate_failed_naming_the_gate(store) -> None:
         result.raise_for_failures()
     with pytest.raises(DayNotIngested):
         validate_window(store, "demo", "home", Window(start=D1, end=D1 + dt.timedelta(days=1)), GateLimits())
+
+
+def test_volume_anomaly_ignores_empty_days_in_its_baseline() -> None:
+    # days before the tenant's data started are empty: they are no baseline, so the first real days pass
+    history = {D1 - dt.timedelta(days=n): 0 for n in range(1, 8)}
+    assert failed(evaluate([report(accepted=500, read=500)], history, GateLimits())) == []
+    # ... but an empty day after real ones is an anomaly
+    history = {D1 - dt.timedelta(days=n): 100 for n in range(1, 4)}
+    assert failed(evaluate([report(accepted=0, read=0)], history, GateLimits(min_events=0))) == ["volume_anomaly"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -23,9 +24,11 @@ from recsys.local.runner import Execution, LocalPipeline, StepEvent
 from recsys.pipeline.models import RunRequest
 from recsys.publish import service as registry
 from recsys.serve.problems import Problem
+from recsys.settings import load_settings
 from recsys.store import StoreError, open_store
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+DEFAULT_STORE = os.environ.get("RECSYS_STORE", "file://.out")
 
 
 class UsageError(Exception):
@@ -59,7 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help_text, description=help_text)
         sub.add_argument("--tenant", required=True)
         sub.add_argument("--surface", required=True)
-        sub.add_argument("--store", default="file://.out", help="store URI: file://DIR or s3://BUCKET[/PREFIX]")
+        sub.add_argument(
+            "--store",
+            default=DEFAULT_STORE,
+            help="store URI: file://DIR or s3://BUCKET[/PREFIX] (default: $RECSYS_STORE or file://.out)",
+        )
         return sub
 
     run = scoped("run", "run a window through statemachine/pipeline.asl.json locally (moto), real handlers")
@@ -81,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub = manifest_commands.add_parser(name, help=help_text, description=help_text)
         sub.add_argument("--tenant", required=True)
         sub.add_argument("--surface", required=True)
-        sub.add_argument("--store", default="file://.out")
+        sub.add_argument("--store", default=DEFAULT_STORE)
         if name == "history":
             sub.add_argument("--json", action="store_true")
 
@@ -93,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="run the recommend API locally (uvicorn; dev auth on)",
         description="run the recommend API locally (uvicorn; dev auth on)",
     )
-    serve.add_argument("--store", default="file://.out", help="store URI holding the manifests and artifacts")
+    serve.add_argument("--store", default=DEFAULT_STORE, help="store URI holding the manifests and artifacts")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument(
@@ -121,10 +128,10 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--tenant", required=True)
     create.add_argument("--roles", default="", help="comma-separated roles, e.g. admin or viewer")
     create.add_argument("--name", default="cli", help="a label for the key")
-    create.add_argument("--store", default="file://.out")
+    create.add_argument("--store", default=DEFAULT_STORE)
     revoke = key_commands.add_parser("revoke", help="revoke a key by its hash")
     revoke.add_argument("--hash", required=True, dest="key_hash")
-    revoke.add_argument("--store", default="file://.out")
+    revoke.add_argument("--store", default=DEFAULT_STORE)
     return parser
 
 
@@ -151,7 +158,8 @@ def _progress(event: StepEvent) -> None:
         )
     else:
         line = f"{event.function}: {r.get('decision', 'done')}"
-    print(f"  [{took}] {line}", file=sys.stderr, flush=True)
+    sys.stderr.write(f"  [{took}] {line}\n")  # one write per line: steps report from parallel threads
+    sys.stderr.flush()
 
 
 def _summary(execution: Execution, seconds: float) -> str:
@@ -184,6 +192,9 @@ def _summary(execution: Execution, seconds: float) -> str:
 
 def cmd_run(args: argparse.Namespace) -> int:
     store = _store_uri(args.store)
+    settings = load_settings()  # invalid RECSYS_* values are a usage error, reported before anything runs
+    if not (args.raw or settings.raw_uri):
+        raise UsageError("no raw events: pass --raw PATH_OR_S3 or set RECSYS_RAW_URI")
     request = RunRequest(
         tenant=args.tenant,
         surface=args.surface,

@@ -36,6 +36,12 @@ class GateLimits(BaseModel):
 class ComputeParams(BaseModel):
     """Algorithm knobs of the artifact kinds (see docs/reference/artifacts.md)."""
 
+    @field_validator("popularity_half_life_days", "implicit_half_life_days", mode="before")
+    @classmethod
+    def _no_decay(cls, value: object) -> object:
+        """ "", "none" or "null" (e.g. RECSYS_COMPUTE__POPULARITY_HALF_LIFE_DAYS=none) mean no decay."""
+        return None if isinstance(value, str) and value.strip().lower() in ("", "none", "null") else value
+
     popularity_top_n: PositiveInt = 1000
     popularity_half_life_days: PositiveFloat | None = 7.0
     cooc_min_support: PositiveInt = 2
@@ -61,6 +67,9 @@ class Settings(BaseSettings):
     # NoDecode: RECSYS_KINDS is a comma-separated list (JSON lists work too), see _split_kinds.
     kinds: Annotated[list[str], NoDecode] = Field(default_factory=lambda: list(ARTIFACT_KINDS))
     event_weights: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_EVENT_WEIGHTS))
+    window_days: PositiveInt = Field(
+        30, description="days a scheduled run's artifacts cover (ending yesterday); only new days are ingested"
+    )
     max_days_per_run: PositiveInt = 366
     gates: GateLimits = Field(default_factory=GateLimits)
     compute: ComputeParams = Field(default_factory=ComputeParams)

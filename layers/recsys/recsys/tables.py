@@ -72,8 +72,8 @@ def content_version(table: pa.Table, schema: pa.Schema) -> str:
 def to_parquet(table: pa.Table, schema: pa.Schema, *, kind: str, row_group_size: int = 65_536) -> bytes:
     """Deterministic Parquet bytes (zstd, dictionaries, statistics, kind metadata).
 
-    The first column is the lookup key and the table is sorted by it, so row-group statistics let a reader fetch
-    one key's rows without reading the whole file.
+    Keyed artifacts (cooc, implicit, session_seq, content_sim) are sorted by their first column, the lookup key, so
+    row-group statistics let a reader fetch one key's rows without reading the whole file.
     """
     metadata = {"recsys.kind": kind, "recsys.schema": SCHEMA_VERSION}
     out = canonical_table(table, schema).replace_schema_metadata(metadata)

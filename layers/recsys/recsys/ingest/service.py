@@ -41,6 +41,7 @@ class IngestReport(BaseModel):
     distinct_users: int
     canonical_uri: str
     quarantine_uri: str | None
+    kept_existing: bool = False  # no raw files were found, so the partition ingested earlier was kept as it was
 
     @property
     def error_rate(self) -> float:
@@ -73,10 +74,17 @@ def canonicalize(parsed: list[ParsedEvents]) -> tuple[pa.Table, int]:
 
 
 def ingest_day(store: ObjectStore, raw_uri: str, scope: DayScope) -> IngestReport:
-    """Ingest one day; never raises on bad lines (they are quarantined), only on I/O failures."""
-    parsed = [
-        parse_events(f.read(), source=f.source, scope=scope, dated=f.dated) for f in raw_files(raw_uri, scope.day)
-    ]
+    """Ingest one day; never raises on bad lines (they are quarantined), only on I/O failures.
+
+    When no raw file holds the day any more but a non-empty partition was ingested before, that partition is kept
+    (a raw prefix that vanished must not erase good data); delete the partition to really empty a day.
+    """
+    files = raw_files(raw_uri, scope.day)
+    if not files:
+        existing = load_report(store, scope.tenant, scope.surface, scope.day)
+        if existing is not None and existing.accepted > 0:
+            return existing.model_copy(update={"kept_existing": True})
+    parsed = [parse_events(f.read(), source=f.source, scope=scope, dated=f.dated) for f in files]
     canonical, duplicates = canonicalize(parsed)
     rejections = [r for p in parsed for r in p.rejections]
 

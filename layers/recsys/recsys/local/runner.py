@@ -17,6 +17,7 @@ import threading
 import time
 import traceback
 import uuid
+import warnings
 import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -32,6 +33,8 @@ from moto.awslambda_simple.models import LambdaSimpleBackend
 # moto logs every caught task failure at ERROR; the run's result reports it once, so keep it off the terminal
 # (a handler in the hierarchy stops Python's last-resort stderr output; configured root handlers still get it).
 logging.getLogger("moto").addHandler(logging.NullHandler())
+# A failing step publishes no metrics and Powertools warns about it; the run's result already says it failed.
+warnings.filterwarnings("ignore", message="No application metrics to publish")
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
@@ -146,8 +149,9 @@ class LocalPipeline:
         self.env = {
             "POWERTOOLS_METRICS_NAMESPACE": "Recsys",
             "POWERTOOLS_METRICS_DISABLED": "true",  # EMF lines would only clutter a terminal
-            "POWERTOOLS_LOG_LEVEL": "WARNING",
-            "AWS_DEFAULT_REGION": REGION,
+            "POWERTOOLS_LOG_LEVEL": os.environ.get("POWERTOOLS_LOG_LEVEL", "WARNING"),
+            # the handlers' S3 clients keep the user's region; moto's own clients name theirs explicitly
+            "AWS_DEFAULT_REGION": os.environ.get("AWS_DEFAULT_REGION", REGION),
             **env,
         }
         self.on_step = on_step

@@ -34,7 +34,12 @@ def step_handler(
     @metrics.log_metrics(raise_on_empty_metrics=False)
     def handler(event: dict, context: Any) -> dict:
         request = request_model.model_validate(event)
-        logger.append_keys(tenant=getattr(request, "tenant", None), surface=getattr(request, "surface", None))
+        tenant = getattr(request, "tenant", None) or getattr(getattr(request, "input", None), "tenant", None)
+        surface = getattr(request, "surface", None) or getattr(getattr(request, "input", None), "surface", None)
+        logger.append_keys(tenant=tenant, surface=surface)
+        if tenant and surface:  # per-tenant dashboards and alarms
+            metrics.add_dimension(name="tenant", value=tenant)
+            metrics.add_dimension(name="surface", value=surface)
         logger.info("step started", extra={"step": step.__name__, "request": request.model_dump(mode="json")})
         result = step(request, load_settings())
         for name, value in (counts(result) if counts else {}).items():

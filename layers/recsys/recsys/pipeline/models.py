@@ -38,7 +38,9 @@ class RunRequest(_Step):
     @model_validator(mode="after")
     def _window(self) -> RunRequest:
         if (self.start is None) != (self.end is None):
-            raise ValueError("give both start and end, or neither (the daily run: yesterday)")
+            raise ValueError("give both start and end, or neither (the daily run: the window ending yesterday)")
+        if self.start and self.end and self.end < self.start:
+            raise ValueError(f"end {self.end} is before start {self.start}")
         return self
 
     @field_validator("kinds")
@@ -59,10 +61,11 @@ class PlanRequest(BaseModel):
 class Plan(_Step):
     """The resolved run: what every later state reads from `$.plan`."""
 
-    start: dt.date
+    start: dt.date  # the artifact window
     end: dt.date
-    days: list[dt.date]
+    days: list[dt.date]  # the days to (re-)ingest
     kinds: list[str]
+    skipped: dict[str, str] = Field(default_factory=dict)  # kind -> why it is not built in this run
     promote: bool
     raw: str | None
     catalog: str | None

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
+from recsys import paths
+from recsys.compute import content_sim
 from recsys.compute.service import ComputeResult, compute_kind
-from recsys.days import Window, iter_days, yesterday
+from recsys.days import Window, yesterday
 from recsys.errors import ConfigError
 from recsys.events.parse import DayScope
 from recsys.ingest.service import IngestReport, ingest_day
@@ -23,15 +27,37 @@ from recsys.validate.service import ValidationResult, validate_window
 
 
 def plan(planned: PlanRequest, settings: Settings) -> Plan:
+    """Resolve the run: its artifact window, the days to ingest, the kinds to build.
+
+    An explicit window (a backfill) re-ingests every day of it. Without one (the daily schedule) the window is the
+    `window_days` days ending yesterday, and only yesterday plus days never ingested are ingested: the other days'
+    partitions and partials are reused.
+    """
     request = planned.input
-    start, end = (request.start, request.end) if request.start else (yesterday(), yesterday())
-    window = Window(start=start, end=end)
-    days = list(iter_days(window.start, window.end))
-    if len(days) > settings.max_days_per_run:
-        raise ConfigError(f"window {window} has {len(days)} days; the limit is {settings.max_days_per_run}")
+    store = open_store(settings.store)
+    if request.start and request.end:
+        window = Window(start=request.start, end=request.end)
+        days = window.days
+    else:
+        end = yesterday()
+        window = Window(start=end - dt.timedelta(days=settings.window_days - 1), end=end)
+        ingested = {
+            day for day in window.days if store.exists(paths.ingest_report(request.tenant, request.surface, day))
+        }
+        days = [day for day in window.days if day == end or day not in ingested]
+    if len(window.days) > settings.max_days_per_run:
+        raise ConfigError(f"window {window} has {len(window.days)} days; the limit is {settings.max_days_per_run}")
     raw = request.raw or settings.raw_uri
     if not raw:
         raise ConfigError("no raw events location: set RECSYS_RAW_URI or pass raw")
+    catalog = request.catalog or settings.catalog_uri
+    kinds = request.kinds or settings.kinds
+    skipped: dict[str, str] = {}
+    if content_sim.KIND in kinds and not catalog:
+        if request.kinds:  # asked for by name: say so before anything runs
+            raise ConfigError("content_sim needs a catalog: set RECSYS_CATALOG_URI or pass catalog")
+        kinds = [kind for kind in kinds if kind != content_sim.KIND]
+        skipped[content_sim.KIND] = "no catalog configured (RECSYS_CATALOG_URI)"
     return Plan(
         tenant=request.tenant,
         surface=request.surface,
@@ -39,10 +65,11 @@ def plan(planned: PlanRequest, settings: Settings) -> Plan:
         start=window.start,
         end=window.end,
         days=days,
-        kinds=request.kinds or settings.kinds,
+        kinds=kinds,
+        skipped=skipped,
         promote=request.promote,
         raw=raw.format(tenant=request.tenant, surface=request.surface),
-        catalog=request.catalog or settings.catalog_uri,
+        catalog=catalog,
     )
 
 

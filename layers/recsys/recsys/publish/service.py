@@ -100,6 +100,20 @@ def _cas(store: ObjectStore, manifest: Manifest, expected: Pointer | None) -> No
         store.put(key, manifest.to_bytes(), content_type="application/json", if_match=expected.etag)
 
 
+def carried_over(store: ObjectStore, built: list[ArtifactRef], current: Manifest | None) -> list[ArtifactRef]:
+    """The current manifest's artifacts of kinds this run did not build: a partial run keeps the others live."""
+    if current is None:
+        return []
+    kinds = {ref.kind for ref in built}
+    carried = [
+        ArtifactRef(kind=kind, **entry.model_dump()) for kind, entry in current.artifacts.items() if kind not in kinds
+    ]
+    missing = [ref.uri for ref in carried if not store.exists(store.key_of(ref.uri))]
+    if missing:
+        raise ArtifactInvalid(f"the current manifest's artifacts {missing} are missing; build those kinds too")
+    return carried
+
+
 def publish(
     store: ObjectStore,
     tenant: str,
@@ -111,57 +125,69 @@ def publish(
     run_id: str | None = None,
     now: dt.datetime | None = None,
 ) -> PublishResult:
-    """Verify `artifacts`, store their manifest version, then move the pointer unless that would regress it."""
+    """Verify `artifacts`, store their manifest version, then move the pointer unless that would regress it.
+
+    Kinds the run did not build are carried over from the current manifest. A lost CAS race re-reads the pointer
+    and decides again from scratch (the carried-over kinds and the backfill rule depend on what is current).
+    """
     pointer = read_pointer(store, tenant, surface)
-    problems = regressions(artifacts, pointer.manifest if pointer else None)
-    if problems:
-        raise PublishRefused("refusing to publish: " + "; ".join(problems))
+    _refuse_regressions(artifacts, pointer)
     for ref in artifacts:
         verify_artifact(store, ref)
-
-    version = manifest_version(tenant, surface, artifacts)
-    candidate = build_manifest(
-        tenant,
-        surface,
-        window,
-        artifacts,
-        previous=pointer.manifest.manifest_version
-        if pointer and pointer.manifest.manifest_version != version
-        else None,
-        run_id=run_id,
-        now=now,
-    )
-    manifest = _store_version(store, candidate)
-    uri = store.url(paths.manifest_version(tenant, surface, version))
-
     for _ in range(CAS_ATTEMPTS):
         current = pointer.manifest if pointer else None
+        complete = artifacts + carried_over(store, artifacts, current)
+        version = manifest_version(tenant, surface, complete)
+        uri = store.url(paths.manifest_version(tenant, surface, version))
         if current is not None and current.manifest_version == version:
-            decision = Decision.UNCHANGED
-        elif is_backfill(window, current) and not promote:
-            decision = Decision.KEPT_NEWER
-        else:
-            try:
-                _cas(store, manifest, pointer)
-            except (PreconditionFailed, NotFound):
-                pointer = read_pointer(store, tenant, surface)  # lost a race: look again, then decide again
-                continue
             return PublishResult(
                 manifest_version=version,
                 manifest_uri=uri,
-                decision=Decision.MOVED,
-                pointer_before=current.manifest_version if current else None,
+                decision=Decision.UNCHANGED,
+                pointer_before=version,
                 pointer_after=version,
             )
-        assert current is not None  # both non-moving decisions need a current manifest
+        manifest = _store_version(
+            store,
+            build_manifest(
+                tenant,
+                surface,
+                window,
+                complete,
+                previous=current.manifest_version if current else None,
+                run_id=run_id,
+                now=now,
+            ),
+        )
+        if is_backfill(window, current) and not promote:
+            assert current is not None  # is_backfill needs a current manifest
+            return PublishResult(
+                manifest_version=version,
+                manifest_uri=uri,
+                decision=Decision.KEPT_NEWER,
+                pointer_before=current.manifest_version,
+                pointer_after=current.manifest_version,
+            )
+        try:
+            _cas(store, manifest, pointer)
+        except (PreconditionFailed, NotFound):
+            pointer = read_pointer(store, tenant, surface)  # lost a race: look again, then decide again
+            _refuse_regressions(artifacts, pointer)
+            continue
         return PublishResult(
             manifest_version=version,
             manifest_uri=uri,
-            decision=decision,
-            pointer_before=current.manifest_version,
-            pointer_after=current.manifest_version,
+            decision=Decision.MOVED,
+            pointer_before=current.manifest_version if current else None,
+            pointer_after=version,
         )
     raise PointerConflict(f"{tenant}/{surface}: the current pointer changed {CAS_ATTEMPTS} times while publishing")
+
+
+def _refuse_regressions(artifacts: list[ArtifactRef], pointer: Pointer | None) -> None:
+    problems = regressions(artifacts, pointer.manifest if pointer else None)
+    if problems:
+        raise PublishRefused("refusing to publish: " + "; ".join(problems))
 
 
 def rollback(store: ObjectStore, tenant: str, surface: str, to: str | None = None) -> RollbackResult:
@@ -169,7 +195,7 @@ def rollback(store: ObjectStore, tenant: str, surface: str, to: str | None = Non
     pointer = read_pointer(store, tenant, surface)
     if pointer is None:
         raise ManifestNotFound(f"{tenant}/{surface} has no current manifest to roll back")
-    target_version = to or pointer.manifest.previous_manifest_version
+    target_version = resolve_version(store, tenant, surface, to) if to else pointer.manifest.previous_manifest_version
     if not target_version:
         raise ManifestNotFound(
             f"{tenant}/{surface} manifest {pointer.manifest.manifest_version} has no previous version; pass --to"
@@ -187,6 +213,20 @@ def rollback(store: ObjectStore, tenant: str, surface: str, to: str | None = Non
             f"{tenant}/{surface}: the current pointer changed during the rollback; re-check `recsys manifest show`"
         ) from None
     return RollbackResult(rolled_back_from=pointer.manifest.manifest_version, rolled_back_to=target_version)
+
+
+def resolve_version(store: ObjectStore, tenant: str, surface: str, version: str) -> str:
+    """A full manifest version from a unique prefix of at least 8 characters (as `manifest history` shows)."""
+    if len(version) >= 64:
+        return version
+    if len(version) < 8:
+        raise ManifestNotFound(f"manifest version prefix {version!r} is too short: give at least 8 characters")
+    prefix = paths.manifests_prefix(tenant, surface)
+    matches = [key[len(prefix) : -len(".json")] for key in store.list(prefix + version) if key.endswith(".json")]
+    if len(matches) != 1:
+        what = "no" if not matches else f"{len(matches)}"
+        raise ManifestNotFound(f"{tenant}/{surface} has {what} manifest versions starting with {version!r}")
+    return matches[0]
 
 
 def history(store: ObjectStore, tenant: str, surface: str) -> list[Manifest]:

@@ -80,10 +80,11 @@ def evaluate(reports: list[IngestReport], history: dict[dt.date, int], limits: G
 
 
 def _volume_anomaly(report: IngestReport, volumes: dict[dt.date, int], limits: GateLimits) -> GateResult:
+    # Empty days (before the tenant's data starts, or an outage) are no baseline: the gate compares with real days.
     trailing = [
         volumes[day]
         for offset in range(1, limits.anomaly_trailing_days + 1)
-        if (day := report.day - dt.timedelta(days=offset)) in volumes
+        if volumes.get(day := report.day - dt.timedelta(days=offset), 0) > 0
     ]
     if len(trailing) < limits.anomaly_min_history:
         return GateResult(

@@ -108,3 +108,74 @@ def test_exit_codes_and_one_line_errors(tmp_path: Path) -> None:
         "recsys: run failed: GateFailed: 1 gate(s) failed: error_budget: 2026-01-01: quarantined 3 of 4 lines (75.00%)"
     )
     assert "Traceback" not in failed.stderr and failed.stderr.count("\n") == 1
+
+
+def test_recommend_similar_batch_and_serve(tmp_path: Path) -> None:
+    import socket
+    import time
+    import urllib.request
+
+    store = f"file://{tmp_path / 'store'}"
+    built = recsys(
+        *scoped(
+            store,
+            "run",
+            "--start",
+            "2026-01-01",
+            "--end",
+            "2026-01-07",
+            "--raw",
+            str(SAMPLE_RAW),
+            "--catalog",
+            str(SAMPLE_CATALOG),
+            "--quiet",
+        )
+    )
+    assert built.returncode == 0, built.stderr
+    one = recsys(*scoped(store, "recommend", "--user", "u00008", "--k", "3"))
+    single = json.loads(one.stdout)
+    assert one.returncode == 0 and len(single["items"]) == 3 and single["meta"]["tenant_id"] == "demo"
+    similar = json.loads(recsys(*scoped(store, "similar", "--item", "i00042", "--k", "2")).stdout)
+    assert len(similar["items"]) == 2
+    (tmp_path / "users.txt").write_text("u00008\nnobody\n")
+    batch = recsys(
+        *scoped(
+            store, "recommend", "--users", str(tmp_path / "users.txt"), "--out", str(tmp_path / "out.jsonl"), "--k", "3"
+        )
+    )
+    lines = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert batch.returncode == 0 and [line["user_id"] for line in lines] == ["u00008", "nobody"]
+    assert lines[0]["items"] == single["items"]
+    bad = recsys(*scoped(store, "recommend", "--user", "u", "--k", "500"))
+    assert bad.returncode == 2 and "k must be between 1 and 200" in bad.stderr
+
+    with socket.socket() as probe:  # a free loopback port
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "recsys.cli", "serve", "--store", store, "--port", str(port)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as response:
+                    assert json.load(response) == {"status": "healthy"}
+                    break
+            except OSError:
+                assert time.monotonic() < deadline, "recsys serve did not start"
+                time.sleep(0.2)
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/v1/recommend",
+            method="POST",
+            data=json.dumps({"surface": "home", "k": 3, "user": {"user_id": "u00008"}}).encode(),
+            headers={"Content-Type": "application/json", "X-Dev-Org-Id": "demo"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert json.load(response)["items"] == single["items"]
+    finally:
+        server.terminate()
+        server.wait(timeout=10)

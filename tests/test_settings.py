@@ -20,12 +20,15 @@ def test_nested_and_list_variables(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.kinds == ["popularity", "cooc"] and settings.event_types == ["exposure", "purchase"]
 
 
-@pytest.mark.parametrize(("name", "value", "message"), [
-    ("RECSYS_KINDS", "popularity,bogus", "unknown artifact kind"),
-    ("RECSYS_EVENT_WEIGHTS", '{"click": 1}', "must define 'exposure'"),
-    ("RECSYS_GATES__MAX_ERROR_RATE", "2", "less than or equal to 1"),
-    ("RECSYS_RAW_URI", "   ", None),
-])
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("RECSYS_KINDS", "popularity,bogus", "unknown artifact kind"),
+        ("RECSYS_EVENT_WEIGHTS", '{"click": 1}', "must define 'exposure'"),
+        ("RECSYS_GATES__MAX_ERROR_RATE", "2", "less than or equal to 1"),
+        ("RECSYS_RAW_URI", "   ", None),
+    ],
+)
 def test_invalid_values_are_rejected_with_the_reason(monkeypatch, name: str, value: str, message: str | None) -> None:
     monkeypatch.setenv(name, value)
     if message is None:

@@ -35,11 +35,12 @@ from recsys.serve.rules import Rule, parse_rules
 from recsys.serve.settings import ServeSettings
 from recsys.serve.tenant_config import TenantConfig
 from recsys.serve.tenant_store import Document, TenantDocuments, VersionMismatch
-from recsys.store import ObjectStore, open_store
+from recsys.store import ObjectStore, StoreError, open_store
 
 logger = logging.getLogger("recsys.serve")
 
 CACHE_TARGETS = ("config", "rules", "manifest", "artifacts", "popularity")
+CONFIG_RETRY_SECONDS = 5.0
 
 
 def report_stale_manifest(tenant: str, surface: str, error: Exception) -> None:
@@ -97,8 +98,17 @@ class RecommendService:
             state = self._tenants.get(tenant)
             if state is not None and now - state.loaded_at < self.settings.config_cache_ttl:
                 return state
-        config = self.documents.get(tenant, "config")
-        rules = self.documents.get(tenant, "rules")
+        try:
+            config = self.documents.get(tenant, "config")
+            rules = self.documents.get(tenant, "rules")
+        except StoreError as exc:
+            if state is None:
+                raise
+            # Like manifests: keep serving what was last read, and look again in a few seconds.
+            logger.warning("tenant %s config/rules refresh failed, serving the last read: %s", tenant, exc)
+            with self._lock:
+                state.loaded_at = now - self.settings.config_cache_ttl + CONFIG_RETRY_SECONDS
+            return state
         try:
             parsed_config = TenantConfig.parse(config.data if config else None)
             parsed_rules = parse_rules(rules.data) if rules else []
@@ -263,7 +273,7 @@ class RecommendService:
     def ready(self) -> tuple[bool, str]:
         """Ready = configuration valid (it parsed) and the store reachable."""
         try:
-            self.store.head("registry/ready-probe.json")
+            self.store.ping()
         except Exception as exc:  # any failure to reach the store means not ready
             return False, f"store {self.store.uri} unreachable: {' '.join(str(exc).split())}"
         return True, f"store {self.store.uri} reachable"

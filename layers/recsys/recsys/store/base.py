@@ -114,6 +114,10 @@ class ObjectStore(abc.ABC):
             raise ValueError(f"{url} is not inside store {self.uri}")
         return check_key(url[len(root) :])
 
+    def ping(self) -> None:
+        """Raise StoreError unless the store can be read (readiness checks)."""
+        next(iter(self.list("registry/current/")), None)
+
     def exists(self, key: str) -> bool:
         return self.head(key) is not None
 

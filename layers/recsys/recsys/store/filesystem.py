@@ -173,6 +173,10 @@ class FileSystemStore(ObjectStore):
         finally:
             os.close(fd)
 
+    def ping(self) -> None:
+        if not self.root.is_dir():
+            raise StoreError(f"{self.root} is not a directory")
+
     def list(self, prefix: str = "") -> Iterator[str]:
         """Keys starting with `prefix`, sorted; temp/lock files and names that are not valid keys are skipped."""
         directory, _, _ = prefix.rpartition("/")

@@ -1,0 +1,495 @@
+"""The recommend API as clients see it: every endpoint and documented error, caches, tenant isolation, Mangum."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from recsys import paths
+from recsys.days import Window
+from recsys.publish.service import publish
+from recsys.serve.app import create_app
+from recsys.serve.artifacts import ArtifactReader
+from recsys.serve.auth import AuthSettings
+from recsys.serve.service import RecommendService
+from recsys.serve.settings import ServeSettings
+from recsys.serve.tenant_store import TenantDocuments
+from recsys.settings import Settings
+from recsys.store import FileSystemStore, StoreError
+from tests.conftest import ROOT, SAMPLE_CATALOG, SAMPLE_RAW, run_steps
+
+DEMO = {"X-Dev-Org-Id": "demo"}
+ACME = {"X-Dev-Org-Id": "acme"}
+JAN = Window.model_validate({"start": "2026-01-01", "end": "2026-01-07"})
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture(scope="module")
+def demo_store(tmp_path_factory: pytest.TempPathFactory) -> FileSystemStore:
+    """The bundled sample published for tenant demo, surface home (the pipeline's real output)."""
+    store = FileSystemStore(tmp_path_factory.mktemp("api") / "store")
+    settings = Settings(store=store.uri, raw_uri=str(SAMPLE_RAW), catalog_uri=str(SAMPLE_CATALOG))
+    publish(store, "demo", "home", JAN, run_steps(settings, "2026-01-01", "2026-01-07"))
+    return store
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def service(demo_store: FileSystemStore, clock: Clock) -> RecommendService:
+    settings = ServeSettings(RECSYS_STORE=demo_store.uri, RECSYS_ARTIFACT_MANIFEST_TTL=60)
+    reader = ArtifactReader(store_uri=demo_store.uri, template=settings.manifest_template, manifest_ttl=60, clock=clock)
+    return RecommendService(
+        settings=settings, store=demo_store, reader=reader, documents=TenantDocuments(demo_store), clock=clock
+    )
+
+
+@pytest.fixture
+def client(service: RecommendService) -> TestClient:
+    auth = AuthSettings(DEV_AUTH_ENABLED=True, AUTH_VIEWER_ROLE="", AUTH_OPERATOR_ROLE="", AUTH_ADMIN_ROLE="")
+    return TestClient(create_app(service.settings, auth, service))
+
+
+def recommend(client: TestClient, headers=DEMO, **body) -> dict:
+    response = client.post("/v1/recommend", json={"surface": "home", **body}, headers=headers)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def ids(result: dict) -> list[str]:
+    return [item["item_id"] for item in result["items"]]
+
+
+# --- contract -------------------------------------------------------------------------------------------------------
+
+
+def test_recommend_response_shape_headers_and_defaults(client: TestClient) -> None:
+    response = client.post(
+        "/v1/recommend",
+        json={"surface": "home", "user": {"user_id": "u00008"}},
+        headers={**DEMO, "X-Request-Id": "req-1"},
+    )
+    body = response.json()
+    assert response.status_code == 200 and response.headers["X-Request-Id"] == "req-1"
+    assert response.headers["Cache-Control"] == "no-store"
+    assert len(body["items"]) == 20 and [i["rank"] for i in body["items"]] == list(range(1, 21))
+    assert all(set(item) == {"item_id", "rank", "score"} for item in body["items"])
+    assert body["meta"] == {
+        "tenant_id": "demo",
+        "surface": "home",
+        "segment": "default",
+        "algo_version": "recsys-serverless@0.1.0",
+        "manifest_version": body["meta"]["manifest_version"],
+        "request_id": "req-1",
+        "counts": {"returned": 20},
+    }
+    assert [w["detail"] for w in body["warnings"]] == [
+        "segment defaulted to 'default'",
+        "k defaulted to 20",
+        "options defaulted",
+    ]
+    scores = [item["score"] for item in body["items"]]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_request_id_is_generated_when_absent(client: TestClient) -> None:
+    response = client.post("/v1/recommend", json={"surface": "home", "user": {"user_id": "x"}}, headers=DEMO)
+    assert len(response.headers["X-Request-Id"]) >= 16
+    assert response.json()["meta"]["request_id"] == response.headers["X-Request-Id"]
+
+
+def test_reasons_and_explain(client: TestClient) -> None:
+    body = recommend(client, k=5, user={"user_id": "u00008"}, options={"include_reasons": True, "explain": "summary"})
+    top = body["items"][0]
+    assert "reasons" in top and set(top["explain"]["signals"]) == {"pop", "cooc", "implicit", "session", "content"}
+    contributing = {
+        "recent_popularity": "pop",
+        "co_visitation": "cooc",
+        "session_sequence": "session",
+        "content_similarity": "content",
+        "collaborative": "implicit",
+    }
+    assert {contributing[r] for r in top["reasons"]} == {s for s, v in top["explain"]["signals"].items() if v > 0}
+
+
+def test_a_user_with_history_gets_personal_items_and_no_seen_ones(client: TestClient, demo_store) -> None:
+    warm = recommend(client, k=10, user={"user_id": "u00008"})
+    cold = recommend(client, k=10, user={"user_id": "never-seen"})
+    assert ids(warm) != ids(cold)
+    popularity = client.app.state.service.reader.signals("demo", "home").signals.popular(10)
+    assert ids(cold) == [s.item_id for s in popularity]  # no history, no anchors: popularity
+    seen = {i.item_id for i in client.app.state.service.reader.signals("demo", "home").signals.user_items("u00008")}
+    assert seen and not seen & set(ids(warm))
+
+
+def test_anchors_and_candidate_lists(client: TestClient) -> None:
+    anchored = recommend(client, k=5, user={"session_id": "s"}, anchors={"item_ids": ["i00042"]})
+    assert "i00042" not in ids(anchored)
+    excluded = recommend(
+        client,
+        k=5,
+        user={"session_id": "s"},
+        anchors={"item_ids": ["i00042"]},
+        candidates={"exclude_ids": [ids(anchored)[0]]},
+    )
+    assert ids(anchored)[0] not in ids(excluded)
+    allow = recommend(client, k=5, user={"session_id": "s"}, candidates={"include_ids": ["i00003", "i00004"]})
+    assert set(ids(allow)) <= {"i00003", "i00004"}
+
+
+def test_validate_normalizes_without_ranking(client: TestClient) -> None:
+    response = client.post(
+        "/v1/recommend/validate",
+        headers={**DEMO, "X-Request-Id": "req-1"},
+        json={
+            "surface": " home ",
+            "user": {"user_id": " u_1 "},
+            "constraints": {"required_tags": [" Brand:Nike ", "brand:nike", ""]},
+        },
+    )
+    body = response.json()
+    assert response.status_code == 200 and response.headers["X-Request-Id"] == "req-1"
+    assert body["normalized_request"] == {
+        "surface": "home",
+        "segment": "default",
+        "k": 20,
+        "user": {"user_id": "u_1"},
+        "constraints": {"required_tags": ["brand:nike"], "forbidden_tags": [], "max_per_tag": {}},
+        "options": {"include_reasons": False, "explain": "none", "include_trace": False, "seed": 0},
+    }
+    assert body["meta"]["segment"] == "default" and len(body["warnings"]) == 3
+
+
+def test_similar_known_and_unknown_items(client: TestClient) -> None:
+    known = client.post("/v1/similar", json={"surface": "home", "item_id": "i00042", "k": 5}, headers=DEMO).json()
+    assert len(known["items"]) == 5 and "i00042" not in ids(known)
+    unknown = client.post("/v1/similar", json={"surface": "home", "item_id": "nope", "k": 5}, headers=DEMO)
+    assert unknown.status_code == 200 and unknown.json()["items"] == []
+
+
+def test_health_ready_version_and_openapi(client: TestClient, tmp_path: Path) -> None:
+    assert client.get("/healthz").json() == {"status": "healthy"}
+    assert client.get("/readyz").status_code == 200
+    assert set(client.get("/version").json()) == {"version", "commit", "date"}
+    spec = client.get("/openapi.json").json()
+    assert {
+        "/v1/recommend",
+        "/v1/recommend/validate",
+        "/v1/similar",
+        "/v1/admin/tenants/{tenant_id}/config",
+        "/v1/admin/tenants/{tenant_id}/rules",
+        "/v1/admin/tenants/{tenant_id}/cache/invalidate",
+    } <= set(spec["paths"])
+    assert client.get("/docs").status_code == 200
+    (tmp_path / "file").write_text("not a directory")
+    broken = ServeSettings(RECSYS_STORE=f"file://{tmp_path / 'file'}")
+    unready = TestClient(create_app(broken, AuthSettings(DEV_AUTH_ENABLED=True)))
+    assert unready.get("/readyz").status_code == 503
+
+
+# --- every documented error -----------------------------------------------------------------------------------------
+
+U = {"user": {"user_id": "u"}}
+ERRORS = [
+    (b'{"surface": "home"', 400, "RECSYS_INVALID_REQUEST", None),
+    (b'{"surface": "home", "user": {"user_id": "u"}} {}', 400, "RECSYS_INVALID_REQUEST", "unexpected trailing data"),
+    ({"surface": "home", "foo": 1, **U}, 400, "RECSYS_INVALID_REQUEST", 'unknown field "foo"'),
+    ({**U}, 400, "RECSYS_INVALID_REQUEST", "surface is required"),
+    ({"surface": "../x", **U}, 400, "RECSYS_INVALID_REQUEST", "surface contains invalid path segment"),
+    (
+        {"surface": "home", "segment": "a/b", **U},
+        400,
+        "RECSYS_INVALID_REQUEST",
+        "segment contains invalid path segment",
+    ),
+    ({"surface": "home", "k": 0, **U}, 400, "RECSYS_INVALID_REQUEST", "k must be between 1 and 200"),
+    ({"surface": "home", "k": 201, **U}, 400, "RECSYS_INVALID_REQUEST", "k must be between 1 and 200"),
+    ({"surface": "home"}, 422, "RECSYS_UNPROCESSABLE_ENTITY", "user_id or anonymous_id or session_id is required"),
+    (
+        {"surface": "home", "context": {"now": "yesterday"}, **U},
+        400,
+        "RECSYS_INVALID_REQUEST",
+        "context.now must be RFC3339",
+    ),
+    (
+        {"surface": "home", "anchors": {"item_ids": [f"i{n}" for n in range(51)]}, **U},
+        400,
+        "RECSYS_INVALID_REQUEST",
+        "anchors.item_ids exceeds limit",
+    ),
+    (
+        {"surface": "home", "anchors": {"item_ids": ["a", "b"], "max_anchors": 1}, **U},
+        422,
+        "RECSYS_UNPROCESSABLE_ENTITY",
+        "anchors.max_anchors must be >= number of anchor items",
+    ),
+    (
+        {"surface": "home", "anchors": {"item_ids": [], "max_anchors": 0}, **U},
+        400,
+        "RECSYS_INVALID_REQUEST",
+        "anchors.max_anchors must be positive",
+    ),
+    (
+        {"surface": "home", "candidates": {"include_ids": [f"i{n}" for n in range(5001)]}, **U},
+        400,
+        "RECSYS_INVALID_REQUEST",
+        "candidates.include_ids exceeds limit",
+    ),
+    (
+        {"surface": "home", "candidates": {"exclude_ids": [f"i{n}" for n in range(5001)]}, **U},
+        400,
+        "RECSYS_INVALID_REQUEST",
+        "candidates.exclude_ids exceeds limit",
+    ),
+    (
+        {"surface": "home", "constraints": {"required_tags": [f"t{n}" for n in range(201)]}, **U},
+        400,
+        "RECSYS_INVALID_REQUEST",
+        "constraints tags exceed limit",
+    ),
+    (
+        {"surface": "home", "constraints": {"max_per_tag": {"a": -1}}, **U},
+        422,
+        "RECSYS_UNPROCESSABLE_ENTITY",
+        "constraints.max_per_tag values must be non-negative",
+    ),
+    (
+        {"surface": "home", "weights": {"pop": -1}, **U},
+        422,
+        "RECSYS_UNPROCESSABLE_ENTITY",
+        "weights must be non-negative",
+    ),
+    (
+        {"surface": "home", "options": {"explain": "all"}, **U},
+        422,
+        "RECSYS_UNPROCESSABLE_ENTITY",
+        "options.explain must be one of none, summary, full",
+    ),
+    (
+        {"surface": "home", "k": 51, "options": {"explain": "summary"}, **U},
+        422,
+        "RECSYS_EXPLAIN_TOO_LARGE",
+        "explain payload too large",
+    ),
+]
+
+
+@pytest.mark.parametrize(("body", "status", "code", "detail"), ERRORS)
+def test_every_documented_recommend_error(client: TestClient, body, status: int, code: str, detail) -> None:
+    content = body if isinstance(body, bytes) else json.dumps(body).encode()
+    response = client.post(
+        "/v1/recommend", content=content, headers={**DEMO, "Content-Type": "application/json", "X-Request-Id": "r-9"}
+    )
+    problem = response.json()
+    assert (response.status_code, problem["code"], problem["status"]) == (status, code, status)
+    assert response.headers["content-type"] == "application/problem+json"
+    assert problem["request_id"] == "r-9" and problem["instance"] == "/v1/recommend"
+    assert problem["type"] == "https://errors.recsys.example/problem/" + code.lower().replace("_", "-")
+    if detail:
+        assert problem["detail"] == detail
+
+
+def test_transport_errors(client: TestClient) -> None:
+    wrong_type = client.post("/v1/recommend", content=b"{}", headers={**DEMO, "Content-Type": "text/plain"})
+    assert (wrong_type.status_code, wrong_type.json()["code"]) == (415, "RECSYS_UNSUPPORTED_MEDIA_TYPE")
+    too_big = client.post(
+        "/v1/recommend", content=b" " * (1 << 20 + 1), headers={**DEMO, "Content-Type": "application/json"}
+    )
+    assert (too_big.status_code, too_big.json()["code"]) == (413, "RECSYS_PAYLOAD_TOO_LARGE")
+    missing = client.get("/v1/nothing", headers=DEMO)
+    assert missing.status_code == 404 and missing.headers["content-type"] == "application/problem+json"
+    similar = client.post("/v1/similar", json={"surface": "home"}, headers=DEMO)
+    assert (similar.status_code, similar.json()["detail"]) == (400, "item_id is required")
+
+
+def test_explain_full_needs_the_admin_role(service: RecommendService) -> None:
+    client = TestClient(create_app(service.settings, AuthSettings(DEV_AUTH_ENABLED=True), service))
+    response = client.post("/v1/recommend", json={"surface": "home", **U, "options": {"explain": "full"}}, headers=DEMO)
+    assert (response.status_code, response.json()["code"], response.json()["detail"]) == (
+        403,
+        "RECSYS_FORBIDDEN",
+        "insufficient scope",
+    )
+
+
+def test_auth_errors(service: RecommendService) -> None:
+    client = TestClient(create_app(service.settings, AuthSettings(DEV_AUTH_ENABLED=True), service))
+    none = client.post("/v1/recommend", json={"surface": "home", **U})
+    assert (none.status_code, none.json()["code"]) == (401, "RECSYS_AUTH_REQUIRED")
+    mismatch = client.post("/v1/recommend", json={"surface": "home", **U}, headers={**DEMO, "X-Org-Id": "acme"})
+    assert (mismatch.status_code, mismatch.json()["code"]) == (403, "RECSYS_TENANT_SCOPE_MISMATCH")
+    no_dev = TestClient(create_app(service.settings, AuthSettings(), service))
+    assert no_dev.post("/v1/recommend", json={"surface": "home", **U}, headers=DEMO).status_code == 401
+    viewer_put = client.put("/v1/admin/tenants/demo/config", json={}, headers=DEMO)  # dev callers have no roles
+    assert (viewer_put.status_code, viewer_put.json()["code"]) == (403, "RECSYS_FORBIDDEN")
+
+
+# --- admin: config, rules, cache --------------------------------------------------------------------------------
+
+
+def test_config_get_put_with_etag_and_if_match(client: TestClient) -> None:
+    base = "/v1/admin/tenants/demo/config"
+    missing = client.get(base, headers=DEMO)
+    assert (missing.status_code, missing.json()["code"]) == (404, "RECSYS_CONFIG_NOT_FOUND")
+    created = client.put(
+        base, json={"weights": {"pop": 1.0, "cooc": 0, "implicit": 0, "session": 0, "content": 0}}, headers=DEMO
+    )
+    etag = created.headers["ETag"]
+    assert created.status_code == 200 and created.json()["config_version"] == etag.strip('"')
+    assert client.get(base, headers=DEMO).headers["ETag"] == etag
+    stale = client.put(base, json={"weights": {"pop": 2}}, headers={**DEMO, "If-Match": '"0000"'})
+    assert (stale.status_code, stale.json()["code"]) == (409, "RECSYS_VERSION_MISMATCH")
+    ok = client.put(base, json={"weights": {"pop": 2}}, headers={**DEMO, "If-Match": etag})
+    assert ok.status_code == 200 and ok.headers["ETag"] != etag
+    invalid = client.put(base, json={"weights": {"pop": -1}}, headers=DEMO)
+    assert (invalid.status_code, invalid.json()["code"]) == (422, "RECSYS_INVALID_CONFIG")
+    not_json = client.put(base, content=b"{", headers={**DEMO, "Content-Type": "application/json"})
+    assert (not_json.status_code, not_json.json()["code"]) == (400, "RECSYS_INVALID_CONFIG")
+
+
+def test_config_weights_change_the_ranking(client: TestClient) -> None:
+    before = recommend(client, k=10, user={"user_id": "u00008"})
+    client.put(
+        "/v1/admin/tenants/demo/config",
+        headers=DEMO,
+        json={"weights": {"pop": 1.0, "cooc": 0, "implicit": 0, "session": 0, "content": 0}},
+    )
+    after = recommend(client, k=10, user={"user_id": "u00008"})
+    assert ids(after) != ids(before) and after["meta"]["config_version"]
+    popular = client.app.state.service.reader.signals("demo", "home").signals.popular(60)
+    seen = {i.item_id for i in client.app.state.service.reader.signals("demo", "home").signals.user_items("u00008")}
+    assert ids(after) == [s.item_id for s in popular if s.item_id not in seen][:10]
+
+
+def test_rules_pin_boost_block(client: TestClient) -> None:
+    base = "/v1/admin/tenants/demo/rules"
+    before = ids(recommend(client, k=5, user={"user_id": "never-seen"}))
+    rules = [
+        {"rule_id": "pin-1", "action": "pin", "target_type": "item", "item_ids": ["i00099"], "surface": "home"},
+        {"rule_id": "block-1", "action": "block", "target_type": "item", "item_ids": [before[0]]},
+    ]
+    put = client.put(base, json=rules, headers=DEMO)
+    assert put.status_code == 200 and put.json()["rules"] == rules
+    after = recommend(client, k=5, user={"user_id": "never-seen"}, options={"include_reasons": True})
+    assert ids(after)[0] == "i00099" and before[0] not in ids(after)
+    assert "rule.pin[pin-1]" in after["items"][0]["reasons"] and after["meta"]["rules_version"]
+    invalid = client.put(base, json="pin everything", headers=DEMO)
+    assert (invalid.status_code, invalid.json()["code"]) == (422, "RECSYS_INVALID_RULES")
+
+
+def test_cache_invalidate(client: TestClient) -> None:
+    url = "/v1/admin/tenants/demo/cache/invalidate"
+    done = client.post(url, json={"targets": ["config", "rules", "manifest"], "surface": "home"}, headers=DEMO)
+    assert done.status_code == 200 and done.json()["status"] == "applied"
+    assert set(done.json()["invalidated"]) == {"config", "rules", "manifest"}
+    missing = client.post(url, json={}, headers=DEMO)
+    assert (missing.status_code, missing.json()["code"]) == (400, "RECSYS_INVALID_TARGETS")
+    unknown = client.post(url, json={"targets": ["everything"]}, headers=DEMO)
+    assert (unknown.status_code, unknown.json()["code"]) == (422, "RECSYS_INVALID_TARGETS")
+
+
+# --- manifests and caches ---------------------------------------------------------------------------------------
+
+
+def test_missing_and_incompatible_manifests(client: TestClient, demo_store: FileSystemStore) -> None:
+    empty = recommend(client, headers=ACME, user={"user_id": "u"})
+    assert empty["items"] == [] and empty["warnings"][-1]["code"] == "SIGNAL_UNAVAILABLE"
+    demo_store.put(paths.current_manifest("broken", "home"), b'{"v": 2}')
+    broken = client.post("/v1/recommend", json={"surface": "home", **U}, headers={"X-Dev-Org-Id": "broken"})
+    assert (broken.status_code, broken.json()["code"]) == (422, "RECSYS_ARTIFACT_INCOMPATIBLE")
+
+
+def test_manifest_ttl_invalidate_and_stale_if_error(
+    client: TestClient, demo_store: FileSystemStore, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = recommend(client, user={"user_id": "u00008"})["meta"]["manifest_version"]
+    pointer = paths.current_manifest("demo", "home")
+    original = demo_store.get(pointer).data
+    manifest = json.loads(original)
+    manifest["manifest_version"] = "f" * 64
+    demo_store.put(pointer, json.dumps(manifest).encode())
+    try:
+        assert recommend(client, user={"user_id": "u00008"})["meta"]["manifest_version"] == first  # within the TTL
+        clock.now += 61
+        assert recommend(client, user={"user_id": "u00008"})["meta"]["manifest_version"] == "f" * 64  # TTL expired
+        demo_store.put(pointer, original)
+        client.post("/v1/admin/tenants/demo/cache/invalidate", json={"targets": ["manifest"]}, headers=DEMO)
+        assert recommend(client, user={"user_id": "u00008"})["meta"]["manifest_version"] == first  # invalidated
+
+        def unreachable(self, key):
+            raise StoreError("connection reset")
+
+        clock.now += 61
+        monkeypatch.setattr(FileSystemStore, "get", unreachable)
+        stale = recommend(client, user={"user_id": "u00008"})
+        assert stale["meta"]["manifest_version"] == first and stale["items"]
+        assert "MANIFEST_STALE" in [w["code"] for w in stale["warnings"]]
+    finally:
+        monkeypatch.undo()
+        demo_store.put(pointer, original)
+
+
+# --- tenant isolation -------------------------------------------------------------------------------------------
+
+
+def test_no_route_reads_another_tenants_data(client: TestClient) -> None:
+    client.put("/v1/admin/tenants/demo/config", json={"weights": {"pop": 1}}, headers=DEMO)
+    client.put("/v1/admin/tenants/demo/rules", json=[{"action": "pin", "item_ids": ["i00001"]}], headers=DEMO)
+    # acme has no manifest, config or rules of its own: it must see none of demo's
+    assert recommend(client, headers=ACME, user={"user_id": "u00008"})["items"] == []
+    similar = client.post("/v1/similar", json={"surface": "home", "item_id": "i00042"}, headers=ACME).json()
+    assert similar["items"] == [] and similar["meta"]["tenant_id"] == "acme"
+    for kind in ("config", "rules"):
+        assert client.get(f"/v1/admin/tenants/acme/{kind}", headers=ACME).status_code == 404
+        for method in ("get", "put"):
+            kwargs = {"json": {}} if method == "put" else {}
+            crossed = getattr(client, method)(f"/v1/admin/tenants/demo/{kind}", headers=ACME, **kwargs)
+            assert (crossed.status_code, crossed.json()["code"]) == (403, "RECSYS_TENANT_SCOPE_MISMATCH")
+    crossed = client.post("/v1/admin/tenants/demo/cache/invalidate", json={"targets": ["config"]}, headers=ACME)
+    assert crossed.status_code == 403
+    # the manifest template only ever names the caller's own tenant
+    assert client.app.state.service.reader.signals("acme", "home") is None
+
+
+# --- Mangum: API Gateway HTTP API v2.0 events through the real handler -----------------------------------------------
+
+
+def test_api_gateway_events_through_the_lambda_handler(demo_store: FileSystemStore, monkeypatch) -> None:
+    monkeypatch.setenv("RECSYS_STORE", demo_store.uri)
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
+    spec = importlib.util.spec_from_file_location("recommend_app", ROOT / "functions" / "recommend" / "app.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+
+    def call(name: str) -> dict:
+        event = json.loads((ROOT / "events" / name).read_text())
+        return module.handler(event, None)
+
+    recommended = call("api-recommend.json")
+    body = json.loads(recommended["body"])
+    assert recommended["statusCode"] == 200 and len(body["items"]) == 5 and body["meta"]["tenant_id"] == "demo"
+    assert recommended["headers"]["x-request-id"] == "req-sample-1"
+    assert json.loads(call("api-similar.json")["body"])["items"]
+    assert json.loads(call("api-healthz.json")["body"]) == {"status": "healthy"}
+    admin = call("api-admin-config.json")
+    assert admin["statusCode"] == 200 and json.loads(admin["body"])["config"]["weights"]["pop"] == 0.3
+    event = json.loads((ROOT / "events" / "api-recommend.json").read_text())
+    event["requestContext"]["authorizer"]["jwt"]["claims"]["tenant_id"] = "acme"
+    event["body"] = json.dumps({"surface": "home", "user": {}})
+    problem = module.handler(event, None)
+    assert problem["statusCode"] == 422 and not problem.get("isBase64Encoded")
+    assert json.loads(problem["body"])["code"] == "RECSYS_UNPROCESSABLE_ENTITY"

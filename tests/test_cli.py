@@ -20,44 +20,35 @@ def scoped(store: str, *args: str) -> list[str]:
     return [*args, "--tenant", "demo", "--surface", "home", "--store", store]
 
 
-def test_run_show_history_rollback(tmp_path: Path) -> None:
-    store = f"file://{tmp_path / 'store'}"
-    first = recsys(
+def run_sample(store: str, start: str, end: str, *extra: str) -> subprocess.CompletedProcess:
+    """`recsys run` over the bundled sample data."""
+    return recsys(
         *scoped(
             store,
             "run",
             "--start",
-            "2026-01-01",
+            start,
             "--end",
-            "2026-01-03",
+            end,
             "--raw",
             str(SAMPLE_RAW),
             "--catalog",
             str(SAMPLE_CATALOG),
+            *extra,
         )
     )
+
+
+def test_run_show_history_rollback(tmp_path: Path) -> None:
+    store = f"file://{tmp_path / 'store'}"
+    first = run_sample(store, "2026-01-01", "2026-01-03")
     assert first.returncode == 0, first.stderr
     assert "ingest 2026-01-01: 492 accepted, 0 duplicates, 1 quarantined (malformed_json 1)" in first.stderr
     assert "manifest " in first.stdout and "pointer moved" in first.stdout
     for kind in ("popularity", "cooc", "implicit", "content_sim", "session_seq"):
         assert kind in first.stdout
 
-    second = recsys(
-        *scoped(
-            store,
-            "run",
-            "--start",
-            "2026-01-01",
-            "--end",
-            "2026-01-07",
-            "--raw",
-            str(SAMPLE_RAW),
-            "--catalog",
-            str(SAMPLE_CATALOG),
-            "--quiet",
-            "--json",
-        )
-    )
+    second = run_sample(store, "2026-01-01", "2026-01-07", "--quiet", "--json")
     assert second.returncode == 0 and second.stderr == ""
     assert json.loads(second.stdout)["published"]["decision"] == "moved"
 
@@ -116,21 +107,7 @@ def test_recommend_similar_batch_and_serve(tmp_path: Path) -> None:
     import urllib.request
 
     store = f"file://{tmp_path / 'store'}"
-    built = recsys(
-        *scoped(
-            store,
-            "run",
-            "--start",
-            "2026-01-01",
-            "--end",
-            "2026-01-07",
-            "--raw",
-            str(SAMPLE_RAW),
-            "--catalog",
-            str(SAMPLE_CATALOG),
-            "--quiet",
-        )
-    )
+    built = run_sample(store, "2026-01-01", "2026-01-07", "--quiet")
     assert built.returncode == 0, built.stderr
     one = recsys(*scoped(store, "recommend", "--user", "u00008", "--k", "3"))
     single = json.loads(one.stdout)

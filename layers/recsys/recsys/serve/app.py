@@ -111,44 +111,46 @@ def create_app(
 
     # --- serving -------------------------------------------------------------------------------------------------
 
-    @app.post(
+    def serving_route(path: str, request_model: type, response_model: type, operation, summary: str) -> None:
+        async def endpoint(request: Request) -> Response:
+            caller = caller_of(request)
+            body = await body_of(request, request_model)
+            result = await run_in_threadpool(operation, caller, body, request.state.request_id)
+            return JSONResponse(result.model_dump(mode="json", exclude_none=True), headers=NO_STORE)
+
+        app.add_api_route(
+            path,
+            endpoint,
+            methods=["POST"],
+            response_model=response_model,
+            response_model_exclude_none=True,
+            openapi_extra=_body_schema(request_model),
+            tags=["serving"],
+            name=operation.__name__,
+            summary=summary,
+        )
+
+    serving_route(
         "/v1/recommend",
-        response_model=RecommendResponse,
-        response_model_exclude_none=True,
-        openapi_extra=_body_schema(RecommendRequest),
-        tags=["serving"],
+        RecommendRequest,
+        RecommendResponse,
+        service.recommend,
+        "Top-k items for a user (and anchors), ranked from the current manifest",
     )
-    async def recommend(request: Request) -> Response:
-        caller = caller_of(request)
-        body = await body_of(request, RecommendRequest)
-        result = await run_in_threadpool(service.recommend, caller, body, request.state.request_id)
-        return JSONResponse(result.model_dump(mode="json", exclude_none=True), headers=NO_STORE)
-
-    @app.post(
+    serving_route(
         "/v1/recommend/validate",
-        response_model=ValidateResponse,
-        response_model_exclude_none=True,
-        openapi_extra=_body_schema(RecommendRequest),
-        tags=["serving"],
+        RecommendRequest,
+        ValidateResponse,
+        service.validate,
+        "The normalized request and its warnings, without ranking",
     )
-    async def validate(request: Request) -> Response:
-        caller = caller_of(request)
-        body = await body_of(request, RecommendRequest)
-        result = service.validate(caller, body, request.state.request_id)
-        return JSONResponse(result.model_dump(mode="json", exclude_none=True), headers=NO_STORE)
-
-    @app.post(
+    serving_route(
         "/v1/similar",
-        response_model=RecommendResponse,
-        response_model_exclude_none=True,
-        openapi_extra=_body_schema(SimilarRequest),
-        tags=["serving"],
+        SimilarRequest,
+        RecommendResponse,
+        service.similar,
+        "Items similar to one item (co-visitation and tag similarity)",
     )
-    async def similar(request: Request) -> Response:
-        caller = caller_of(request)
-        body = await body_of(request, SimilarRequest)
-        result = await run_in_threadpool(service.similar, caller, body, request.state.request_id)
-        return JSONResponse(result.model_dump(mode="json", exclude_none=True), headers=NO_STORE)
 
     # --- health --------------------------------------------------------------------------------------------------
 

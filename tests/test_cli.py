@@ -45,7 +45,7 @@ def test_run_show_history_rollback(tmp_path: Path) -> None:
     assert first.returncode == 0, first.stderr
     assert "ingest 2026-01-01: 492 accepted, 0 duplicates, 1 quarantined (malformed_json 1)" in first.stderr
     assert "manifest " in first.stdout and "pointer moved" in first.stdout
-    for kind in ("popularity", "cooc", "implicit", "content_sim", "session_seq"):
+    for kind in ("popularity", "cooc", "implicit", "content_sim", "session_seq", "item_knn"):
         assert kind in first.stdout
 
     second = run_sample(store, "2026-01-01", "2026-01-07", "--quiet", "--json")

@@ -1,9 +1,15 @@
-"""The reference docs stay honest: every setting, CLI option, quarantine reason and artifact column is documented,
-and every relative link (and #anchor) in README.md and docs/ resolves."""
+"""The reference docs stay honest: every setting, CLI option, quarantine reason, artifact column, API route, error code
+and warning code is documented, docs/reference/openapi.json is what the app serves, and every relative link (and
+#anchor) in README.md and docs/ resolves.
+
+docs/reference/openapi.json is regenerated from `recsys.serve.app.create_app`; refresh it with
+`RECSYS_REGENERATE_DOCS=1 .venv/bin/pytest tests/test_docs.py`."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,12 +20,19 @@ from pydantic import BaseModel
 from recsys.cli import build_parser
 from recsys.compute import EVENT_KINDS, content_sim
 from recsys.events.contract import Reason
+from recsys.serve.app import create_app
+from recsys.serve.auth import AuthSettings
+from recsys.serve.settings import ServeSettings
 from recsys.settings import Settings
+from recsys.store import FileSystemStore
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 REFERENCE = DOCS / "reference"
 MARKDOWN = sorted([ROOT / "README.md", *DOCS.rglob("*.md")])
+SERVE = ROOT / "layers" / "recsys" / "recsys" / "serve"
+OPENAPI = REFERENCE / "openapi.json"
+REGENERATE = "RECSYS_REGENERATE_DOCS=1 .venv/bin/pytest tests/test_docs.py"
 
 _FENCE = re.compile(r"^(```|~~~).*?^\1[ \t]*$", re.MULTILINE | re.DOTALL)
 _LINK = re.compile(r"(?<!!)\[[^\]]*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
@@ -74,11 +87,32 @@ def _slugs(path: Path) -> set[str]:
     return slugs
 
 
+def _app(tmp_path: Path):
+    """The recommend API as deployed, over an empty FileSystemStore (building it reads nothing)."""
+    store = FileSystemStore(tmp_path / "store")
+    return create_app(ServeSettings(RECSYS_STORE=store.uri), AuthSettings())
+
+
+def _literals(pattern: str) -> set[str]:
+    """Every match of `pattern`'s group 1 in the serve package's source."""
+    return {match for path in sorted(SERVE.glob("*.py")) for match in re.findall(pattern, path.read_text("utf-8"))}
+
+
 def test_every_setting_is_in_the_configuration_reference() -> None:
     text = (REFERENCE / "configuration.md").read_text(encoding="utf-8")
     config = Settings.model_config
     names = list(_env_names(Settings, config["env_prefix"], config["env_nested_delimiter"]))
     assert "RECSYS_GATES__MAX_ERROR_RATE" in names and "RECSYS_COMPUTE__COOC_TOP_K" in names
+    missing = [name for name in names if f"`{name}`" not in text]
+    assert not missing, f"docs/reference/configuration.md does not document {missing}"
+
+
+def test_every_serving_and_auth_variable_is_in_the_configuration_reference() -> None:
+    text = (REFERENCE / "configuration.md").read_text(encoding="utf-8")
+    names = [field.alias for field in ServeSettings.model_fields.values()]
+    prefix = AuthSettings.model_config.get("env_prefix", "")
+    names += [f"{prefix}{name}".upper() for name in AuthSettings.model_fields]
+    assert "RECSYS_ARTIFACT_MANIFEST_TTL" in names and "AUTH_TENANT_CLAIMS" in names
     missing = [name for name in names if f"`{name}`" not in text]
     assert not missing, f"docs/reference/configuration.md does not document {missing}"
 
@@ -99,6 +133,42 @@ def test_every_quarantine_reason_is_in_the_raw_events_reference() -> None:
     text = (REFERENCE / "raw-events.md").read_text(encoding="utf-8")
     missing = [reason.value for reason in Reason if f"`{reason.value}`" not in text]
     assert not missing, f"docs/reference/raw-events.md does not document {missing}"
+
+
+def test_openapi_json_is_what_the_app_serves(tmp_path: Path) -> None:
+    spec = json.dumps(_app(tmp_path).openapi(), indent=2, ensure_ascii=False) + "\n"
+    if os.environ.get("RECSYS_REGENERATE_DOCS") == "1":
+        OPENAPI.write_text(spec, encoding="utf-8")
+    committed = OPENAPI.read_text(encoding="utf-8") if OPENAPI.exists() else ""
+    assert committed == spec, f"docs/reference/openapi.json differs from create_app().openapi(); run {REGENERATE}"
+
+
+def test_every_api_route_is_in_the_api_reference(tmp_path: Path) -> None:
+    text = (REFERENCE / "api.md").read_text(encoding="utf-8")
+    app = _app(tmp_path)
+    routes = {(method.upper(), path) for path, item in app.openapi()["paths"].items() for method in item}
+    for route in app.routes:  # also /docs, /redoc, /openapi.json, which the spec leaves out
+        routes |= {(method, route.path) for method in getattr(route, "methods", None) or () if method != "HEAD"}
+    assert ("POST", "/v1/recommend") in routes and ("GET", "/docs") in routes
+    missing = sorted(f"{method} {path}" for method, path in routes if f"`{method} {path}`" not in text)
+    assert not missing, f"docs/reference/api.md does not document the routes {missing}"
+
+
+def test_every_error_code_is_in_the_api_reference() -> None:
+    errors = _section((REFERENCE / "api.md").read_text(encoding="utf-8"), "Errors")
+    settings = {field.alias for field in ServeSettings.model_fields.values()}
+    codes = _literals(r"[\"'](RECSYS_[A-Z_]+)[\"']") - settings
+    assert {"RECSYS_INVALID_REQUEST", "RECSYS_VERSION_MISMATCH", "RECSYS_INTERNAL"} <= codes
+    missing = sorted(code for code in codes if f"`{code}`" not in errors)
+    assert not missing, f"the 'Errors' section of docs/reference/api.md does not document {missing}"
+
+
+def test_every_warning_code_is_in_the_api_reference() -> None:
+    warnings = _section((REFERENCE / "api.md").read_text(encoding="utf-8"), "Warnings")
+    codes = _literals(r"code=[\"']([A-Z][A-Z_]+)[\"']")
+    assert {"DEFAULT_APPLIED", "SIGNAL_UNAVAILABLE", "MANIFEST_STALE"} <= codes
+    missing = sorted(code for code in codes if f"`{code}`" not in warnings)
+    assert not missing, f"the 'Warnings' section of docs/reference/api.md does not document {missing}"
 
 
 @pytest.mark.parametrize("kind", [*EVENT_KINDS, content_sim.KIND])

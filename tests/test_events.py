@@ -16,7 +16,7 @@ from recsys.store import S3Store
 from tests.conftest import ROOT, SAMPLE_CATALOG, SAMPLE_RAW
 
 EVENTS = ROOT / "events"
-KINDS = ["popularity", "cooc", "implicit", "content_sim", "session_seq"]
+KINDS = ["popularity", "cooc", "implicit", "content_sim", "session_seq", "item_knn"]
 
 
 class Context:

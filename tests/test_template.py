@@ -21,7 +21,14 @@ ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "template.yaml"
 ASL = ROOT / "statemachine" / "pipeline.asl.json"
 
-PIPELINE_FUNCTIONS = ("PlanFunction", "IngestFunction", "ValidateFunction", "ComputeFunction", "PublishFunction")
+PIPELINE_FUNCTIONS = (
+    "PlanFunction",
+    "IngestFunction",
+    "ValidateFunction",
+    "ComputeFunction",
+    "QualityGateFunction",
+    "PublishFunction",
+)
 ALL_FUNCTIONS = (*PIPELINE_FUNCTIONS, "RollbackFunction", "RecommendFunction")
 # Served without the JWT authorizer: health, version and the API docs (everything else needs a token).
 PUBLIC_ROUTES = ("/healthz", "/readyz", "/version", "/docs", "/openapi.json")
@@ -141,6 +148,7 @@ def test_least_privilege_s3_policies(resources: dict[str, Any]) -> None:
         "IngestFunction": {("S3ReadPolicy", raw), ("S3CrudPolicy", artifact)},
         "ValidateFunction": {("S3ReadPolicy", artifact)},
         "ComputeFunction": {("S3ReadPolicy", raw), ("S3CrudPolicy", artifact)},
+        "QualityGateFunction": {("S3ReadPolicy", raw), ("S3CrudPolicy", artifact)},
         "PublishFunction": {("S3CrudPolicy", artifact)},
         "RollbackFunction": {("S3CrudPolicy", artifact)},
     }

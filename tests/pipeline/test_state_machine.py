@@ -18,7 +18,7 @@ from recsys.publish.service import read_pointer
 from recsys.store import FileSystemStore, S3Store, TransientStoreError
 from tests.conftest import ROOT, SAMPLE_CATALOG, SAMPLE_RAW, event, jsonl
 
-KINDS = {"popularity", "cooc", "implicit", "content_sim", "session_seq"}
+KINDS = {"popularity", "cooc", "implicit", "content_sim", "session_seq", "item_knn"}
 
 
 def run_input(start: str = "2026-01-01", end: str = "2026-01-07", **extra) -> dict:
@@ -37,7 +37,7 @@ def files_with_mtimes(root: Path) -> dict[Path, int]:
     return {p: p.stat().st_mtime_ns for p in root.rglob("*") if p.is_file() and not p.name.startswith(".")}
 
 
-def test_a_run_publishes_all_five_kinds_and_a_rerun_rewrites_nothing(store: FileSystemStore) -> None:
+def test_a_run_publishes_all_six_kinds_and_a_rerun_rewrites_nothing(store: FileSystemStore) -> None:
     steps: list[StepEvent] = []
     with LocalPipeline({"RECSYS_STORE": store.uri}, on_step=steps.append) as pipeline:
         first = pipeline.run(run_input())
@@ -52,7 +52,8 @@ def test_a_run_publishes_all_five_kinds_and_a_rerun_rewrites_nothing(store: File
     manifest = read_pointer(store, "demo", "home").manifest
     assert set(manifest.current) == KINDS and manifest.run_id == first.output["plan"]["run_id"]
     assert [d["quarantined"] for d in first.output["ingested"]] == [1, 0, 1, 0, 1, 0, 0]
-    assert {e.function for e in steps} == {"plan", "ingest", "validate", "compute", "publish"}
+    assert {e.function for e in steps} == {"plan", "ingest", "validate", "compute", "quality", "publish"}
+    assert first.output["quality"]["enabled"] is False  # the gate is opt-in (RECSYS_QUALITY__METRIC)
     assert len(json.dumps(first.output)) < 16_000  # payloads between states stay small
 
 

@@ -37,7 +37,7 @@ def test_first_publish_creates_the_pointer_with_seed_v1_fields(store: FileSystem
     )
     current = json.loads(store.get(paths.current_manifest("demo", "home")).data)
     assert current["v"] == 1 and (current["tenant"], current["surface"]) == ("demo", "home")
-    assert set(current["current"]) == {"popularity", "cooc", "implicit", "content_sim", "session_seq"}
+    assert set(current["current"]) == {"popularity", "cooc", "implicit", "content_sim", "session_seq", "item_knn"}
     assert current["current"]["popularity"].startswith(store.uri + "/artifacts/demo/home/popularity/")
     assert current["updated_at"].endswith("Z") and current["run_id"] == "r1"
     assert current["artifacts"]["popularity"]["rows"] == 120 and current["window"] == {

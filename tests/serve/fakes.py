@@ -7,6 +7,7 @@
         implicit={"u1": {"h1": (2.0, 100)}},             # user -> {item: (score, last_us) | (score, count, last_us)}
         session_seq={"h1": {"s1": 0.6}},                 # item -> {next item: transition share}
         content_sim={"a": {"t1": 0.8}},                  # item -> {neighbour: tag cosine}
+        item_knn={"h1": {"k1": 0.3}},                    # item -> {neighbour: shrunk cosine over shared users}
         tags={"a": ("brand:x",)},                        # item -> tags (served with content_sim, like the artifact)
     )
 
@@ -36,6 +37,7 @@ class DictSignals:
         session_seq: Mapping[str, Mapping[str, float]] | None = None,
         content_sim: Mapping[str, Mapping[str, float]] | None = None,
         tags: Mapping[str, tuple[str, ...] | list[str]] | None = None,
+        item_knn: Mapping[str, Mapping[str, float]] | None = None,
         available: set[str] | frozenset[str] | None = None,
     ) -> None:
         given = {
@@ -44,6 +46,7 @@ class DictSignals:
             "implicit": implicit,
             "session_seq": session_seq,
             "content_sim": content_sim if content_sim is not None else tags,
+            "item_knn": item_knn,
         }
         self.available = frozenset(
             available if available is not None else (k for k, v in given.items() if v is not None)
@@ -55,6 +58,7 @@ class DictSignals:
         self._session = {k: dict(v) for k, v in (session_seq or {}).items()}
         self._content = {k: dict(v) for k, v in (content_sim or {}).items()}
         self._tags = {k: tuple(v) for k, v in (tags or {}).items()}
+        self._knn = {k: dict(v) for k, v in (item_knn or {}).items()}
         self.calls: list[tuple[str, object]] = []  # what ranking looked up, for tests of work done
 
     def popular(self, n: int) -> list[Scored]:
@@ -90,6 +94,10 @@ class DictSignals:
     def next_items(self, item_id: str) -> list[Scored]:
         self.calls.append(("next_items", item_id))
         return _best_first(self._session.get(item_id, {})) if "session_seq" in self.available else []
+
+    def item_neighbors(self, item_id: str) -> list[Scored]:
+        self.calls.append(("item_neighbors", item_id))
+        return _best_first(self._knn.get(item_id, {})) if "item_knn" in self.available else []
 
     def similar_by_tags(self, item_id: str) -> list[Scored]:
         self.calls.append(("similar_by_tags", item_id))

@@ -115,13 +115,15 @@ def test_request_id_is_generated_when_absent(client: TestClient) -> None:
 def test_reasons_and_explain(client: TestClient) -> None:
     body = recommend(client, k=5, user={"user_id": "u00008"}, options={"include_reasons": True, "explain": "summary"})
     top = body["items"][0]
-    assert "reasons" in top and set(top["explain"]["signals"]) == {"pop", "cooc", "implicit", "session", "content"}
+    signal_keys = {"pop", "cooc", "implicit", "session", "content", "knn"}
+    assert "reasons" in top and set(top["explain"]["signals"]) == signal_keys
     contributing = {
         "recent_popularity": "pop",
         "co_visitation": "cooc",
         "session_sequence": "session",
         "content_similarity": "content",
         "collaborative": "implicit",
+        "collaborative_similarity": "knn",
     }
     assert {contributing[r] for r in top["reasons"]} == {s for s, v in top["explain"]["signals"].items() if v > 0}
 
@@ -366,7 +368,7 @@ def test_config_weights_change_the_ranking(client: TestClient) -> None:
     client.put(
         "/v1/admin/tenants/demo/config",
         headers=DEMO,
-        json={"weights": {"pop": 1.0, "cooc": 0, "implicit": 0, "session": 0, "content": 0}},
+        json={"weights": {"pop": 1.0, "cooc": 0, "implicit": 0, "session": 0, "content": 0, "knn": 0}},
     )
     after = recommend(client, k=10, user={"user_id": "u00008"})
     assert ids(after) != ids(before) and after["meta"]["config_version"]

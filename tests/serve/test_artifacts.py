@@ -49,7 +49,7 @@ from recsys.tables import to_parquet
 from tests.conftest import SAMPLE_CATALOG, SAMPLE_RAW, run_steps
 
 JAN = Window(start=dt.date(2026, 1, 1), end=dt.date(2026, 1, 7))
-KINDS = {"popularity", "cooc", "implicit", "content_sim", "session_seq"}
+KINDS = {"popularity", "cooc", "implicit", "content_sim", "session_seq", "item_knn"}
 
 
 class FakeClock:
@@ -225,6 +225,7 @@ def test_lookups_return_what_the_parquet_holds(store: FileSystemStore, reader: A
     for kind, column, lookup in (
         ("cooc", "neighbor_id", signals.co_visited),
         ("session_seq", "next_item_id", signals.next_items),
+        ("item_knn", "neighbor_id", signals.item_neighbors),
     ):
         rows = read_table(store, refs[kind].uri).to_pylist()
         by_item: dict[str, list[dict]] = {}

@@ -42,7 +42,7 @@ def test_pipeline_output_serves_the_planted_recommendations(tmp_path: Path) -> N
                 "start": "2026-02-01",
                 "end": "2026-02-01",
                 "raw": str(tmp_path / "raw"),
-                "kinds": ["popularity", "cooc", "implicit", "session_seq"],
+                "kinds": ["popularity", "cooc", "implicit", "session_seq", "item_knn"],
             }
         )
     assert run.status == "SUCCEEDED", run.message
@@ -54,10 +54,20 @@ def test_pipeline_output_serves_the_planted_recommendations(tmp_path: Path) -> N
         headers=headers,
         json={"surface": "home", "k": 3, "user": {"user_id": "alice"}, "options": {"include_reasons": True}},
     ).json()
-    # alice saw shoe: sock (cooc 4/sqrt(7*4) = 0.756, next-item share 4/6) beats lace (2/sqrt(7*2) = 0.535, 2/6),
-    # and both beat hat (popularity only: 0.2 x 1.0); shoe itself is excluded as already seen.
+    # alice saw shoe. Default weights pop .125, cooc .125, session .05, knn 1:
+    #   sock: pop 4/10, cooc 4/sqrt(7*4) = .756, next share 4/6, knn 4/(sqrt(7*4)+10) = .260 -> 1 (the top)
+    #         = .05 + .0945 + .0333 + 1 = 1.178
+    #   lace: pop 2/10, cooc 2/sqrt(7*2) = .535, next share 2/6, knn 2/(sqrt(7*2)+10) = .1455 -> .1455/.2616 = .556
+    #         = .025 + .0668 + .0167 + .556 = .665
+    #   hat:  popularity only, 1 x .125 = .125; shoe itself is excluded as already seen.
     assert [item["item_id"] for item in alice["items"]] == ["sock", "lace", "hat"]
-    assert alice["items"][0]["reasons"] == ["recent_popularity", "co_visitation", "session_sequence"]
+    assert [round(item["score"], 3) for item in alice["items"]] == [1.178, 0.665, 0.125]
+    assert alice["items"][0]["reasons"] == [
+        "recent_popularity",
+        "co_visitation",
+        "session_sequence",
+        "collaborative_similarity",
+    ]
     assert alice["meta"]["manifest_version"] == run.output["published"]["manifest_version"]
     cold = client.post(
         "/v1/recommend", headers=headers, json={"surface": "home", "k": 1, "user": {"user_id": "new"}}

@@ -1,6 +1,7 @@
 """Ranking: each signal, weights, filters, rules, warnings, reasons/explain and similar(), with hand-computed scores.
 
-Default weights (DEFAULT_WEIGHTS): pop 0.2, cooc 1.0, implicit 0.5, session 1.0, content 0.5.
+The hand computations use these weights (pinned by `config`, independent of DEFAULT_WEIGHTS, which tuning may move):
+pop 0.2, cooc 1.0, implicit 0.5, session 1.0, content 0.5, knn 1.0.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from recsys.serve.tenant_config import EffectiveConfig, TenantConfig
 from tests.serve.fakes import DictSignals
 
 NOW = dt.datetime(2026, 5, 23, 12, 0, tzinfo=dt.UTC)
-ONLY = {"pop": 0, "cooc": 0, "implicit": 0, "session": 0, "content": 0}
+ONLY = {"pop": 0, "cooc": 0, "implicit": 0, "session": 0, "content": 0, "knn": 0}
 
 
 def request(**fields) -> NormalizedRecommend:
@@ -40,7 +41,12 @@ def similar_request(item_id: str, **fields) -> NormalizedSimilar:
     return normalized
 
 
+TEST_WEIGHTS = {"pop": 0.2, "cooc": 1.0, "implicit": 0.5, "session": 1.0, "content": 0.5, "knn": 1.0}
+
+
 def config(surface: str = "home", **data) -> EffectiveConfig:
+    """A tenant config with the test weights as its base (data's own weights still override them)."""
+    data = {**data, "weights": {**TEST_WEIGHTS, **data.get("weights", {})}}
     return TenantConfig.parse(data).for_surface(surface)
 
 
@@ -76,7 +82,7 @@ def test_pop_only_cold_user_gets_popularity():
 
 def test_cooc_from_a_request_anchor():
     signals = DictSignals(popularity={"a": 10, "x": 4}, cooc={"a": {"b": 0.5, "c": 0.25}}, implicit={})
-    ranked = run(signals, request(anchors={"item_ids": ["a"]}), config(weights={"content": 0}))
+    ranked = run(signals, request(anchors={"item_ids": ["a"]}), config(weights={"content": 0, "knn": 0}))
     # b: 1.0*0.5 = 0.5 ; c: 1.0*0.25 = 0.25 ; x: 0.2 * 4/10 = 0.08 ; the anchor a is excluded
     assert scores(ranked) == {"b": 0.5, "c": 0.25, "x": 0.08}
     assert ids(ranked) == ["b", "c", "x"]
@@ -111,11 +117,75 @@ def test_session_successors_weighted_by_recency():
 
 def test_content_from_an_anchor():
     signals = DictSignals(popularity={"t2": 10, "a": 5}, content_sim={"a": {"t1": 0.8, "t2": 0.5}}, implicit={})
-    ranked = run(signals, request(anchors={"item_ids": ["a"]}), config(weights={"cooc": 0}))
+    ranked = run(signals, request(anchors={"item_ids": ["a"]}), config(weights={"cooc": 0, "knn": 0}))
     # t2: 0.5*0.5 + 0.2*10/10 = 0.45 ; t1: 0.5*0.8 = 0.4 ; a is the anchor
     assert scores(ranked) == {"t2": 0.45, "t1": 0.4}
     assert ids(ranked) == ["t2", "t1"]
     assert ranked.warnings == []
+
+
+KNN_ONLY = {**ONLY, "knn": 1}
+KNN_HISTORY = {"u1": {"h1": (4.0, 1), "h2": (2.0, 2)}}
+KNN = {"h1": {"x": 0.3, "y": 0.1, "h2": 0.5}, "h2": {"x": 0.2, "z": 0.4}, "a": {"x": 0.6, "w": 0.3}}
+
+
+def test_knn_sums_the_neighbours_of_the_history_weighted_by_history_score():
+    signals = DictSignals(popularity={}, implicit=KNN_HISTORY, item_knn=KNN)
+    ranked = run(signals, request(options={"include_reasons": True, "explain": "full"}), config(weights=KNN_ONLY))
+    # history weights: h1 4/4 = 1.0, h2 2/4 = 0.5
+    # x = 0.3*1.0 + 0.2*0.5 = 0.4 ; z = 0.4*0.5 = 0.2 ; y = 0.1*1.0 = 0.1 ; h2 = 0.5*1.0 (seen: excluded)
+    # normalized by the max over the candidates, 0.4: x 1.0, z 0.5, y 0.25
+    assert scores(ranked) == {"x": 1.0, "z": 0.5, "y": 0.25}
+    assert ids(ranked) == ["x", "z", "y"]
+    assert ranked.items[0].reasons == ["collaborative_similarity"]
+    assert ranked.items[0].explain["raw"]["knn"] == 1.0 and ranked.items[1].explain["signals"]["knn"] == 0.5
+    assert ranked.warnings == []
+
+
+def test_knn_normalizes_over_seen_items_when_they_are_candidates():
+    signals = DictSignals(popularity={}, implicit=KNN_HISTORY, item_knn=KNN)
+    ranked = run(signals, cfg=config(weights=KNN_ONLY, exclude_seen=False))
+    # as above, h2 0.5 is now a candidate and the max: h2 0.5/0.5 = 1.0, x 0.4/0.5 = 0.8, z 0.4, y 0.2 ; h1 0
+    assert scores(ranked) == {"h2": 1.0, "x": 0.8, "z": 0.4, "y": 0.2, "h1": 0.0}
+
+
+def test_knn_takes_the_max_of_the_history_and_the_request_anchors():
+    signals = DictSignals(popularity={}, implicit=KNN_HISTORY, item_knn=KNN)
+    ranked = run(signals, request(anchors={"item_ids": ["a"]}), config(weights=KNN_ONLY))
+    # history as above: x 1.0, z 0.5, y 0.25 ; anchor a: x 0.6, w 0.3 -> x max(1.0, 0.6) = 1.0, w 0.3
+    assert scores(ranked) == {"x": 1.0, "z": 0.5, "w": 0.3, "y": 0.25}
+    # a cold user: the anchor's similarities as they are
+    cold = run(signals, request(user={"user_id": "nobody"}, anchors={"item_ids": ["a"]}), config(weights=KNN_ONLY))
+    assert scores(cold) == {"x": 0.6, "w": 0.3}
+
+
+def test_knn_uses_the_50_strongest_history_items():
+    history = {f"h{n:02}": (float(n), n) for n in range(3, 52)}  # 49 items: h03 (score 3) .. h51 (score 51)
+    history["h01"] = (1.0, 1)
+    history["h00"] = (1.0, 0)  # ties h01 on score: item_id asc keeps h00 (the 50th), drops h01
+    history["zero"] = (0.0, 99)  # a zero score never counts
+    signals = DictSignals(
+        popularity={}, implicit={"u1": history}, item_knn={"h00": {"p": 1.0}, "h01": {"q": 1.0}, "h51": {"r": 0.5}}
+    )
+    ranked = run(signals, cfg=config(weights=KNN_ONLY))
+    looked_up = [arg for call, arg in signals.calls if call == "item_neighbors"]
+    assert len(looked_up) == 50 and looked_up[0] == "h51" and looked_up[-1] == "h00"
+    assert "h01" not in looked_up and "zero" not in looked_up
+    # r = 0.5 * 51/51 = 0.5 ; p = 1.0 * 1/51 = 0.0196 ; normalized by 0.5: r 1.0, p 0.039216
+    assert scores(ranked) == {"r": 1.0, "p": 0.039216}
+
+
+def test_knn_is_not_looked_up_with_a_zero_weight_and_warns_only_when_used():
+    signals = DictSignals(popularity={"a": 1}, implicit=KNN_HISTORY, item_knn=KNN)
+    run(signals, cfg=config(weights={"knn": 0}))
+    assert not [call for call in signals.calls if call[0] == "item_neighbors"]
+    missing = DictSignals(popularity={"a": 1}, implicit=KNN_HISTORY, cooc={}, session_seq={}, content_sim={})
+    assert warnings(run(missing)) == [("SIGNAL_UNAVAILABLE", "item_knn unavailable: not in manifest")]
+    assert run(missing, cfg=config(weights={"knn": 0})).warnings == []
+    cold = DictSignals(popularity={"a": 1}, implicit={}, cooc={}, session_seq={}, content_sim={})
+    assert run(cold).warnings == []  # no history, no anchors: item_knn would not be used
+    anchored = run(cold, request(anchors={"item_ids": ["a"]}))
+    assert warnings(anchored) == [("SIGNAL_UNAVAILABLE", "item_knn unavailable: not in manifest")]
 
 
 def test_implicit_with_exclude_seen_off_and_on():
@@ -291,7 +361,7 @@ def test_boost_injected_item_takes_its_boost_as_score():
     # new: injected with 0.3 ; a: 0.2
     assert scores(ranked) == {"new": 0.3, "a": 0.2}
     assert ranked.items[0].explain == {
-        "signals": {"pop": 0.0, "cooc": 0.0, "implicit": 0.0, "session": 0.0, "content": 0.0},
+        "signals": {"pop": 0.0, "cooc": 0.0, "implicit": 0.0, "session": 0.0, "content": 0.0, "knn": 0.0},
         "rules": ["rule.boost:+0.30[b]"],
     }
 
@@ -305,6 +375,7 @@ def test_reasons_and_explain_shapes():
         implicit={},
         cooc={"a": {"b": 0.5}},
         content_sim={"a": {"b": 0.4}},
+        item_knn={},
     )
     req = request(anchors={"item_ids": ["a"]}, options={"include_reasons": True, "explain": "full"})
     ranked = run(signals, req)
@@ -313,9 +384,9 @@ def test_reasons_and_explain_shapes():
     assert (b.item_id, b.score, c.item_id, c.score) == ("b", 0.9, "c", 0.1)
     assert b.reasons == ["recent_popularity", "co_visitation", "content_similarity"]
     assert b.explain == {
-        "signals": {"pop": 0.2, "cooc": 0.5, "implicit": 0.0, "session": 0.0, "content": 0.2},
+        "signals": {"pop": 0.2, "cooc": 0.5, "implicit": 0.0, "session": 0.0, "content": 0.2, "knn": 0.0},
         "rules": [],
-        "raw": {"pop": 1.0, "cooc": 0.5, "implicit": 0.0, "session": 0.0, "content": 0.4},
+        "raw": {"pop": 1.0, "cooc": 0.5, "implicit": 0.0, "session": 0.0, "content": 0.4, "knn": 0.0},
         "anchors": ["a"],
     }
     summary = run(signals, request(anchors={"item_ids": ["a"]}, options={"explain": "summary"}))
@@ -332,6 +403,7 @@ def test_reasons_for_every_signal_in_seed_order():
         cooc={"h": {"x": 0.5}},
         session_seq={"h": {"x": 0.5}},
         content_sim={"h": {"x": 0.5}},
+        item_knn={"h": {"x": 0.5}},
     )
     ranked = run(signals, request(options={"include_reasons": True}), config(exclude_seen=False, recent_items=1))
     [x] = [item for item in ranked.items if item.item_id == "x"]
@@ -341,26 +413,29 @@ def test_reasons_for_every_signal_in_seed_order():
         "collaborative",
         "session_sequence",
         "content_similarity",
+        "collaborative_similarity",
     ]
-    # 0.2*1 + 1.0*0.5 + 0.5*1.0 + 1.0*0.5 + 0.5*0.5 = 0.2 + 0.5 + 0.5 + 0.5 + 0.25 = 1.95
-    assert x.score == 1.95
+    # knn: h (weight 1/1) -> x 0.5, the only knn value, so normalized to 1.0
+    # 0.2*1 + 1.0*0.5 + 0.5*1.0 + 1.0*0.5 + 0.5*0.5 + 1.0*1.0 = 0.2 + 0.5 + 0.5 + 0.5 + 0.25 + 1.0 = 2.95
+    assert x.score == 2.95
 
 
 # --------------------------------------------------------------------------------------------------- warnings
 
 
 def test_unavailable_signals_warn_only_when_the_request_would_use_them():
-    signals = DictSignals(popularity={"a": 1})  # no implicit, cooc, session_seq, content_sim
+    signals = DictSignals(popularity={"a": 1})  # no implicit, cooc, session_seq, content_sim, item_knn
     ranked = run(signals, request(anchors={"item_ids": ["x"]}))
     assert warnings(ranked) == [
         ("SIGNAL_UNAVAILABLE", "cooc unavailable: not in manifest"),
         ("SIGNAL_UNAVAILABLE", "collaborative unavailable: not in manifest"),
         ("SIGNAL_UNAVAILABLE", "content unavailable: not in manifest"),
+        ("SIGNAL_UNAVAILABLE", "item_knn unavailable: not in manifest"),
     ]
-    # Without anchors (and without history, so no session): only collaborative.
+    # Without anchors (and without history, so no session and no item_knn): only collaborative.
     assert warnings(run(signals)) == [("SIGNAL_UNAVAILABLE", "collaborative unavailable: not in manifest")]
     # A zero weight means the signal is not used.
-    cfg = config(weights={"cooc": 0, "content": 0})
+    cfg = config(weights={"cooc": 0, "content": 0, "knn": 0})
     assert len(run(signals, request(anchors={"item_ids": ["x"]}), cfg).warnings) == 1
 
 
@@ -369,7 +444,8 @@ def test_session_warning_needs_history():
     assert run(cold).warnings == []
     warm = DictSignals(popularity={"a": 1}, implicit={"u1": {"h": (1.0, 1)}})
     assert warnings(run(warm, cfg=config(weights={"cooc": 0, "content": 0}))) == [
-        ("SIGNAL_UNAVAILABLE", "session unavailable: not in manifest")
+        ("SIGNAL_UNAVAILABLE", "session unavailable: not in manifest"),
+        ("SIGNAL_UNAVAILABLE", "item_knn unavailable: not in manifest"),  # history is enough for item_knn
     ]
 
 
@@ -386,6 +462,7 @@ def test_similar_blends_cooc_and_content():
     signals = DictSignals(
         cooc={"a": {"b": 0.5, "c": 0.2, "a": 1.0}},  # a self-pair (never in a real artifact) is still excluded
         content_sim={"a": {"c": 0.8, "d": 0.4}},
+        item_knn={},
     )
     ranked = similar(similar_request("a", options={"include_reasons": True}), signals, config("pdp"))
     # c: 1.0*0.2 + 0.5*0.8 = 0.6 ; b: 1.0*0.5 = 0.5 ; d: 0.5*0.4 = 0.2
@@ -399,8 +476,39 @@ def test_similar_blends_cooc_and_content():
     assert ranked.warnings == []
 
 
+def test_similar_blends_cooc_knn_and_content():
+    signals = DictSignals(
+        cooc={"a": {"b": 0.5}}, item_knn={"a": {"b": 0.2, "c": 0.4}}, content_sim={"a": {"c": 0.2, "d": 0.1}}
+    )
+    req = similar_request("a", options={"include_reasons": True, "explain": "summary"})
+    ranked = similar(req, signals, config("pdp"))
+    # b: 1.0*0.5 + 1.0*0.2 = 0.7 ; c: 1.0*0.4 + 0.5*0.2 = 0.5 ; d: 0.5*0.1 = 0.05
+    assert scores(ranked) == {"b": 0.7, "c": 0.5, "d": 0.05}
+    assert [item.reasons for item in ranked.items] == [
+        ["co_visitation", "collaborative_similarity"],
+        ["content_similarity", "collaborative_similarity"],
+        ["content_similarity"],
+    ]
+    assert ranked.items[1].explain["signals"] == {
+        "pop": 0.0, "cooc": 0.0, "implicit": 0.0, "session": 0.0, "content": 0.1, "knn": 0.4
+    }  # fmt: skip
+    assert ranked.warnings == []
+    # the config's weights: knn 2 -> c: 2*0.4 + 0.5*0.2 = 0.9 ; b: 0.5 + 2*0.2 = 0.9 (tie: item_id) ; d 0.05
+    weighted = similar(similar_request("a"), signals, config("pdp", weights={"knn": 2}))
+    assert scores(weighted) == {"b": 0.9, "c": 0.9, "d": 0.05} and ids(weighted) == ["b", "c", "d"]
+
+
+def test_similar_with_item_knn_alone():
+    ranked = similar(similar_request("a"), DictSignals(item_knn={"a": {"b": 0.2, "c": 0.4}}), config("pdp"))
+    assert scores(ranked) == {"c": 0.4, "b": 0.2}
+    assert warnings(ranked) == [
+        ("SIGNAL_UNAVAILABLE", "cooc unavailable: not in manifest"),
+        ("SIGNAL_UNAVAILABLE", "content unavailable: not in manifest"),
+    ]
+
+
 def test_similar_unknown_item_is_empty_without_warning():
-    signals = DictSignals(cooc={"a": {"b": 0.5}}, content_sim={})
+    signals = DictSignals(cooc={"a": {"b": 0.5}}, content_sim={}, item_knn={"a": {"b": 0.1}})
     ranked = similar(similar_request("nope"), signals, config("pdp"))
     assert (ranked.items, ranked.warnings) == ([], [])
 
@@ -415,16 +523,22 @@ def test_similar_with_one_signal_missing_and_constraints():
     signals = DictSignals(cooc={"a": {"b": 0.5, "c": 0.4, "d": 0.3}})
     ranked = similar(similar_request("a", k=2), signals, config("pdp"))
     assert ids(ranked) == ["b", "c"]
-    assert warnings(ranked) == [("SIGNAL_UNAVAILABLE", "content unavailable: not in manifest")]
-    tagged = DictSignals(cooc={"a": {"b": 0.5, "c": 0.4, "d": 0.3}}, tags={"b": ("adult",), "c": ("x",), "d": ("x",)})
+    assert warnings(ranked) == [
+        ("SIGNAL_UNAVAILABLE", "content unavailable: not in manifest"),
+        ("SIGNAL_UNAVAILABLE", "item_knn unavailable: not in manifest"),
+    ]
+    tagged = DictSignals(cooc={"a": {"b": 0.5, "c": 0.4, "d": 0.3}}, tags={"b": ("adult",), "c": ("x",), "d": ("x",)},
+                         item_knn={})  # fmt: skip
     ranked = similar(similar_request("a", constraints={"max_per_tag": {"x": 1}, "forbidden_tags": ["adult"]}),
                      tagged, config("pdp"))  # fmt: skip
     assert ids(ranked) == ["c"]
     assert warnings(ranked) == [("CONSTRAINTS_FILTERED", "2 items removed by tag constraints")]
 
 
-@pytest.mark.parametrize("weights", [{"cooc": 0, "content": 0}, {"cooc": 0, "content": 0, "pop": 1}])
+@pytest.mark.parametrize(
+    "weights", [{"cooc": 0, "content": 0, "knn": 0}, {"cooc": 0, "content": 0, "knn": 0, "pop": 1}]
+)
 def test_similar_with_zero_similarity_weights_uses_the_defaults(weights):
-    signals = DictSignals(cooc={"a": {"b": 0.5}}, content_sim={"a": {"b": 0.4}})
-    # defaults cooc 1.0, content 0.5: b = 0.5 + 0.2 = 0.7
-    assert scores(similar(similar_request("a"), signals, config("pdp", weights=weights))) == {"b": 0.7}
+    signals = DictSignals(cooc={"a": {"b": 0.5}}, content_sim={"a": {"b": 0.4}}, item_knn={"a": {"b": 0.1}})
+    # DEFAULT_WEIGHTS cooc .125, content .05, knn 1.0: b = .5 x .125 + .4 x .05 + .1 x 1 = .0625 + .02 + .1 = .1825
+    assert scores(similar(similar_request("a"), signals, config("pdp", weights=weights))) == {"b": 0.1825}

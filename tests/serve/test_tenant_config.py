@@ -9,7 +9,14 @@ from recsys.serve.tenant_config import DEFAULT_WEIGHTS, EffectiveConfig, TenantC
 
 
 def test_default_weights_are_documented_values():
-    assert dict(DEFAULT_WEIGHTS) == {"pop": 0.2, "cooc": 1.0, "implicit": 0.5, "session": 1.0, "content": 0.5}
+    assert dict(DEFAULT_WEIGHTS) == {
+        "pop": 0.125,
+        "cooc": 0.125,
+        "implicit": 0.5,
+        "session": 0.05,
+        "content": 0.05,
+        "knn": 1.0,
+    }
 
 
 @pytest.mark.parametrize("data", [None, {}])
@@ -31,8 +38,8 @@ def test_seed_tutorial_payload_parses_and_keeps_unknown_keys():
     config = TenantConfig.parse(data)
     assert config.model_extra == {"owner": "merch-team"}
     effective = config.for_surface("home")
-    # pop/cooc/emb from the tenant; emb is content; implicit/session keep their defaults.
-    assert effective.weights == {"pop": 1.0, "cooc": 0.0, "implicit": 0.5, "session": 1.0, "content": 0.0}
+    # pop/cooc/emb from the tenant; emb is content; implicit/session/knn keep their defaults.
+    assert effective.weights == {"pop": 1.0, "cooc": 0.0, "implicit": 0.5, "session": 0.05, "content": 0.0, "knn": 1.0}
     assert effective.algo == "blend"
     assert effective.flags == {"enable_rules": True}
 
@@ -42,6 +49,7 @@ def test_seed_tutorial_payload_parses_and_keeps_unknown_keys():
     [
         ({"weights": {"pop": -1}}, "weights.pop must be non-negative"),
         ({"weights": {"emb": -0.5}}, "weights.emb must be non-negative"),
+        ({"weights": {"knn": -0.1}}, "weights.knn must be non-negative"),
         ({"limits": {"max_k": -1}}, "limits.max_k must be non-negative"),
         ({"limits": {"max_exclude_ids": -5}}, "limits.max_exclude_ids must be non-negative"),
         ({"recent_items": -1}, "recent_items must be non-negative"),
@@ -81,7 +89,7 @@ def test_surface_overrides_are_partial_and_case_insensitive():
     again = config.for_surface("buy-again")
     assert again.exclude_seen is False
     assert again.recent_items == 3  # not overridden: tenant value
-    assert again.weights == {"pop": 0.4, "cooc": 1.0, "implicit": 2.0, "session": 1.0, "content": 0.5}
+    assert again.weights == {**DEFAULT_WEIGHTS, "pop": 0.4, "implicit": 2.0}
     home = config.for_surface("home")
     assert home.exclude_seen is True
     assert home.weights["implicit"] == 0.5
@@ -93,15 +101,25 @@ def test_weight_precedence_request_over_surface_over_tenant_over_defaults():
     effective = config.for_surface("home")
     # request gives only pop (and emb, the content alias); cooc comes from the surface, the rest from defaults.
     blend = effective.weights_for(Weights(pop=1.0, emb=0.25))
-    assert blend == {"pop": 1.0, "cooc": 2.0, "implicit": 0.5, "session": 1.0, "content": 0.25}
-    assert effective.weights_for(None) == {"pop": 0.5, "cooc": 2.0, "implicit": 0.5, "session": 1.0, "content": 0.5}
+    assert blend == {**DEFAULT_WEIGHTS, "pop": 1.0, "cooc": 2.0, "content": 0.25}
+    assert effective.weights_for(None) == {**DEFAULT_WEIGHTS, "pop": 0.5, "cooc": 2.0}
     assert effective.weights_for({"session": 0.0})["session"] == 0.0
+    assert effective.weights_for(Weights(knn=0.25))["knn"] == 0.25
 
 
 def test_all_zero_weights_fall_back_to_popularity():
-    zero = {"pop": 0, "cooc": 0, "implicit": 0, "session": 0, "content": 0}
+    zero = {"pop": 0, "cooc": 0, "implicit": 0, "session": 0, "content": 0, "knn": 0}
     effective = TenantConfig.parse({"weights": zero}).for_surface("home")
-    assert effective.weights_for(None) == {"pop": 1.0, "cooc": 0.0, "implicit": 0.0, "session": 0.0, "content": 0.0}
+    assert effective.weights_for(None) == {
+        "pop": 1.0,
+        "cooc": 0.0,
+        "implicit": 0.0,
+        "session": 0.0,
+        "content": 0.0,
+        "knn": 0.0,
+    }
+    # knn defaults to 1.0: zeroing only the seed-era weights does not fall back.
+    assert TenantConfig.parse({"weights": {**zero, "knn": None}}).for_surface("home").weights_for(None)["knn"] == 1.0
     # A request zeroing the only non-zero weight also falls back.
     effective = TenantConfig.parse({"weights": {**zero, "cooc": 1}}).for_surface("home")
     assert effective.weights_for(Weights(cooc=0.0))["pop"] == 1.0

@@ -117,3 +117,16 @@ def test_volume_anomaly_ignores_empty_days_in_its_baseline() -> None:
     # ... but an empty day after real ones is an anomaly
     history = {D1 - dt.timedelta(days=n): 100 for n in range(1, 4)}
     assert failed(evaluate([report(accepted=0, read=0)], history, GateLimits(min_events=0))) == ["volume_anomaly"]
+
+
+def test_only_the_judged_days_face_the_per_day_gates(store) -> None:
+    bad = D1 - dt.timedelta(days=1)  # judged (and failed) by an earlier run
+    store.put(
+        f"canonical/demo/home/dt={bad}/_ingest.json",
+        report(bad, read=10, accepted=5, quarantined=5).model_dump_json().encode(),
+    )
+    store.put(f"canonical/demo/home/dt={D1}/_ingest.json", report().model_dump_json().encode())
+    window = Window(start=bad, end=D1)
+    assert not validate_window(store, "demo", "home", window, GateLimits()).passed
+    judged_today = validate_window(store, "demo", "home", window, GateLimits(), judge=[D1])
+    assert judged_today.passed and judged_today.events == 105

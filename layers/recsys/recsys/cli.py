@@ -122,6 +122,29 @@ def build_parser() -> argparse.ArgumentParser:
     similar.add_argument("--item", required=True, help="item id")
     similar.add_argument("--k", type=int, help="how many items (1..200, default 20)")
 
+    evaluate = commands.add_parser(
+        "eval",
+        help="offline evaluation: temporal split, real pipeline and ranking, baselines, report",
+        description="offline evaluation: temporal split, real pipeline and ranking, baselines, report",
+    )
+    evaluate.add_argument("--raw", required=True, help="raw events laid out in dt=YYYY-MM-DD/ folders")
+    evaluate.add_argument("--catalog", help="catalog CSV or JSONL (content_sim)")
+    evaluate.add_argument("--tenant", default="demo")
+    evaluate.add_argument("--surface", default="home")
+    evaluate.add_argument("--store", default="file://.out/eval", help="where the evaluation's pipeline writes")
+    evaluate.add_argument("--out", default=".out/eval-report", help="folder for report.json, report.md, report.png")
+    evaluate.add_argument("--train-days", type=int, help="train window length (default: every day before the test)")
+    evaluate.add_argument("--test-days", type=int, default=1, help="test window length (default 1)")
+    evaluate.add_argument("--end", type=_day, help="last test day (default: the last day in the raw data)")
+    evaluate.add_argument("--k", default="5,10,20", help="cut-offs, comma-separated (default 5,10,20)")
+    evaluate.add_argument(
+        "--tune",
+        action="store_true",
+        help="choose blend weights on a validation day and write them to the tenant config",
+    )
+    evaluate.add_argument("--trials", type=int, default=24, help="weight settings tried by --tune")
+    evaluate.add_argument("--seed", type=int, default=7, help="seed of --tune's search (results are deterministic)")
+
     api_key = commands.add_parser("api-key", help="manage API keys (stored hashed in the store)")
     key_commands = api_key.add_subparsers(dest="api_key_command", required=True, parser_class=_Parser)
     create = key_commands.add_parser("create", help="create a key for a tenant; prints it once")
@@ -140,13 +163,22 @@ def _progress(event: StepEvent) -> None:
     if event.error:
         line = f"{event.function} failed: {event.error}"
     elif event.function == "plan":
-        line = f"plan: {r['start']}..{r['end']} ({len(r['days'])} days), kinds {', '.join(r['kinds'])}"
+        window = (dt.date.fromisoformat(r["end"]) - dt.date.fromisoformat(r["start"])).days + 1
+        skipped = "".join(f"; {kind} skipped: {why}" for kind, why in r.get("skipped", {}).items())
+        line = (
+            f"plan: window {r['start']}..{r['end']} ({window} days), ingesting {len(r['days'])} day(s), "
+            f"kinds {', '.join(r['kinds'])}{skipped}"
+        )
     elif event.function == "ingest":
         reasons = ", ".join(f"{k} {v}" for k, v in r["reasons"].items())
         line = (
             f"ingest {r['day']}: {r['accepted']} accepted, {r['duplicates']} duplicates, "
             f"{r['quarantined']} quarantined" + (f" ({reasons})" if reasons else "")
         )
+        if r.get("kept_existing"):
+            line = f"ingest {r['day']}: no raw files any more; kept the {r['accepted']} events ingested before"
+    elif event.function == "quality":
+        line = f"quality gate: {'passed' if r['passed'] else 'FAILED'}: {r['reason']}"
     elif event.function == "validate":
         line = f"validate: {r['checked']} gate checks passed, {r['events']} events"
     elif event.function == "compute":
@@ -167,7 +199,8 @@ def _summary(execution: Execution, seconds: float) -> str:
     plan, published = out["plan"], out["published"]
     lines = [
         f"run {plan['run_id']}: {execution.status} in {seconds:.1f}s",
-        f"window {plan['start']}..{plan['end']} ({len(plan['days'])} days) for {plan['tenant']}/{plan['surface']}",
+        f"window {plan['start']}..{plan['end']} for {plan['tenant']}/{plan['surface']}; "
+        f"ingested {len(plan['days'])} day(s)",
         f"  {'day':<10} {'read':>9} {'accepted':>9} {'dupes':>7} {'quarantined':>11}",
     ]
     for day in out["ingested"]:
@@ -185,7 +218,11 @@ def _summary(execution: Execution, seconds: float) -> str:
         "moved": "pointer moved" + (f" from {published['pointer_before'][:16]}" if published["pointer_before"] else ""),
         "unchanged": "pointer already current (nothing rewritten)",
         "kept_newer": f"pointer kept on newer {published['pointer_after'][:16]} (backfill; use --promote to move it)",
+        "refused_quality": "pointer NOT moved: the quality gate refused the candidate (see quality below)",
     }[published["decision"]]
+    quality = out.get("quality") or {}
+    if quality.get("enabled"):
+        lines.append(f"quality gate {'passed' if quality['passed'] else 'failed'}: {quality['reason']}")
     lines.append(f"manifest {published['manifest_version'][:16]}: {decision}")
     return "\n".join(lines)
 
@@ -234,7 +271,7 @@ def cmd_manifest(args: argparse.Namespace) -> int:
     if args.json:
         print(
             json.dumps(
-                [m.model_dump(mode="json") | {"current": m.manifest_version == current} for m in manifests], indent=2
+                [m.model_dump(mode="json") | {"is_current": m.manifest_version == current} for m in manifests], indent=2
             )
         )
         return EXIT_OK
@@ -332,6 +369,35 @@ def cmd_similar(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    from recsys.evaluation.run import EvalOptions, run_eval, write
+
+    try:
+        ks = tuple(sorted({int(k) for k in args.k.split(",") if k.strip()}))
+    except ValueError:
+        raise UsageError(f"--k must be comma-separated integers, got {args.k!r}") from None
+    options = EvalOptions(
+        tenant=args.tenant,
+        surface=args.surface,
+        raw=args.raw,
+        catalog=args.catalog,
+        store=_store_uri(args.store),
+        train_days=args.train_days,
+        test_days=args.test_days,
+        end=args.end,
+        ks=ks,
+        tune=args.tune,
+        tune_trials=args.trials,
+        seed=args.seed,
+    )
+    print(f"recsys eval {args.tenant}/{args.surface}: raw {args.raw} -> {options.store}", file=sys.stderr)
+    report = run_eval(options, load_settings())
+    written = write(report, Path(args.out))
+    print((Path(args.out) / "report.md").read_text())
+    print("wrote " + ", ".join(str(p) for p in written), file=sys.stderr)
+    return EXIT_OK
+
+
 def cmd_api_key(args: argparse.Namespace) -> int:
     from recsys.serve.auth import AuthSettings
     from recsys.serve.tenant_store import ApiKeys
@@ -367,6 +433,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "recommend": cmd_recommend,
             "similar": cmd_similar,
             "api-key": cmd_api_key,
+            "eval": cmd_eval,
         }[args.command]
         return handler(args)
     except (UsageError, ConfigError, ValidationError, ValueError) as exc:

@@ -13,7 +13,7 @@ from typing import Annotated
 from pydantic import BaseModel, Field, PositiveFloat, PositiveInt, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-ARTIFACT_KINDS = ("popularity", "cooc", "implicit", "content_sim", "session_seq")
+ARTIFACT_KINDS = ("popularity", "cooc", "implicit", "content_sim", "session_seq", "item_knn")
 
 DEFAULT_EVENT_WEIGHTS = {"exposure": 1.0, "click": 3.0, "add_to_cart": 5.0, "purchase": 10.0}
 
@@ -52,6 +52,28 @@ class ComputeParams(BaseModel):
     session_seq_top_k: PositiveInt = 50
     content_sim_top_k: PositiveInt = 50
     content_sim_max_tag_items: PositiveInt = 5000
+    item_knn_top_k: PositiveInt = 50
+    item_knn_min_support: PositiveInt = 2
+    item_knn_shrink: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 10.0
+    item_knn_max_items_per_user: PositiveInt = 200
+
+
+class QualityGate(BaseModel):
+    """Publish's quality gate: refuse to move the pointer when the candidate is worse than what is served."""
+
+    metric: str | None = Field(None, description="e.g. ndcg@10 (recall, precision, ndcg, map, hit_rate); empty = off")
+    max_drop: float = Field(0.02, ge=0, description="allowed drop of the metric against the current manifest")
+    min_users: PositiveInt = Field(20, description="held-out users needed before the gate judges at all")
+
+    @field_validator("metric", mode="before")
+    @classmethod
+    def _metric(cls, value: object) -> object:
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None
+        name, _, k = str(value).strip().lower().partition("@")
+        if name not in ("recall", "precision", "ndcg", "map", "hit_rate") or not k.isdigit() or int(k) < 1:
+            raise ValueError(f"quality metric {value!r}: use recall|precision|ndcg|map|hit_rate@K, e.g. ndcg@10")
+        return f"{name}@{int(k)}"
 
 
 class Settings(BaseSettings):
@@ -73,6 +95,7 @@ class Settings(BaseSettings):
     max_days_per_run: PositiveInt = 366
     gates: GateLimits = Field(default_factory=GateLimits)
     compute: ComputeParams = Field(default_factory=ComputeParams)
+    quality: QualityGate = Field(default_factory=QualityGate)
 
     @field_validator("raw_uri", "catalog_uri", mode="before")
     @classmethod

@@ -44,6 +44,7 @@ FUNCTIONS = {
     "IngestFunction": "ingest",
     "ValidateFunction": "validate",
     "ComputeFunction": "compute",
+    "QualityGateFunction": "quality",
     "PublishFunction": "publish",
     "RollbackFunction": "rollback",
 }

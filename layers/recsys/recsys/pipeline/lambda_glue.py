@@ -7,6 +7,7 @@ exception's class name as the error type, which the state machine's Retry/Catch 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -37,7 +38,9 @@ def step_handler(
         tenant = getattr(request, "tenant", None) or getattr(getattr(request, "input", None), "tenant", None)
         surface = getattr(request, "surface", None) or getattr(getattr(request, "input", None), "surface", None)
         logger.append_keys(tenant=tenant, surface=surface)
-        if tenant and surface:  # per-tenant dashboards and alarms
+        # Per-tenant dashboards and alarms. Locally (metrics disabled) handlers share this process's Metrics across
+        # parallel Map iterations, so dimensions are only set where they are published.
+        if tenant and surface and os.environ.get("POWERTOOLS_METRICS_DISABLED", "").lower() not in ("1", "true"):
             metrics.add_dimension(name="tenant", value=tenant)
             metrics.add_dimension(name="surface", value=surface)
         logger.info("step started", extra={"step": step.__name__, "request": request.model_dump(mode="json")})

@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from recsys.compute.service import ArtifactRef
 from recsys.days import Window
+from recsys.evaluation.quality import QualityResult
 from recsys.paths import safe_segment
 from recsys.settings import ARTIFACT_KINDS
 
@@ -83,6 +84,7 @@ class IngestRequest(_Step):
 class ValidateRequest(_Step):
     start: dt.date
     end: dt.date
+    days: list[dt.date] | None = Field(None, description="days to judge (the ones this run ingested); default all")
 
 
 class ComputeRequest(_Step):
@@ -92,11 +94,19 @@ class ComputeRequest(_Step):
     catalog: str | None = None
 
 
+class QualityRequest(_Step):
+    start: dt.date
+    end: dt.date
+    kinds: list[str]
+    catalog: str | None = None
+
+
 class PublishRequest(_Step):
     start: dt.date
     end: dt.date
     promote: bool = False
     artifacts: list[ArtifactRef]
+    quality: QualityResult | None = None
 
 
 class RollbackRequest(_Step):

@@ -9,6 +9,7 @@ from recsys.compute import content_sim
 from recsys.compute.service import ComputeResult, compute_kind
 from recsys.days import Window, yesterday
 from recsys.errors import ConfigError
+from recsys.evaluation.quality import QualityResult
 from recsys.events.parse import DayScope
 from recsys.ingest.service import IngestReport, ingest_day
 from recsys.pipeline.models import (
@@ -17,6 +18,7 @@ from recsys.pipeline.models import (
     Plan,
     PlanRequest,
     PublishRequest,
+    QualityRequest,
     RollbackRequest,
     ValidateRequest,
 )
@@ -83,7 +85,9 @@ def ingest(request: IngestRequest, settings: Settings) -> IngestReport:
 
 def validate(request: ValidateRequest, settings: Settings) -> ValidationResult:
     window = Window(start=request.start, end=request.end)
-    result = validate_window(open_store(settings.store), request.tenant, request.surface, window, settings.gates)
+    result = validate_window(
+        open_store(settings.store), request.tenant, request.surface, window, settings.gates, judge=request.days
+    )
     result.raise_for_failures()
     return result
 
@@ -92,6 +96,15 @@ def compute(request: ComputeRequest, settings: Settings) -> ComputeResult:
     window = Window(start=request.start, end=request.end)
     return compute_kind(
         open_store(settings.store), request.kind, request.tenant, request.surface, window, settings, request.catalog
+    )
+
+
+def quality(request: QualityRequest, settings: Settings) -> QualityResult:
+    from recsys.evaluation.gate import quality_gate  # ranking and metrics: only this step needs them
+
+    window = Window(start=request.start, end=request.end)
+    return quality_gate(
+        open_store(settings.store), request.tenant, request.surface, window, request.kinds, settings, request.catalog
     )
 
 
@@ -105,6 +118,7 @@ def publish_run(request: PublishRequest, settings: Settings) -> PublishResult:
         request.artifacts,
         promote=request.promote,
         run_id=request.run_id,
+        quality=request.quality,
     )
 
 

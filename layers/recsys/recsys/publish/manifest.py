@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 
 from recsys.compute.service import ArtifactRef
 from recsys.days import Window
+from recsys.evaluation.quality import QualityResult
 
 
 class ManifestArtifact(BaseModel):
@@ -36,6 +37,7 @@ class Manifest(BaseModel):
     window: Window
     artifacts: dict[str, ManifestArtifact]
     run_id: str | None = None
+    quality: QualityResult | None = None  # the quality gate's verdict when the version was created, if it ran
 
     def to_bytes(self) -> bytes:
         return self.model_dump_json(indent=2).encode()
@@ -67,6 +69,7 @@ def build_manifest(
     previous: str | None,
     run_id: str | None,
     now: dt.datetime | None = None,
+    quality: QualityResult | None = None,
 ) -> Manifest:
     now = (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
     ordered = sorted(artifacts, key=lambda a: a.kind)
@@ -85,6 +88,7 @@ def build_manifest(
             for a in ordered
         },
         run_id=run_id,
+        quality=quality,
     )
 
 

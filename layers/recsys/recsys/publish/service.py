@@ -18,6 +18,7 @@ from recsys.compute.artifact import content_version
 from recsys.compute.service import ArtifactRef
 from recsys.days import Window
 from recsys.errors import ArtifactInvalid, ManifestNotFound, PointerConflict, PublishRefused
+from recsys.evaluation.quality import QualityResult
 from recsys.publish.manifest import Manifest, build_manifest, is_backfill, manifest_version, regressions
 from recsys.store import NotFound, ObjectStore, PreconditionFailed
 from recsys.tables import from_parquet
@@ -30,6 +31,7 @@ class Decision(StrEnum):
     MOVED = "moved"  # the pointer now names the new manifest version
     UNCHANGED = "unchanged"  # it already did (a rerun): nothing was written
     KEPT_NEWER = "kept_newer"  # a backfill of an older window: the version is stored, the pointer stays
+    REFUSED_QUALITY = "refused_quality"  # the quality gate failed: the version is stored, the pointer stays
 
 
 class PublishResult(BaseModel):
@@ -37,7 +39,7 @@ class PublishResult(BaseModel):
     manifest_uri: str
     decision: Decision
     pointer_before: str | None  # the manifest version current named before this publish
-    pointer_after: str  # ... and after it
+    pointer_after: str | None  # ... and after it
 
 
 class RollbackResult(BaseModel):
@@ -124,6 +126,7 @@ def publish(
     promote: bool = False,
     run_id: str | None = None,
     now: dt.datetime | None = None,
+    quality: QualityResult | None = None,
 ) -> PublishResult:
     """Verify `artifacts`, store their manifest version, then move the pointer unless that would regress it.
 
@@ -157,8 +160,17 @@ def publish(
                 previous=current.manifest_version if current else None,
                 run_id=run_id,
                 now=now,
+                quality=quality,
             ),
         )
+        if quality is not None and not quality.passed:
+            return PublishResult(
+                manifest_version=version,
+                manifest_uri=uri,
+                decision=Decision.REFUSED_QUALITY,
+                pointer_before=current.manifest_version if current else None,
+                pointer_after=current.manifest_version if current else None,
+            )
         if is_backfill(window, current) and not promote:
             assert current is not None  # is_backfill needs a current manifest
             return PublishResult(

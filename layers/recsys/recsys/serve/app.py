@@ -13,7 +13,9 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
+from pydantic.json_schema import models_json_schema
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from recsys import __version__
@@ -78,7 +80,8 @@ def create_app(
             if length and int(length) > settings.max_body_bytes:
                 return _problem_response(request, Problem(413, "RECSYS_PAYLOAD_TOO_LARGE", "request body too large"))
             content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-            if length != "0" and not (content_type == "application/json" or content_type.endswith("+json")):
+            has_body = (length not in (None, "0")) or "transfer-encoding" in request.headers
+            if has_body and not (content_type == "application/json" or content_type.endswith("+json")):
                 return _problem_response(
                     request, Problem(415, "RECSYS_UNSUPPORTED_MEDIA_TYPE", "Content-Type must be application/json")
                 )
@@ -241,4 +244,17 @@ def create_app(
             headers=NO_STORE,
         )
 
+    def openapi() -> dict[str, Any]:
+        """FastAPI's schema plus the request models the raw-body routes reference (they parse bodies themselves)."""
+        if app.openapi_schema is None:
+            spec = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+            _, definitions = models_json_schema(
+                [(RecommendRequest, "validation"), (SimilarRequest, "validation")],
+                ref_template="#/components/schemas/{model}",
+            )
+            spec.setdefault("components", {}).setdefault("schemas", {}).update(definitions.get("$defs", {}))
+            app.openapi_schema = spec
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app

@@ -544,7 +544,7 @@ class PopularityTable:
 
 @dataclass(frozen=True, eq=False)
 class NeighborTable:
-    """cooc / session_seq in CSR form: rows offsets[g]:offsets[g+1] are anchor g's neighbours in rank order."""
+    """cooc / session_seq / item_knn in CSR form: rows offsets[g]:offsets[g+1] are item g's neighbours by rank."""
 
     index: dict[str, int]
     offsets: np.ndarray
@@ -785,7 +785,7 @@ def load_artifact(kind: str, uri: str, store: ObjectStore, key: str) -> Any:
     table = _conform(kind, uri, table)
     if kind == "popularity":
         return PopularityTable.from_table(table)
-    if kind == "cooc":
+    if kind in ("cooc", "item_knn"):
         return NeighborTable.from_table(table, "neighbor_id")
     if kind == "session_seq":
         return NeighborTable.from_table(table, "next_item_id")
@@ -968,6 +968,10 @@ class ArtifactSignals:
 
     def next_items(self, item_id: str) -> list[Scored]:
         table: NeighborTable | None = self._whole("session_seq")
+        return table.scored(item_id) if table is not None else []
+
+    def item_neighbors(self, item_id: str) -> list[Scored]:
+        table: NeighborTable | None = self._whole("item_knn")
         return table.scored(item_id) if table is not None else []
 
     def similar_by_tags(self, item_id: str) -> list[Scored]:

@@ -21,7 +21,7 @@ DEFAULT_K = 20
 MAX_ANCHORS = 50
 MAX_CANDIDATE_IDS = 5000
 MAX_TAGS = 200
-SIGNAL_WEIGHTS = ("pop", "cooc", "emb", "implicit", "session", "content")
+SIGNAL_WEIGHTS = ("pop", "cooc", "emb", "implicit", "session", "content", "knn")
 
 
 class _Strict(BaseModel):
@@ -66,6 +66,7 @@ class Weights(_Strict):
     implicit: float | None = None
     session: float | None = None
     content: float | None = None
+    knn: float | None = None  # item-to-item collaborative similarity (the item_knn artifact)
 
 
 class Options(_Strict):

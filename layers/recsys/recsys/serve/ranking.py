@@ -13,8 +13,9 @@ recommend (`rank`)
 
 Candidates: popularity top F with F = max(k, fanout) + min(|excluded|, 200) (so exclusions rarely starve a cold
 user), the cooc and content_sim neighbours of every anchor, the session_seq successors of every recent item, the
-history items when exclude_seen is false, and candidates.include_ids (so an allow-list can return them).
-The cooc, session_seq and content_sim lookups are skipped when their weight is 0.
+item_knn neighbours of the strongest history items and of the request anchors, the history items when exclude_seen
+is false, and candidates.include_ids (so an allow-list can return them).
+The cooc, session_seq, content_sim and item_knn lookups are skipped when their weight is 0.
 
 Signals, each in 0..1 for a candidate c (0 where the candidate has none):
   pop(c)      = popularity(c) / max_{top F} popularity
@@ -22,6 +23,11 @@ Signals, each in 0..1 for a candidate c (0 where the candidate has none):
   implicit(c) = history_score(c) / max history_score                                  (implicit)
   session(c)  = max_{i} 0.5^i · share(recent_i -> c),  i = 0 for the most recent item   (session_seq)
   content(c)  = max_{a ∈ anchors} tag_cosine(a, c)                                     (content_sim)
+  knn(c)      = min(1, max(user(c), anchor(c)))                                         (item_knn)
+    user(c)   = U(c) / max_{c' ∉ excluded} U(c'),  U(c) = Σ_{h ∈ H} sim(h, c) · history_score(h) / max_H history_score
+                H = the KNN_HISTORY_ITEMS (50) history items with the highest score > 0 (ties: item_id asc)
+    anchor(c) = max_{a ∈ request anchors} sim(a, c)        (request anchors only: recent items are already in H)
+                sim(x, c) = the item_knn score of c as x's neighbour (shrunk cosine over shared users, 0..1)
   score(c)    = Σ_s w_s · s(c),  w = request weights > surface > tenant > DEFAULT_WEIGHTS (all 0 -> pop 1)
 
 Then, in this order:
@@ -35,22 +41,26 @@ Then, in this order:
 
 Warnings, in this order: SIGNAL_UNAVAILABLE "<signal> unavailable: not in manifest" for signals this request
 would have used (popularity always, collaborative always (history), cooc/content with anchors and a positive
-weight, session with recent items and a positive weight); TAG_LOOKUP_FAILED when tag constraints are given but
-content_sim (the tag source) is absent; RULE_PIN_INJECTED for returned pins that were not candidates;
-CONSTRAINTS_FILTERED (items dropped by tag constraints while filling k); CANDIDATES_INCLUDE_FILTERED (how many of
-the first k items were not in the allow-list) or CANDIDATES_INCLUDE_EMPTY.
+weight, session with recent items and a positive weight, item_knn with history or request anchors and a positive
+weight), in signal order; TAG_LOOKUP_FAILED when tag constraints are given but content_sim (the tag source) is
+absent; RULE_PIN_INJECTED for returned pins that were not candidates; CONSTRAINTS_FILTERED (items dropped by tag
+constraints while filling k); CANDIDATES_INCLUDE_FILTERED (how many of the first k items were not in the
+allow-list) or CANDIDATES_INCLUDE_EMPTY.
 
 Reasons (options.include_reasons): the seed's names of the signals with a positive contribution, in the order
-recent_popularity, co_visitation, collaborative, session_sequence, content_similarity, then the item's rule tokens.
-Explain (options.explain): summary = {"signals": {pop, cooc, implicit, session, content: w_s · s(c)},
+recent_popularity, co_visitation, collaborative, session_sequence, content_similarity, collaborative_similarity
+(knn), then the item's rule tokens.
+Explain (options.explain): summary = {"signals": {pop, cooc, implicit, session, content, knn: w_s · s(c)},
 "rules": [rule tokens]}; full adds "raw": {s: s(c)} and "anchors": [the anchors used].
 
 similar (`similar`)
 -------------------
-  cooc(c) = cosine(item, c), content(c) = tag_cosine(item, c), score = w_cooc · cooc + w_content · content with
-  the config's weights (both 0 -> the default cooc/content weights); the item itself is never returned; reasons
-  co_visitation / content_similarity; the same tag constraints as recommend; no rules, no history. An unknown item
-  gets no items and no warning; without both cooc and content_sim: no items, SIGNAL_UNAVAILABLE
+  cooc(c) = cosine(item, c), knn(c) = sim(item, c) (item_knn), content(c) = tag_cosine(item, c),
+  score = w_cooc · cooc + w_knn · knn + w_content · content with the config's weights (all three 0 -> the default
+  cooc/knn/content weights); the item itself is never returned; reasons co_visitation / content_similarity /
+  collaborative_similarity; the same tag constraints as recommend; no rules, no history. A kind with a positive
+  weight that is missing gets SIGNAL_UNAVAILABLE "<signal> unavailable: not in manifest". An unknown item gets no
+  items and no other warning; without any of cooc, item_knn and content_sim: no items, SIGNAL_UNAVAILABLE
   "similarity signals unavailable".
 """
 
@@ -62,12 +72,19 @@ from dataclasses import dataclass, field
 
 from recsys.serve.models import Constraints, Item, NormalizedRecommend, NormalizedSimilar, Options, Warning_
 from recsys.serve.rules import Rule, RuleOutcome, apply_rules
-from recsys.serve.signals import Scored, Signals
+from recsys.serve.signals import Interaction, Scored, Signals
 from recsys.serve.tenant_config import DEFAULT_WEIGHTS, SIGNAL_NAMES, EffectiveConfig
 
-POP, COOC, IMPLICIT, SESSION, CONTENT = SIGNAL_NAMES
+POP, COOC, IMPLICIT, SESSION, CONTENT, KNN = SIGNAL_NAMES
 
-KIND = {POP: "popularity", COOC: "cooc", IMPLICIT: "implicit", SESSION: "session_seq", CONTENT: "content_sim"}
+KIND = {
+    POP: "popularity",
+    COOC: "cooc",
+    IMPLICIT: "implicit",
+    SESSION: "session_seq",
+    CONTENT: "content_sim",
+    KNN: "item_knn",
+}
 """The artifact kind (manifest key) each signal reads."""
 
 REASON = {
@@ -76,10 +93,18 @@ REASON = {
     IMPLICIT: "collaborative",
     SESSION: "session_sequence",
     CONTENT: "content_similarity",
+    KNN: "collaborative_similarity",
 }
-"""The seed's reason name of each signal."""
+"""The reason name of each signal (the seed's, plus collaborative_similarity for item_knn)."""
 
-WARNING_NAME = {POP: "popularity", COOC: "cooc", IMPLICIT: "collaborative", SESSION: "session", CONTENT: "content"}
+WARNING_NAME = {
+    POP: "popularity",
+    COOC: "cooc",
+    IMPLICIT: "collaborative",
+    SESSION: "session",
+    CONTENT: "content",
+    KNN: "item_knn",
+}
 """The seed's signal names in SIGNAL_UNAVAILABLE details."""
 
 MAX_EXTRA_FANOUT = 200
@@ -87,6 +112,9 @@ MAX_EXTRA_FANOUT = 200
 
 SESSION_DECAY = 0.5
 """Recency weight of the i-th most recent item's successors: SESSION_DECAY ** i."""
+
+KNN_HISTORY_ITEMS = 50
+"""The knn signal looks up the item_knn neighbours of at most this many history items (the highest scores)."""
 
 _ZERO = dict.fromkeys(SIGNAL_NAMES, 0.0)
 
@@ -124,6 +152,24 @@ class _Tags:
         if tags is None:
             tags = self._cache[item_id] = tuple(self._signals.tags(item_id))
         return tags
+
+
+def _knn(signals: Signals, history: list[Interaction], requested: list[str], excluded: set[str]) -> dict[str, float]:
+    """knn(c) for every item_knn neighbour of the strongest history items and of the request anchors (docstring)."""
+    strongest = sorted((entry for entry in history if entry.score > 0), key=lambda entry: (-entry.score, entry.item_id))
+    strongest = strongest[:KNN_HISTORY_ITEMS]
+    summed: dict[str, float] = {}
+    if strongest:
+        top_history = strongest[0].score
+        for entry in strongest:
+            weight = entry.score / top_history
+            for neighbour in signals.item_neighbors(entry.item_id):
+                summed[neighbour.item_id] = summed.get(neighbour.item_id, 0.0) + neighbour.score * weight
+    top = max((value for item_id, value in summed.items() if item_id not in excluded), default=0.0)
+    values = {item_id: min(value / top, 1.0) for item_id, value in summed.items()} if top > 0 else {}
+    for anchor in requested:
+        _max_into(values, signals.item_neighbors(anchor))
+    return values
 
 
 def _unavailable(name: str) -> Warning_:
@@ -298,6 +344,12 @@ def rank(
     neighbours(COOC, anchors, signals.co_visited)
     neighbours(SESSION, recent, signals.next_items, SESSION_DECAY)
     neighbours(CONTENT, anchors, signals.similar_by_tags)
+    if weights[KNN] > 0 and (history or requested):
+        if KIND[KNN] not in available:
+            missing.add(KNN)
+        else:
+            raw[KNN] = _knn(signals, history, requested, excluded)
+            pool.update(dict.fromkeys(raw[KNN]))
 
     max_history = max((entry.score for entry in history), default=0.0)
     if max_history > 0:
@@ -360,36 +412,38 @@ def rank(
 
 
 def similar(request: NormalizedSimilar, signals: Signals, config: EffectiveConfig) -> Ranked:
-    """Items similar to request.item_id: co-visitation and tag similarity blended (see the module docstring)."""
+    """Items similar to request.item_id: co-visitation, collaborative and tag similarity blended (module docstring)."""
     available = signals.available
-    if KIND[COOC] not in available and KIND[CONTENT] not in available:
+    blended = (COOC, KNN, CONTENT)
+    if not any(KIND[name] in available for name in blended):
         return Ranked(items=[], warnings=[Warning_(code="SIGNAL_UNAVAILABLE", detail="similarity signals unavailable")])
-    weights = {name: config.weights.get(name, 0.0) if name in (COOC, CONTENT) else 0.0 for name in SIGNAL_NAMES}
-    if weights[COOC] <= 0 and weights[CONTENT] <= 0:
-        weights[COOC], weights[CONTENT] = DEFAULT_WEIGHTS[COOC], DEFAULT_WEIGHTS[CONTENT]
+    weights = {name: config.weights.get(name, 0.0) if name in blended else 0.0 for name in SIGNAL_NAMES}
+    if all(weights[name] <= 0 for name in blended):
+        weights.update({name: DEFAULT_WEIGHTS[name] for name in blended})
 
     warnings: list[Warning_] = []
-    raw: dict[str, dict[str, float]] = {COOC: {}, CONTENT: {}}
-    for name, lookup in ((COOC, signals.co_visited), (CONTENT, signals.similar_by_tags)):
-        if weights[name] <= 0:
+    raw: dict[str, dict[str, float]] = {name: {} for name in blended}
+    lookups = {COOC: signals.co_visited, KNN: signals.item_neighbors, CONTENT: signals.similar_by_tags}
+    for name in SIGNAL_NAMES:  # signal order: the warnings come in the same order as recommend's
+        if name not in blended or weights[name] <= 0:
             continue
         if KIND[name] not in available:
             warnings.append(_unavailable(name))
             continue
-        _max_into(raw[name], lookup(request.item_id))
+        _max_into(raw[name], lookups[name](request.item_id))
 
     tags = _Tags(signals)
     required = set(request.constraints.required_tags) if request.constraints else set()
     values: dict[str, dict[str, float]] = {}
     scores: dict[str, float] = {}
-    for item_id in dict.fromkeys([*raw[COOC], *raw[CONTENT]]):
+    for item_id in dict.fromkeys(item for name in blended for item in raw[name]):
         if item_id == request.item_id:
             continue
         if required and not any(tag in required for tag in tags(item_id)):
             continue
-        item_values = {**_ZERO, COOC: raw[COOC].get(item_id, 0.0), CONTENT: raw[CONTENT].get(item_id, 0.0)}
+        item_values = {**_ZERO, **{name: raw[name].get(item_id, 0.0) for name in blended}}
         values[item_id] = item_values
-        scores[item_id] = weights[COOC] * item_values[COOC] + weights[CONTENT] * item_values[CONTENT]
+        scores[item_id] = sum(weights[name] * item_values[name] for name in blended)
 
     selection = _select(_order(scores, []), request.k, tags, request.constraints, None)
     warnings += _tag_lookup_warning(request.constraints, available)

@@ -240,6 +240,8 @@ class RecommendService:
                     raise ValueError("config must be a JSON object")
                 TenantConfig.parse(data)
             else:
+                if not isinstance(data, list | dict):
+                    raise ValueError("rules must be a JSON array or object")
                 parse_rules(data)
         except ValueError as exc:
             code = "RECSYS_INVALID_CONFIG" if kind == "config" else "RECSYS_INVALID_RULES"

@@ -49,6 +49,9 @@ class Signals(Protocol):
     def next_items(self, item_id: str) -> list[Scored]:
         """session_seq successors of `item_id`, score = share of transitions out of it (0..1), best first."""
 
+    def item_neighbors(self, item_id: str) -> list[Scored]:
+        """item_knn neighbours of `item_id`, score = shrunk cosine over shared users (0..1), best first."""
+
     def similar_by_tags(self, item_id: str) -> list[Scored]:
         """content_sim neighbours of `item_id`, score = cosine over tag sets (0..1), best first."""
 

@@ -4,7 +4,7 @@ The seed stores config as free-form JSON and validates only `weights{pop,cooc,em
 `limits{max_k,max_exclude_ids}` (non-negative); it consumes `weights`, `algo` and `flags`. Unknown keys are kept
 (`model_extra`) and ignored by ranking. Ours adds:
 
-  weights        also `implicit`, `session`, `content` (`emb`, the seed's similarity weight, is an alias of
+  weights        also `implicit`, `session`, `content`, `knn` (`emb`, the seed's similarity weight, is an alias of
                  `content`; when both are given `content` wins)
   exclude_seen   bool, default True: drop items the user already interacted with (the implicit row)
   recent_items   int 0..50, default 5: how many of the user's most recent items act as implicit anchors
@@ -26,23 +26,34 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-SIGNAL_NAMES = ("pop", "cooc", "implicit", "session", "content")
+SIGNAL_NAMES = ("pop", "cooc", "implicit", "session", "content", "knn")
 
 DEFAULT_WEIGHTS: Mapping[str, float] = {
-    # Popularity is a tie-breaker and the cold-start fallback, not the main signal: low weight.
-    "pop": 0.2,
-    # Items co-visited in the same sessions as an anchor (cosine 0..1): the strongest "goes with" evidence.
-    "cooc": 1.0,
+    # Chosen by `recsys eval --tune` on the synthetic generator's 14-day dataset (docs/evaluation.md): item_knn
+    # carries the ranking; the others break its ties and cover users and items it cannot reach.
+    # Popularity: the tie-breaker and the cold-start fallback.
+    "pop": 0.125,
+    # Items co-visited in the same sessions as an anchor (cosine 0..1).
+    "cooc": 0.125,
     # The user's own history (only a candidate source when exclude_seen is false: re-consumption surfaces).
     "implicit": 0.5,
     # What tends to come next after the user's most recent items (transition share x recency).
-    "session": 1.0,
-    # Catalog tag similarity to the anchors: useful for new/long-tail items, weaker evidence than behaviour.
-    "content": 0.5,
+    "session": 0.05,
+    # Catalog tag similarity to the anchors: reaches new/long-tail items, weaker evidence than behaviour.
+    "content": 0.05,
+    # Items liked by the users who liked the user's strongest items (item_knn over user histories, not sessions).
+    "knn": 1.0,
 }
 """Default blend weights; every signal value is in 0..1, so a weight is the most a signal can add to a score."""
 
-FALLBACK_WEIGHTS: Mapping[str, float] = {"pop": 1.0, "cooc": 0.0, "implicit": 0.0, "session": 0.0, "content": 0.0}
+FALLBACK_WEIGHTS: Mapping[str, float] = {
+    "pop": 1.0,
+    "cooc": 0.0,
+    "implicit": 0.0,
+    "session": 0.0,
+    "content": 0.0,
+    "knn": 0.0,
+}
 """What an all-zero blend becomes (the seed: all-zero weights -> popularity only)."""
 
 MAX_RECENT_ITEMS = 50
@@ -63,6 +74,7 @@ class WeightOverrides(BaseModel):
     implicit: NonNegative | None = None
     session: NonNegative | None = None
     content: NonNegative | None = None
+    knn: NonNegative | None = None
 
     def given(self) -> dict[str, float]:
         """The weights this level sets, `emb` folded into `content`."""
@@ -110,8 +122,8 @@ class EffectiveConfig(BaseModel):
     def weights_for(self, request: WeightOverrides | BaseModel | Mapping[str, Any] | None = None) -> dict[str, float]:
         """The blend for one request: the request's given weights over this config's; all-zero -> {pop: 1}.
 
-        `request` may be the request's `Weights` model (fields pop/cooc/emb/implicit/session/content, None = not
-        given), a WeightOverrides or a plain mapping.
+        `request` may be the request's `Weights` model (fields pop/cooc/emb/implicit/session/content/knn, None =
+        not given), a WeightOverrides or a plain mapping.
         """
         weights = dict(self.weights)
         if request is not None:

@@ -24,11 +24,14 @@ def _per_day_limit(report: IngestReport, gate: str, value: int, limit: int, what
     )
 
 
-def evaluate(reports: list[IngestReport], history: dict[dt.date, int], limits: GateLimits) -> list[GateResult]:
-    """Every gate's result for the window's `reports`.
+def evaluate(
+    reports: list[IngestReport], history: dict[dt.date, int], limits: GateLimits, window_events: int | None = None
+) -> list[GateResult]:
+    """Every gate's result for the judged days' `reports`.
 
-    `history` holds accepted-event counts of days before the window; with the window's own days it forms the
-    trailing baseline of the volume-anomaly gate.
+    `history` holds accepted-event counts of other days (before the window, or days of it judged by an earlier run);
+    with the judged days it forms the trailing baseline of the volume-anomaly gate. `window_events` is the whole
+    window's accepted count for the min_events gate (default: the judged days' total).
     """
     results: list[GateResult] = []
     volumes = dict(history)
@@ -67,7 +70,7 @@ def evaluate(reports: list[IngestReport], history: dict[dt.date, int], limits: G
         )
         results.append(_volume_anomaly(report, volumes, limits))
         volumes[report.day] = report.accepted
-    total = sum(r.accepted for r in reports)
+    total = sum(r.accepted for r in reports) if window_events is None else window_events
     results.append(
         GateResult(
             gate="min_events",

@@ -27,8 +27,16 @@ class ValidationResult(BaseModel):
 
 
 def validate_window(
-    store: ObjectStore, tenant: str, surface: str, window: Window, limits: GateLimits
+    store: ObjectStore,
+    tenant: str,
+    surface: str,
+    window: Window,
+    limits: GateLimits,
+    judge: list[dt.date] | None = None,
 ) -> ValidationResult:
+    """Gates over `window`. Per-day gates judge only the days in `judge` (default: every day): the days a daily run
+    ingested. Days judged by an earlier run are only the volume baseline, so one bad day cannot block every later
+    daily run; the min_events gate always counts the whole window."""
     reports = []
     for day in window.days:
         report = load_report(store, tenant, surface, day)
@@ -41,7 +49,9 @@ def validate_window(
         report = load_report(store, tenant, surface, day)
         if report is not None:
             history[day] = report.accepted
-    results = evaluate(reports, history, limits)
+    judged = [r for r in reports if judge is None or r.day in set(judge)]
+    history.update({r.day: r.accepted for r in reports if r not in judged})
+    results = evaluate(judged, history, limits, window_events=sum(r.accepted for r in reports))
     failures = [r for r in results if not r.passed]
     return ValidationResult(
         passed=not failures, events=sum(r.accepted for r in reports), failures=failures, checked=len(results)

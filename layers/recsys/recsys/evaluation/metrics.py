@@ -1,0 +1,219 @@
+"""Ranking metrics: per user (precision, recall, NDCG, AP, hit rate @K, reciprocal rank) and per dataset
+(catalog coverage, novelty), and `evaluate_lists`, which averages them over the users of a split.
+
+Conventions, shared by every function here:
+- `recommended` is ranked, best first. A repeated item counts once, at its first position (the list is de-duplicated
+  before it is cut at K), so a recommender cannot score twice with the same item.
+- K is a cut-off, not the list length: a list shorter than K counts its missing slots as misses
+  (precision@K divides by K), and K larger than the list is allowed.
+- Gains are binary: an item is relevant or not.
+- A user with no relevant items has no defined recall/NDCG/AP: the per-user functions return 0.0 for them and
+  `evaluate_lists` leaves such users out.
+
+Definitions, for the top-K list with hits at 1-based ranks r:
+  precision@K  hits / K
+  recall@K     hits / |relevant|
+  ndcg@K       DCG / IDCG, DCG = sum over hits of 1 / log2(r + 1), IDCG = the DCG of min(|relevant|, K) hits at
+               ranks 1..min(|relevant|, K)
+  ap@K         sum over hits of precision@r, divided by min(|relevant|, K)   (its mean over users is MAP@K)
+  hit_rate@K   1 if any hit, else 0
+  rr           1 / rank of the first hit anywhere in the list (no cut-off), 0 without a hit (its mean is MRR)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+
+import numpy as np
+
+# Accuracy metric families computed at every K, in report order.
+FAMILIES = ("recall", "ndcg", "map", "precision", "hit_rate")
+DEFAULT_KS = (5, 10, 20)
+
+
+def _check_k(k: int) -> None:
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+
+
+def _dedupe(recommended: Iterable[str]) -> list[str]:
+    """Order-preserving de-duplication: a repeated item keeps its first position."""
+    return list(dict.fromkeys(recommended))
+
+
+def _top_k(recommended: Sequence[str], k: int) -> list[str]:
+    _check_k(k)
+    return _dedupe(recommended)[:k]
+
+
+def _hits(recommended: Sequence[str], relevant: set[str], k: int) -> list[bool]:
+    return [item in relevant for item in _top_k(recommended, k)]
+
+
+def precision_at_k(recommended: Sequence[str], relevant: set[str], k: int) -> float:
+    """Hits in the top K / K."""
+    return sum(_hits(recommended, relevant, k)) / k
+
+
+def recall_at_k(recommended: Sequence[str], relevant: set[str], k: int) -> float:
+    """Hits in the top K / |relevant| (0.0 when nothing is relevant)."""
+    if not relevant:
+        _check_k(k)
+        return 0.0
+    return sum(_hits(recommended, relevant, k)) / len(relevant)
+
+
+def _idcg(n_relevant: int, k: int) -> float:
+    return sum(1.0 / math.log2(rank + 1) for rank in range(1, min(n_relevant, k) + 1))
+
+
+def ndcg_at_k(recommended: Sequence[str], relevant: set[str], k: int) -> float:
+    """Binary-gain NDCG@K: DCG = sum of 1 / log2(rank + 1) over hits; IDCG over min(|relevant|, K) hits."""
+    hits = _hits(recommended, relevant, k)
+    if not relevant:
+        return 0.0
+    dcg = sum(1.0 / math.log2(rank + 1) for rank, hit in enumerate(hits, start=1) if hit)
+    return dcg / _idcg(len(relevant), k)
+
+
+def average_precision_at_k(recommended: Sequence[str], relevant: set[str], k: int) -> float:
+    """AP@K: sum of precision@r over the hit ranks r <= K, divided by min(|relevant|, K)."""
+    hits = _hits(recommended, relevant, k)
+    if not relevant:
+        return 0.0
+    total, found = 0.0, 0
+    for rank, hit in enumerate(hits, start=1):
+        if hit:
+            found += 1
+            total += found / rank
+    return total / min(len(relevant), k)
+
+
+def hit_rate_at_k(recommended: Sequence[str], relevant: set[str], k: int) -> float:
+    """1.0 if any of the top K is relevant, else 0.0."""
+    return 1.0 if any(_hits(recommended, relevant, k)) else 0.0
+
+
+def reciprocal_rank(recommended: Sequence[str], relevant: set[str]) -> float:
+    """1 / (1-based rank of the first relevant item in the whole list), 0.0 if there is none."""
+    for rank, item in enumerate(_dedupe(recommended), start=1):
+        if item in relevant:
+            return 1.0 / rank
+    return 0.0
+
+
+def _lists(lists: Mapping[str, Sequence[str]] | Iterable[Sequence[str]]) -> list[Sequence[str]]:
+    return list(lists.values()) if isinstance(lists, Mapping) else list(lists)
+
+
+def catalog_coverage(lists: Mapping[str, Sequence[str]] | Iterable[Sequence[str]], catalog_size: int, k: int) -> float:
+    """Distinct items over all top-K lists / catalog_size.
+
+    `lists` is {user: ranked items} or an iterable of ranked lists. Items outside the catalog are counted too, so
+    the value exceeds 1 only if the lists recommend items the catalog does not have.
+    """
+    _check_k(k)
+    if catalog_size < 1:
+        raise ValueError(f"catalog_size must be >= 1, got {catalog_size}")
+    distinct: set[str] = set()
+    for recommended in _lists(lists):
+        distinct.update(_top_k(recommended, k))
+    return len(distinct) / catalog_size
+
+
+def novelty(
+    lists: Mapping[str, Sequence[str]] | Iterable[Sequence[str]],
+    item_popularity: Mapping[str, float],
+    k: int,
+    n_users: int | None = None,
+) -> float:
+    """Mean self-information -log2 p(item) over every recommended slot of the top-K lists (0.0 with no slot).
+
+    `item_popularity` maps an item to p(item), the probability that a user interacted with it (e.g. the share of
+    training users who did, see `baselines.item_probabilities`). An item with p = 0 or absent from the mapping would
+    have infinite self-information; it gets p = 1 / (n_users + 1) instead, as if one more user than the population
+    had seen it once. `n_users` is the number of users p was estimated over; it defaults to the number of lists.
+    """
+    _check_k(k)
+    all_lists = _lists(lists)
+    users = len(all_lists) if n_users is None else n_users
+    if users < 0:
+        raise ValueError(f"n_users must be >= 0, got {users}")
+    floor = 1.0 / (users + 1)
+    total, slots = 0.0, 0
+    for recommended in all_lists:
+        for item in _top_k(recommended, k):
+            p = item_popularity.get(item, 0.0)
+            total += -math.log2(p if p > 0 else floor)
+            slots += 1
+    return total / slots if slots else 0.0
+
+
+def evaluate_lists(
+    lists: Mapping[str, Sequence[str]],
+    relevant: Mapping[str, set[str]],
+    ks: Sequence[int] = DEFAULT_KS,
+    catalog_size: int | None = None,
+    item_popularity: Mapping[str, float] | None = None,
+    n_users: int | None = None,
+) -> dict[str, float]:
+    """Mean per-user metrics over the users of `relevant` with a non-empty relevant set.
+
+    A user of `relevant` absent from `lists` was recommended nothing (all zeros); users of `lists` absent from
+    `relevant` (or with an empty set) are not evaluated. Pass the lists cut to the length you want MRR over
+    (reciprocal rank has no cut-off), e.g. max(ks).
+
+    Returns, for each K in ks: "recall@K", "ndcg@K", "map@K", "precision@K", "hit_rate@K"; "mrr"; "users" (the
+    number of evaluated users, an int); with `catalog_size`, "coverage@K" (catalog_coverage over the evaluated
+    users' lists); with `item_popularity`, "novelty@K" (novelty over the same lists; `n_users` as in `novelty`).
+    With no evaluated user only {"users": 0} is returned: an average over nobody is undefined, not 0.
+    """
+    ks = sorted(set(ks))
+    if not ks:
+        raise ValueError("ks must not be empty")
+    for k in ks:
+        _check_k(k)
+    users = [user for user, items in relevant.items() if items]
+    out: dict[str, float] = {}
+    if not users:
+        return {"users": 0}
+
+    k_max = ks[-1]
+    n = len(users)
+    hit_matrix = np.zeros((n, k_max), dtype=bool)
+    n_relevant = np.empty(n, dtype=np.int64)
+    rr = np.zeros(n, dtype=np.float64)
+    evaluated: list[list[str]] = []
+    for row, user in enumerate(users):
+        rel = relevant[user]
+        ranked = _dedupe(lists.get(user, ()))
+        evaluated.append(ranked)
+        n_relevant[row] = len(rel)
+        flags = [item in rel for item in ranked]
+        hit_matrix[row, : min(len(flags), k_max)] = flags[:k_max]
+        first = next((rank for rank, hit in enumerate(flags, start=1) if hit), 0)
+        rr[row] = 1.0 / first if first else 0.0
+
+    ranks = np.arange(1, k_max + 1, dtype=np.float64)
+    discounts = 1.0 / np.log2(ranks + 1.0)
+    ideal = np.cumsum(discounts)  # ideal[m - 1] = IDCG with m relevant items in the top
+    cum_hits = np.cumsum(hit_matrix, axis=1)
+    precision_at_rank = np.where(hit_matrix, cum_hits / ranks, 0.0)  # precision@r at the hit ranks r
+    gains = hit_matrix * discounts
+    for k in ks:
+        hits = cum_hits[:, k - 1]
+        denom = np.minimum(n_relevant, k)
+        out[f"recall@{k}"] = float(np.mean(hits / n_relevant))
+        out[f"ndcg@{k}"] = float(np.mean(gains[:, :k].sum(axis=1) / ideal[denom - 1]))
+        out[f"map@{k}"] = float(np.mean(precision_at_rank[:, :k].sum(axis=1) / denom))
+        out[f"precision@{k}"] = float(np.mean(hits / k))
+        out[f"hit_rate@{k}"] = float(np.mean(hits > 0))
+    out["mrr"] = float(np.mean(rr))
+    for k in ks:
+        if catalog_size is not None:
+            out[f"coverage@{k}"] = catalog_coverage(evaluated, catalog_size, k)
+        if item_popularity is not None:
+            out[f"novelty@{k}"] = novelty(evaluated, item_popularity, k, n_users=n_users)
+    out["users"] = n
+    return out

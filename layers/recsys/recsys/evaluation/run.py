@@ -1,0 +1,286 @@
+"""`recsys eval`: a temporal split of raw events, the real pipeline on the train days, the real ranking for every
+test user, and the same metrics for reference baselines computed independently of the product's artifacts.
+
+Split: the last `test_days` days are the test window; the `train_days` days before them are the train window.
+Relevant items of a test user = the distinct items they interacted with in the test window that they had not
+interacted with in the train window (the product excludes seen items, so re-consumption is not counted).
+Cold users have no train history; warm users have some.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from pydantic import BaseModel, Field
+
+from recsys import paths
+from recsys.days import Window, day_start
+from recsys.evaluation.baselines import interactions as baseline_index
+from recsys.evaluation.baselines import item_knn_baseline, item_probabilities, popularity_baseline
+from recsys.evaluation.metrics import evaluate_lists
+from recsys.evaluation.report import Report
+from recsys.ingest.sources import day_in_path
+from recsys.pipeline import steps
+from recsys.pipeline.models import ComputeRequest, IngestRequest
+from recsys.publish.service import publish
+from recsys.serve.auth import Caller
+from recsys.serve.models import NormalizedRecommend, Options, User, Weights
+from recsys.serve.service import RecommendService
+from recsys.serve.settings import ServeSettings
+from recsys.serve.tenant_store import TenantDocuments
+from recsys.settings import Settings
+from recsys.store import ObjectStore, open_store
+from recsys.tables import from_parquet
+
+OURS = "recsys (blend)"
+TUNED_SIGNALS = ("pop", "cooc", "session", "content", "knn")
+
+
+class Split(BaseModel):
+    train: Window
+    test: Window
+
+
+class EvalOptions(BaseModel):
+    tenant: str = "demo"
+    surface: str = "home"
+    raw: str
+    catalog: str | None = None
+    store: str
+    train_days: int | None = Field(None, description="default: every day before the test window")
+    test_days: int = 1
+    end: dt.date | None = Field(None, description="last test day; default the last day found in the raw data")
+    ks: tuple[int, ...] = (5, 10, 20)
+    tune: bool = False
+    tune_trials: int = 24
+    seed: int = 7
+
+
+@dataclass
+class WindowInteractions:
+    """Who interacted with what in a window (users with a user_id only)."""
+
+    table: pa.Table  # user_id, item_id, count
+
+    def by_user(self) -> dict[str, set[str]]:
+        users: dict[str, set[str]] = defaultdict(set)
+        for user, item in zip(self.table["user_id"].to_pylist(), self.table["item_id"].to_pylist(), strict=True):
+            users[user].add(item)
+        return users
+
+
+def raw_days(raw: str) -> list[dt.date]:
+    """The days the raw location's dated folders name (dt=YYYY-MM-DD/ or YYYY/MM/DD/)."""
+    store = open_store(raw)
+    return sorted({day for key in store.list("") if (day := day_in_path(key)) is not None})
+
+
+def make_split(options: EvalOptions) -> Split:
+    days = raw_days(options.raw)
+    end = options.end or (days[-1] if days else None)
+    if end is None:
+        raise ValueError("no dated raw folders found: pass --end (and lay raw files out as dt=YYYY-MM-DD/)")
+    test = Window(start=end - dt.timedelta(days=options.test_days - 1), end=end)
+    train_end = test.start - dt.timedelta(days=1)
+    first = days[0] if days else train_end
+    train_start = train_end - dt.timedelta(days=options.train_days - 1) if options.train_days else first
+    if train_start > train_end:
+        raise ValueError(f"no train days before the test window {test}")
+    return Split(train=Window(start=train_start, end=train_end), test=test)
+
+
+def interactions(store: ObjectStore, tenant: str, surface: str, window: Window) -> WindowInteractions:
+    tables = [
+        from_parquet(store.get(paths.canonical_events(tenant, surface, day)).data).select(["user_id", "item_id"])
+        for day in window.days
+    ]
+    events = pa.concat_tables(tables) if tables else pa.table({"user_id": [], "item_id": []})
+    events = events.filter(pc.is_valid(events["user_id"]))
+    grouped = events.group_by(["user_id", "item_id"], use_threads=False).aggregate([([], "count_all")])
+    table = grouped.rename_columns(["user_id", "item_id", "count"]).sort_by(
+        [("user_id", "ascending"), ("item_id", "ascending")]
+    )
+    return WindowInteractions(table)
+
+
+def build(options: EvalOptions, settings: Settings, split: Split) -> ObjectStore:
+    """Ingest every day of the split and publish the train window's artifacts: the real pipeline code."""
+    store = open_store(options.store)
+    settings = settings.model_copy(update={"store": store.uri})
+    for day in Window(start=split.train.start, end=split.test.end).days:
+        steps.ingest(IngestRequest(tenant=options.tenant, surface=options.surface, day=day, raw=options.raw), settings)
+    kinds = [k for k in settings.kinds if options.catalog or k != "content_sim"]
+    refs = [
+        steps.compute(
+            ComputeRequest(
+                tenant=options.tenant,
+                surface=options.surface,
+                start=split.train.start,
+                end=split.train.end,
+                kind=kind,
+                catalog=options.catalog,
+            ),
+            settings,
+        ).artifact
+        for kind in kinds
+    ]
+    publish(store, options.tenant, options.surface, split.train, refs, promote=True, run_id="eval")
+    return store
+
+
+def recommend_all(
+    service: RecommendService,
+    options: EvalOptions,
+    users: list[str],
+    now: dt.datetime,
+    weights: dict[str, float] | None = None,
+) -> dict[str, list[str]]:
+    """Top-max(K) for every user through the same code path as POST /v1/recommend."""
+    caller = Caller(tenant=options.tenant, roles=frozenset({"admin"}), user_id="eval", source="dev", is_admin=True)
+    k = max(options.ks)
+    lists = {}
+    for user in users:
+        request = NormalizedRecommend(
+            surface=options.surface,
+            segment="default",
+            k=k,
+            user=User(user_id=user),
+            options=Options(),
+            weights=Weights(**weights) if weights else None,
+        )
+        response = service.recommend_normalized(caller, request, [], f"eval-{user}", now)
+        lists[user] = [item.item_id for item in response.items]
+    return lists
+
+
+def relevant_items(train: WindowInteractions, test: WindowInteractions) -> dict[str, set[str]]:
+    seen = train.by_user()
+    relevant = {user: items - seen.get(user, set()) for user, items in test.by_user().items()}
+    return {user: items for user, items in sorted(relevant.items()) if items}
+
+
+def _item_popularity(train: WindowInteractions) -> dict[str, float]:
+    users = max(len(set(train.table["user_id"].to_pylist())), 1)
+    counts = train.table.group_by("item_id", use_threads=False).aggregate([([], "count_all")])
+    return {
+        item: n / users for item, n in zip(counts["item_id"].to_pylist(), counts["count_all"].to_pylist(), strict=True)
+    }
+
+
+def score(
+    lists: dict[str, dict[str, list[str]]],
+    relevant: dict[str, set[str]],
+    train: WindowInteractions,
+    ks: tuple[int, ...],
+) -> dict[str, dict[str, dict[str, float]]]:
+    """Metrics per recommender, overall and for cold / warm users."""
+    seen = train.by_user()
+    catalog = len(set(train.table["item_id"].to_pylist()))
+    popularity = item_probabilities(train.table)
+    segments = {
+        "overall": relevant,
+        "cold": {u: r for u, r in relevant.items() if u not in seen},
+        "warm": {u: r for u, r in relevant.items() if u in seen},
+    }
+    return {
+        name: {
+            segment: evaluate_lists(
+                {u: recs[u] for u in users}, users, ks=ks, catalog_size=catalog, item_popularity=popularity
+            )
+            for segment, users in segments.items()
+        }
+        for name, recs in lists.items()
+    }
+
+
+def tune_weights(options: EvalOptions, settings: Settings, split: Split) -> tuple[dict[str, float], float]:
+    """Blend weights maximizing NDCG@10 on a validation day held out from the end of the train window."""
+    validation = Split(
+        train=Window(start=split.train.start, end=split.train.end - dt.timedelta(days=1)),
+        test=Window(start=split.train.end, end=split.train.end),
+    )
+    if validation.train.end < validation.train.start:
+        raise ValueError("--tune needs at least two train days (one is held out for validation)")
+    tuning = options.model_copy(update={"store": options.store.rstrip("/") + "-tuning"})
+    store = build(tuning, settings, validation)
+    train = interactions(store, options.tenant, options.surface, validation.train)
+    relevant = relevant_items(train, interactions(store, options.tenant, options.surface, validation.test))
+    service = RecommendService.from_settings(ServeSettings(RECSYS_STORE=store.uri))
+    rng = random.Random(options.seed)
+    candidates = [None] + [
+        {s: round(rng.choice([0.0, 0.1, 0.25, 0.5, 1.0, 2.0]), 2) for s in TUNED_SIGNALS}
+        for _ in range(options.tune_trials)
+    ]
+    best, best_score = {}, -1.0
+    now = day_start(validation.test.start)
+    for weights in candidates:
+        if weights is not None and not any(weights.values()):
+            continue
+        lists = recommend_all(service, options, sorted(relevant), now, weights)
+        value = evaluate_lists(lists, relevant, ks=(10,)).get("ndcg@10", 0.0)
+        if value > best_score + 1e-12:
+            best, best_score = (weights or {}), value
+    return best, best_score
+
+
+def run_eval(options: EvalOptions, settings: Settings) -> Report:
+    split = make_split(options)
+    notes = []
+    tuned = None
+    if options.tune:
+        tuned, validation_ndcg = tune_weights(options, settings, split)
+        notes.append(
+            f"tuned weights {tuned or 'defaults'} (validation NDCG@10 {validation_ndcg:.4f} on {split.train.end})"
+        )
+    store = build(options, settings, split)
+    if tuned:
+        documents = TenantDocuments(store)
+        current = documents.get(options.tenant, "config")
+        config = dict(current.data) if current else {}
+        config["weights"] = {**config.get("weights", {}), **tuned}
+        documents.put(
+            options.tenant, "config", config, if_match=current.version if current else None, actor="recsys eval --tune"
+        )
+        notes.append(f"wrote the tuned weights to the tenant config of {options.tenant} in {store.uri}")
+    train = interactions(store, options.tenant, options.surface, split.train)
+    test = interactions(store, options.tenant, options.surface, split.test)
+    relevant = relevant_items(train, test)
+    users = sorted(relevant)
+    service = RecommendService.from_settings(ServeSettings(RECSYS_STORE=store.uri))
+    k = max(options.ks)
+    indexed = baseline_index(train.table)  # index the train interactions once for both baselines
+    lists = {
+        OURS: recommend_all(service, options, users, day_start(split.test.start)),
+        "popularity": popularity_baseline(indexed, users, k),
+        "item-kNN": item_knn_baseline(indexed, users, k),
+    }
+    return Report(
+        dataset={
+            "raw": options.raw,
+            "catalog": options.catalog,
+            "tenant": options.tenant,
+            "surface": options.surface,
+            "train_users": len(train.by_user()),
+            "test_users": len(users),
+            "train_interactions": train.table.num_rows,
+        },
+        split={
+            "train": [str(split.train.start), str(split.train.end)],
+            "test": [str(split.test.start), str(split.test.end)],
+        },
+        ks=list(options.ks),
+        results=score(lists, relevant, train, options.ks),
+        notes=notes,
+    )
+
+
+def write(report: Report, out_dir: Path) -> list[Path]:
+    from recsys.evaluation.report import write_report
+
+    return write_report(report, out_dir)

@@ -153,6 +153,14 @@ def test_recommend_similar_batch_and_serve(tmp_path: Path) -> None:
         )
         with urllib.request.urlopen(request, timeout=10) as response:
             assert json.load(response)["items"] == single["items"]
+        admin = urllib.request.Request(  # dev auth without configured roles: admin routes work locally
+            f"http://127.0.0.1:{port}/v1/admin/tenants/demo/config",
+            method="PUT",
+            data=json.dumps({"weights": {"pop": 1}}).encode(),
+            headers={"Content-Type": "application/json", "X-Dev-Org-Id": "demo"},
+        )
+        with urllib.request.urlopen(admin, timeout=10) as response:
+            assert response.status == 200 and response.headers["ETag"]
     finally:
         server.terminate()
         server.wait(timeout=10)

@@ -316,7 +316,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
     dev_auth = not args.no_dev_auth
-    app = create_app(ServeSettings(RECSYS_STORE=_store_uri(args.store)), AuthSettings(DEV_AUTH_ENABLED=dev_auth))
+    auth = {"DEV_AUTH_ENABLED": dev_auth}
+    if dev_auth:  # dev headers carry no roles: like the seed's local demo, role checks are off unless configured
+        auth |= {
+            name: os.environ.get(name, "") for name in ("AUTH_VIEWER_ROLE", "AUTH_OPERATOR_ROLE", "AUTH_ADMIN_ROLE")
+        }
+    app = create_app(ServeSettings(RECSYS_STORE=_store_uri(args.store)), AuthSettings(**auth))
     print(
         f"recsys serve: http://{args.host}:{args.port} (docs at /docs) over {_store_uri(args.store)}"
         + ("; dev auth: send X-Dev-Org-Id: <tenant>" if dev_auth else ""),

@@ -1,6 +1,7 @@
-"""The reference docs stay honest: every setting, CLI option, quarantine reason, artifact column, API route, error code
-and warning code is documented, docs/reference/openapi.json is what the app serves, and every relative link (and
-#anchor) in README.md and docs/ resolves.
+"""The reference docs stay honest: every setting (the quality gate's included), CLI option (`recsys eval`'s included),
+quarantine reason, artifact column, API route, error code and warning code is documented,
+docs/reference/openapi.json is what the app serves, docs/evaluation.md reports on the three recommenders
+`recsys eval` compares, and every relative link (and #anchor) and image in README.md and docs/ resolves.
 
 docs/reference/openapi.json is regenerated from `recsys.serve.app.create_app`; refresh it with
 `RECSYS_REGENERATE_DOCS=1 .venv/bin/pytest tests/test_docs.py`."""
@@ -19,11 +20,12 @@ from pydantic import BaseModel
 
 from recsys.cli import build_parser
 from recsys.compute import EVENT_KINDS, content_sim
+from recsys.evaluation.run import OURS
 from recsys.events.contract import Reason
 from recsys.serve.app import create_app
 from recsys.serve.auth import AuthSettings
 from recsys.serve.settings import ServeSettings
-from recsys.settings import Settings
+from recsys.settings import QualityGate, Settings
 from recsys.store import FileSystemStore
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,6 +38,7 @@ REGENERATE = "RECSYS_REGENERATE_DOCS=1 .venv/bin/pytest tests/test_docs.py"
 
 _FENCE = re.compile(r"^(```|~~~).*?^\1[ \t]*$", re.MULTILINE | re.DOTALL)
 _LINK = re.compile(r"(?<!!)\[[^\]]*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
+_IMAGE = re.compile(r"!\[[^\]]*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
 _HEADING = re.compile(r"^#{1,6}[ \t]+(.+?)[ \t]*#*[ \t]*$", re.MULTILINE)
 _CODE_SPAN = re.compile(r"(`+)(?!`).*?(?<!`)\1(?!`)", re.DOTALL)
 
@@ -103,8 +106,20 @@ def test_every_setting_is_in_the_configuration_reference() -> None:
     config = Settings.model_config
     names = list(_env_names(Settings, config["env_prefix"], config["env_nested_delimiter"]))
     assert "RECSYS_GATES__MAX_ERROR_RATE" in names and "RECSYS_COMPUTE__COOC_TOP_K" in names
+    assert "RECSYS_QUALITY__METRIC" in names and "RECSYS_COMPUTE__ITEM_KNN_SHRINK" in names
     missing = [name for name in names if f"`{name}`" not in text]
     assert not missing, f"docs/reference/configuration.md does not document {missing}"
+
+
+def test_every_quality_gate_variable_is_in_its_configuration_section() -> None:
+    text = (REFERENCE / "configuration.md").read_text(encoding="utf-8")
+    section = _section(text, "Quality gate: `RECSYS_QUALITY__*`")
+    config = Settings.model_config
+    prefix, delimiter = config["env_prefix"], config["env_nested_delimiter"]
+    names = list(_env_names(QualityGate, f"{prefix}QUALITY{delimiter}", delimiter))
+    assert "RECSYS_QUALITY__METRIC" in names and len(names) == len(QualityGate.model_fields)
+    missing = [name for name in names if f"| `{name}` |" not in section]
+    assert not missing, f"the quality gate section of docs/reference/configuration.md has no row for {missing}"
 
 
 def test_every_serving_and_auth_variable_is_in_the_configuration_reference() -> None:
@@ -119,8 +134,11 @@ def test_every_serving_and_auth_variable_is_in_the_configuration_reference() -> 
 
 def test_every_cli_command_and_option_is_in_the_cli_reference() -> None:
     text = (REFERENCE / "cli.md").read_text(encoding="utf-8")
+    commands = list(_commands(build_parser()))
+    evaluate = {option for path, option in commands if path == ("eval",)}
+    assert {"--raw", "--train-days", "--test-days", "--k", "--tune", "--trials", "--seed"} <= evaluate
     missing = []
-    for path, option in _commands(build_parser()):
+    for path, option in commands:
         if not option:
             if f"recsys {' '.join(path)}" not in text:
                 missing.append(f"recsys {' '.join(path)}")
@@ -177,6 +195,26 @@ def test_every_artifact_column_is_in_the_artifacts_reference(kind: str) -> None:
     section = _section((REFERENCE / "artifacts.md").read_text(encoding="utf-8"), kind)
     missing = [name for name in schema.names if f"| `{name}` |" not in section]
     assert not missing, f"the '{kind}' section of docs/reference/artifacts.md has no column row for {missing}"
+
+
+def test_the_evaluation_page_reports_the_three_recommenders() -> None:
+    page = DOCS / "evaluation.md"
+    assert page.exists(), "docs/evaluation.md (the latest `recsys eval` report) is missing"
+    text = page.read_text(encoding="utf-8")
+    recommenders = [OURS, "popularity", "item-kNN"]  # the names `recsys eval` gives its three result rows
+    missing = [name for name in recommenders if f"| {name} |" not in text]
+    assert not missing, f"docs/evaluation.md has no result row for {missing}"
+    assert "MovieLens is reserved for independent verification" in text
+
+
+@pytest.mark.parametrize("path", MARKDOWN, ids=lambda p: str(p.relative_to(ROOT)))
+def test_images_exist(path: Path) -> None:
+    missing = [
+        target
+        for target in _IMAGE.findall(_CODE_SPAN.sub("", _prose(path)))
+        if not re.match(r"^[a-z][a-z0-9+.-]*:", target) and not (path.parent / target).resolve().exists()
+    ]
+    assert not missing, f"{path.relative_to(ROOT)} shows missing images: {missing}"
 
 
 @pytest.mark.parametrize("path", MARKDOWN, ids=lambda p: str(p.relative_to(ROOT)))

@@ -92,3 +92,10 @@ def test_the_state_machine_output_shows_the_refusal(store: FileSystemStore, curr
     assert run.output["quality"]["passed"] is False
     assert run.output["published"]["decision"] == "refused_quality"
     assert read_pointer(store, "demo", "home").manifest.manifest_version == current
+
+
+def test_a_rerun_over_a_served_day_is_not_judged(store: FileSystemStore) -> None:
+    refs = run_steps(settings_for(store), "2026-01-01", "2026-01-07")
+    publish(store, "demo", "home", WINDOW, refs)
+    result = quality_gate(store, "demo", "home", WINDOW, KINDS, settings_for(store, DEGRADED))
+    assert result.enabled and result.passed and "already covers 2026-01-07" in result.reason

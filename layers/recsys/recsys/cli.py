@@ -70,11 +70,15 @@ def build_parser() -> argparse.ArgumentParser:
         return sub
 
     run = scoped("run", "run a window through statemachine/pipeline.asl.json locally (moto), real handlers")
-    run.add_argument("--start", type=_day, help="first day, YYYY-MM-DD (with --end; both omitted: yesterday)")
+    run.add_argument(
+        "--start",
+        type=_day,
+        help="first day, YYYY-MM-DD (with --end; both omitted: the RECSYS_WINDOW_DAYS window ending yesterday)",
+    )
     run.add_argument("--end", type=_day, help="last day, inclusive")
     run.add_argument("--raw", help="raw events: a directory, a .jsonl[.gz] file or s3://bucket/prefix")
     run.add_argument("--catalog", help="catalog CSV or JSONL (needed for content_sim)")
-    run.add_argument("--kinds", help="comma-separated artifact kinds (default: all five)")
+    run.add_argument("--kinds", help="comma-separated artifact kinds (default: RECSYS_KINDS, all six)")
     run.add_argument("--promote", action="store_true", help="move the pointer even for a window older than current")
     run.add_argument("--json", action="store_true", help="print the execution output as JSON instead of a summary")
     run.add_argument("--quiet", action="store_true", help="no progress lines")
@@ -218,7 +222,7 @@ def _summary(execution: Execution, seconds: float) -> str:
         "moved": "pointer moved" + (f" from {published['pointer_before'][:16]}" if published["pointer_before"] else ""),
         "unchanged": "pointer already current (nothing rewritten)",
         "kept_newer": f"pointer kept on newer {published['pointer_after'][:16]} (backfill; use --promote to move it)",
-        "refused_quality": "pointer NOT moved: the quality gate refused the candidate (see quality below)",
+        "refused_quality": "pointer NOT moved: the quality gate refused the candidate (see the quality line above)",
     }[published["decision"]]
     quality = out.get("quality") or {}
     if quality.get("enabled"):

@@ -17,7 +17,7 @@ from recsys.days import Window, day_start
 from recsys.evaluation.metrics import evaluate_lists
 from recsys.evaluation.quality import QualityResult
 from recsys.publish.manifest import Manifest, build_manifest
-from recsys.publish.service import read_pointer
+from recsys.publish.service import carried_over, read_pointer
 from recsys.serve import ranking
 from recsys.serve.artifacts import ArtifactCache, ArtifactSignals, StoreResolver
 from recsys.serve.models import NormalizedRecommend, Options, User
@@ -79,6 +79,15 @@ def quality_gate(
         return QualityResult(**base, passed=True, reason="no current manifest to compare with")
     if window.start == window.end:
         return QualityResult(**base, passed=True, reason="a one-day window has no day to hold out")
+    if pointer.manifest.window.end >= window.end:
+        # The served manifest has seen the held-out day (a rerun or a backfill): its users' test items count as
+        # already seen for it, so the comparison would be meaningless.
+        return QualityResult(
+            **base,
+            passed=True,
+            current_manifest_version=pointer.manifest.manifest_version,
+            reason=f"the current manifest already covers {window.end}: not comparable, not judged",
+        )
     holdout = _holdout(store, tenant, surface, window)
     if len(holdout.relevant) < gate.min_users:
         return QualityResult(
@@ -88,6 +97,8 @@ def quality_gate(
             reason=f"{len(holdout.relevant)} users on {window.end} (< {gate.min_users}): not judged",
         )
     refs = [compute_kind(store, kind, tenant, surface, holdout.train, settings, catalog).artifact for kind in kinds]
+    # Publish carries the kinds this run does not build over from the current manifest: judge that same mix.
+    refs += carried_over(store, refs, pointer.manifest)
     candidate = build_manifest(tenant, surface, holdout.train, refs, previous=None, run_id="quality-gate")
     k = int(gate.metric.split("@")[1])
     candidate_score = _score(candidate, store, tenant, surface, holdout, gate.metric, k)

@@ -201,6 +201,8 @@ def score(
 
 def tune_weights(options: EvalOptions, settings: Settings, split: Split) -> tuple[dict[str, float], float]:
     """Blend weights maximizing NDCG@10 on a validation day held out from the end of the train window."""
+    if split.train.start >= split.train.end:
+        raise ValueError("--tune needs at least two train days (one is held out for validation)")
     validation = Split(
         train=Window(start=split.train.start, end=split.train.end - dt.timedelta(days=1)),
         test=Window(start=split.train.end, end=split.train.end),

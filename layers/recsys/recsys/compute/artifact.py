@@ -17,6 +17,17 @@ from recsys.tables import canonical_table, content_version, from_parquet, to_par
 __all__ = ["canonical_table", "content_version", "from_parquet", "to_parquet"]
 
 
+# Item -> ranked neighbours (cooc, item_knn): sorted by item_id, rank; the first column is the lookup key.
+NEIGHBOR_SCHEMA = pa.schema(
+    [
+        pa.field("item_id", pa.string(), nullable=False),
+        pa.field("neighbor_id", pa.string(), nullable=False),
+        pa.field("count", pa.int64()),
+        pa.field("score", pa.float64()),
+        pa.field("rank", pa.int32()),
+    ]
+)
+
 def decay_weight(day: dt.date, end_day: dt.date, half_life_days: float | None) -> float:
     """Exponential decay of a day's contribution: 1 on `end_day`, 1/2 one half-life earlier; 1.0 without decay."""
     if half_life_days is None:

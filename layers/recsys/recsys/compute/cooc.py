@@ -27,7 +27,7 @@ from collections.abc import Sequence
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from recsys.compute.artifact import stack, top_k_per_group
+from recsys.compute.artifact import NEIGHBOR_SCHEMA, stack, top_k_per_group
 from recsys.days import Window
 from recsys.settings import ComputeParams
 
@@ -41,15 +41,7 @@ PARTIAL_SCHEMA = pa.schema(
     ]
 )
 
-SCHEMA = pa.schema(
-    [
-        pa.field("item_id", pa.string(), nullable=False),
-        pa.field("neighbor_id", pa.string(), nullable=False),
-        pa.field("count", pa.int64()),
-        pa.field("score", pa.float64()),
-        pa.field("rank", pa.int32()),
-    ]
-)
+SCHEMA = NEIGHBOR_SCHEMA
 
 # Bumped whenever partial() changes meaning, so cached partials of the old algorithm are not reused.
 PARTIAL_ALGORITHM = 1

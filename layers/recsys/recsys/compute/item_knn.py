@@ -37,7 +37,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from recsys.compute.artifact import stack, top_k_per_group
+from recsys.compute.artifact import NEIGHBOR_SCHEMA, stack, top_k_per_group
 from recsys.days import Window
 from recsys.settings import ComputeParams
 
@@ -50,15 +50,7 @@ PARTIAL_SCHEMA = pa.schema(
     ]
 )
 
-SCHEMA = pa.schema(
-    [
-        pa.field("item_id", pa.string(), nullable=False),
-        pa.field("neighbor_id", pa.string(), nullable=False),
-        pa.field("count", pa.int64()),
-        pa.field("score", pa.float64()),
-        pa.field("rank", pa.int32()),
-    ]
-)
+SCHEMA = NEIGHBOR_SCHEMA
 
 # The user self-join runs over batches of users of about this many joined rows (memory, not results).
 JOIN_BATCH_ROWS = 20_000_000

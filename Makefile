@@ -58,5 +58,10 @@ demo: venv
 serve: venv
 	$(BIN)/recsys serve --store $(DEMO_STORE)
 
+# Pipeline (100k and 1M events, with the read floor), incremental, API and artifact benchmarks; rewrites
+# docs/benchmarks.md (about 15 minutes on 2 cores). Not part of `make test`. Options: benchmarks/run.py --help.
+bench: venv
+	$(BIN)/python benchmarks/run.py --sizes 100k,1m --out docs/benchmarks.md
+
 clean:
 	rm -rf .out .aws-sam

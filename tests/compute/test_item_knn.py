@@ -10,7 +10,7 @@ import pyarrow.compute as pc
 import pytest
 
 from recsys import paths
-from recsys.compute import EVENT_KINDS, item_knn
+from recsys.compute import EVENT_KINDS, item_knn, pairs
 from recsys.compute.artifact import content_version
 from recsys.compute.service import compute_kind
 from recsys.days import Window
@@ -227,21 +227,13 @@ def test_partial_and_build_are_deterministic(events: EventsFactory) -> None:
     )
 
 
-def test_the_user_batches_of_the_self_join_do_not_change_the_result(
+def test_the_user_batches_of_the_pair_count_do_not_change_the_result(
     events: EventsFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     whole = item_knn.build(_toy(events), WINDOW, ComputeParams(item_knn_min_support=1))
-    # u1 3 items (9 joined rows), u2 2 (4), u3 4 (16), u4 2 (4): with a budget of 5, one batch per user
-    monkeypatch.setattr(item_knn, "JOIN_BATCH_ROWS", 5)
-    coded = pa.table(
-        {"user": pa.array([0, 0, 0, 1, 1, 2, 2, 2, 2, 3, 3], pa.int32()), "item": pa.array([0] * 11, pa.int32())}
-    )
-    assert [part.num_rows for part in item_knn._user_batches(coded)] == [3, 2, 4, 2]
-    assert item_knn.build(_toy(events), WINDOW, ComputeParams(item_knn_min_support=1)).equals(whole)
-    # joined rows before each user: u1 0, u2 9, u3 13, u4 29; a user goes to batch (rows before) // budget
-    monkeypatch.setattr(item_knn, "JOIN_BATCH_ROWS", 13)  # batches 0, 0, 1, 2
-    assert [part.num_rows for part in item_knn._user_batches(coded)] == [5, 4, 2]
-    assert item_knn.build(_toy(events), WINDOW, ComputeParams(item_knn_min_support=1)).equals(whole)
+    for budget in (1, 2, 5, 13):
+        monkeypatch.setattr(pairs, "BATCH_PAIRS", budget)
+        assert item_knn.build(_toy(events), WINDOW, ComputeParams(item_knn_min_support=1)).equals(whole)
 
 
 def test_partial_does_not_depend_on_event_order(events: EventsFactory) -> None:

@@ -24,10 +24,11 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 
+import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from recsys.compute.artifact import NEIGHBOR_SCHEMA, stack, top_k_per_group
+from recsys.compute import pairs
+from recsys.compute.artifact import NEIGHBOR_SCHEMA, stack
 from recsys.days import Window
 from recsys.settings import ComputeParams
 
@@ -52,60 +53,38 @@ def partial_params(params: ComputeParams, event_weights: dict[str, float]) -> di
 
 
 def partial(events: pa.Table, params: ComputeParams, event_weights: dict[str, float]) -> pa.Table:
-    pairs = events.group_by(["session_id", "item_id"], use_threads=False).aggregate([])
-    pairs = pairs.select(["session_id", "item_id"])
-    sizes = pairs.group_by("session_id", use_threads=False).aggregate([([], "count_all")])
-    kept = sizes.filter(pc.less_equal(sizes.column("count_all"), params.cooc_max_items_per_session))
-    pairs = pairs.filter(pc.is_in(pairs.column("session_id"), value_set=kept.column("session_id").combine_chunks()))
-    neighbors = pairs.rename_columns(["session_id", "neighbor_id"])
-    joined = pairs.join(neighbors, keys="session_id", join_type="inner")
-    upper = joined.filter(pc.less_equal(joined.column("item_id"), joined.column("neighbor_id")))
-    counts = upper.group_by(["item_id", "neighbor_id"], use_threads=False).aggregate([([], "count_all")])
-    out = pa.table(
-        {
-            "item_id": counts.column("item_id"),
-            "neighbor_id": counts.column("neighbor_id"),
-            "count": counts.column("count_all"),
-        }
-    )
-    return out.sort_by([("item_id", "ascending"), ("neighbor_id", "ascending")]).cast(PARTIAL_SCHEMA)
+    items, (item,) = pairs.sorted_codes(events.column("item_id"))
+    _, (session,) = pairs.sorted_codes(events.column("session_id"))
+    session, item = pairs.distinct_pairs(session, item, len(items))
+    sizes = np.bincount(session)
+    kept = sizes[session] <= params.cooc_max_items_per_session
+    a, b, count = pairs.co_counts(session[kept], item[kept], len(items), diagonal=True)
+    out = pa.table({"item_id": items.take(a), "neighbor_id": items.take(b), "count": count})
+    return out.cast(PARTIAL_SCHEMA)
 
 
 def build(partials: Sequence[tuple[dt.date, pa.Table]], window: Window, params: ComputeParams) -> pa.Table:
     merged = stack([table for _, table in partials], PARTIAL_SCHEMA)
-    grouped = merged.group_by(["item_id", "neighbor_id"], use_threads=False).aggregate([("count", "sum")])
-    summed = pa.table(
+    items, (a, b) = pairs.sorted_codes(merged.column("item_id"), merged.column("neighbor_id"))
+    a, b, count = pairs.sum_by_pair(a, b, merged.column("count").to_numpy(), len(items))
+    on_diagonal = a == b
+    sessions = np.zeros(len(items), np.int64)
+    sessions[a[on_diagonal]] = count[on_diagonal]
+    upper = ~on_diagonal & (count >= params.cooc_min_support)
+    # Both directions of every kept pair: (a, b) and (b, a).
+    item = np.concatenate([a[upper], b[upper]])
+    neighbor = np.concatenate([b[upper], a[upper]])
+    count = np.concatenate([count[upper], count[upper]])
+    score = count.astype(np.float64) / np.sqrt(sessions[item].astype(np.float64) * sessions[neighbor])
+    # neighbor codes order as the ids do, so the code is the neighbor_id tie-break.
+    rows, rank = pairs.top_k_order(item, [-count, -score, neighbor], params.cooc_top_k)
+    out = pa.table(
         {
-            "item_id": grouped.column("item_id"),
-            "neighbor_id": grouped.column("neighbor_id"),
-            "count": grouped.column("count_sum"),
+            "item_id": items.take(item[rows]),
+            "neighbor_id": items.take(neighbor[rows]),
+            "count": count[rows],
+            "score": score[rows],
+            "rank": rank.astype(np.int32),
         }
     )
-    on_diagonal = pc.equal(summed.column("item_id"), summed.column("neighbor_id"))
-    sessions = summed.filter(on_diagonal).select(["item_id", "count"]).rename_columns(["item_id", "sessions"])
-    upper = summed.filter(pc.invert(on_diagonal))
-    upper = upper.filter(pc.greater_equal(upper.column("count"), params.cooc_min_support))
-    lower = upper.select(["neighbor_id", "item_id", "count"]).rename_columns(["item_id", "neighbor_id", "count"])
-    both = pa.concat_tables([upper, lower])
-    both = both.join(sessions, keys="item_id", join_type="inner")
-    both = both.join(
-        sessions.rename_columns(["neighbor_id", "neighbor_sessions"]), keys="neighbor_id", join_type="inner"
-    )
-    denominator = pc.sqrt(
-        pc.multiply(both.column("sessions").cast(pa.float64()), both.column("neighbor_sessions").cast(pa.float64()))
-    )
-    scored = pa.table(
-        {
-            "item_id": both.column("item_id"),
-            "neighbor_id": both.column("neighbor_id"),
-            "count": both.column("count"),
-            "score": pc.divide(both.column("count").cast(pa.float64()), denominator),
-        }
-    )
-    top = top_k_per_group(
-        scored,
-        "item_id",
-        [("count", "descending"), ("score", "descending"), ("neighbor_id", "ascending")],
-        params.cooc_top_k,
-    )
-    return top.cast(SCHEMA)
+    return out.cast(SCHEMA)

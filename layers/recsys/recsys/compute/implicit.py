@@ -25,10 +25,12 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from recsys.compute.artifact import decayed_stack, event_weight_column, top_k_per_group, weights_param
+from recsys.compute import pairs
+from recsys.compute.artifact import decayed_stack, event_weight_column, weights_param
 from recsys.days import Window
 from recsys.settings import ComputeParams
 
@@ -63,50 +65,49 @@ def partial_params(params: ComputeParams, event_weights: dict[str, float]) -> di
     return {"algorithm": PARTIAL_ALGORITHM, "event_weights": weights_param(event_weights)}
 
 
-def partial(events: pa.Table, params: ComputeParams, event_weights: dict[str, float]) -> pa.Table:
-    known = events.filter(pc.is_valid(events.column("user_id")))
-    weighted = pa.table(
-        {
-            "user_id": known.column("user_id"),
-            "item_id": known.column("item_id"),
-            "weight": event_weight_column(known.column("event_type"), event_weights),
-            "ts": known.column("ts"),
-        }
-    )
-    # Single-threaded aggregation sums in input order, so the float sums are reproducible.
-    grouped = weighted.group_by(["user_id", "item_id"], use_threads=False).aggregate(
-        [("weight", "sum"), ([], "count_all"), ("ts", "max")]
-    )
-    out = pa.table(
-        {
-            "user_id": grouped.column("user_id"),
-            "item_id": grouped.column("item_id"),
-            "score": grouped.column("weight_sum"),
-            "count": grouped.column("count_all"),
-            "last_ts": grouped.column("ts_max"),
-        }
-    )
-    return out.sort_by([("user_id", "ascending"), ("item_id", "ascending")]).cast(PARTIAL_SCHEMA)
-
-
-def build(partials: Sequence[tuple[dt.date, pa.Table]], window: Window, params: ComputeParams) -> pa.Table:
-    merged = decayed_stack(partials, PARTIAL_SCHEMA, window.end, params.implicit_half_life_days)
-    grouped = merged.group_by(["user_id", "item_id"], use_threads=False).aggregate(
+def _sum_by_user_item(
+    user_id: pa.ChunkedArray, item_id: pa.ChunkedArray, values: dict[str, pa.Array]
+) -> tuple[pa.Table, np.ndarray, np.ndarray]:
+    """Group rows by (user_id, item_id) on one int64 code per pair: sum `score`, sum `count`, max `last_ts`,
+    sorted by user_id, item_id; with the user and item codes of the result's rows (codes order as the ids do).
+    Single-threaded aggregation sums in input order, so float sums are reproducible."""
+    users, (user,) = pairs.sorted_codes(user_id)
+    items, (item,) = pairs.sorted_codes(item_id)
+    coded = pa.table({"pair": user * len(items) + item, **values})
+    grouped = coded.group_by("pair", use_threads=False).aggregate(
         [("score", "sum"), ("count", "sum"), ("last_ts", "max")]
     )
-    scored = pa.table(
+    grouped = grouped.take(pc.sort_indices(grouped.column("pair")))
+    pair = grouped.column("pair").to_numpy()
+    user, item = pair // len(items), pair % len(items)
+    table = pa.table(
         {
-            "user_id": grouped.column("user_id"),
-            "item_id": grouped.column("item_id"),
+            "user_id": users.take(user),
+            "item_id": items.take(item),
             "score": grouped.column("score_sum"),
             "count": grouped.column("count_sum"),
             "last_ts": grouped.column("last_ts_max"),
         }
     )
-    top = top_k_per_group(
-        scored,
-        "user_id",
-        [("score", "descending"), ("last_ts", "descending"), ("item_id", "ascending")],
-        params.implicit_top_n,
-    )
-    return top.cast(SCHEMA)
+    return table, user, item
+
+
+def partial(events: pa.Table, params: ComputeParams, event_weights: dict[str, float]) -> pa.Table:
+    known = events.filter(pc.is_valid(events.column("user_id")))
+    values = {
+        "score": event_weight_column(known.column("event_type"), event_weights),
+        "count": pa.repeat(pa.scalar(1, pa.int64()), known.num_rows),
+        "last_ts": known.column("ts").combine_chunks(),
+    }
+    summed, _, _ = _sum_by_user_item(known.column("user_id"), known.column("item_id"), values)
+    return summed.cast(PARTIAL_SCHEMA)
+
+
+def build(partials: Sequence[tuple[dt.date, pa.Table]], window: Window, params: ComputeParams) -> pa.Table:
+    merged = decayed_stack(partials, PARTIAL_SCHEMA, window.end, params.implicit_half_life_days)
+    values = {name: merged.column(name).combine_chunks() for name in ("score", "count", "last_ts")}
+    summed, user, item = _sum_by_user_item(merged.column("user_id"), merged.column("item_id"), values)
+    score = summed.column("score").to_numpy()
+    last_ts = summed.column("last_ts").cast(pa.int64()).to_numpy()
+    rows, rank = pairs.top_k_order(user, [-score, -last_ts, item], params.implicit_top_n)
+    return summed.take(rows).append_column("rank", pa.array(rank.astype(np.int32))).cast(SCHEMA)

@@ -3,8 +3,8 @@
 Only events with a non-null user_id contribute. U_i is the set of distinct users who interacted with item i in the
 window (any event type, not weighted, not decayed). Each user counts at most item_knn_max_items_per_user items:
 their most-interacted ones, "most" meaning on the most UTC days of the window (ties: item_id asc). That bounds the
-self-join on user to max_items_per_user ** 2 rows per user; U_i, and so |U_i|, are taken after this cap. The join
-runs on int32 codes of the ids, over batches of users of about JOIN_BATCH_ROWS joined rows (memory, not results).
+pairs to max_items_per_user ** 2 / 2 per user; U_i, and so |U_i|, are taken after this cap. Pairs are counted on
+int codes of the ids (recsys.compute.pairs), over batches of users (memory, not results).
 
   count(i, j) = |U_i ∩ U_j|                                   users of the window who interacted with both
   score(i, j) = count(i, j) / (sqrt(|U_i| · |U_j|) + item_knn_shrink)
@@ -37,7 +37,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from recsys.compute.artifact import NEIGHBOR_SCHEMA, stack, top_k_per_group
+from recsys.compute import pairs
+from recsys.compute.artifact import NEIGHBOR_SCHEMA, stack
 from recsys.days import Window
 from recsys.settings import ComputeParams
 
@@ -52,9 +53,6 @@ PARTIAL_SCHEMA = pa.schema(
 
 SCHEMA = NEIGHBOR_SCHEMA
 
-# The user self-join runs over batches of users of about this many joined rows (memory, not results).
-JOIN_BATCH_ROWS = 20_000_000
-
 # Bumped whenever partial() changes meaning, so cached partials of the old algorithm are not reused.
 PARTIAL_ALGORITHM = 1
 
@@ -66,92 +64,48 @@ def partial_params(params: ComputeParams, event_weights: dict[str, float]) -> di
 
 def partial(events: pa.Table, params: ComputeParams, event_weights: dict[str, float]) -> pa.Table:
     known = events.filter(pc.is_valid(events.column("user_id")))
-    pairs = known.group_by(["user_id", "item_id"], use_threads=False).aggregate([])
-    out = pa.table({"user_id": pairs.column("user_id"), "item_id": pairs.column("item_id")})
-    return out.sort_by([("user_id", "ascending"), ("item_id", "ascending")]).cast(PARTIAL_SCHEMA)
+    users, (user,) = pairs.sorted_codes(known.column("user_id"))
+    items, (item,) = pairs.sorted_codes(known.column("item_id"))
+    user, item = pairs.distinct_pairs(user, item, len(items))
+    return pa.table({"user_id": users.take(user), "item_id": items.take(item)}).cast(PARTIAL_SCHEMA)
 
 
-def _user_items(partials: Sequence[tuple[dt.date, pa.Table]], params: ComputeParams) -> pa.Table:
-    """Distinct (user_id, item_id) of the window, each user capped to their items on the most days."""
+def _user_items(
+    partials: Sequence[tuple[dt.date, pa.Table]], params: ComputeParams
+) -> tuple[pa.Array, np.ndarray, np.ndarray]:
+    """Item dictionary and the distinct (user, item) codes of the window, sorted by user then item, each user
+    capped to their items on the most days."""
     merged = stack([table for _, table in partials], PARTIAL_SCHEMA)
-    days = merged.group_by(["user_id", "item_id"], use_threads=False).aggregate([([], "count_all")])
-    days = pa.table(
-        {"user_id": days.column("user_id"), "item_id": days.column("item_id"), "days": days.column("count_all")}
-    )
-    capped = top_k_per_group(
-        days, "user_id", [("days", "descending"), ("item_id", "ascending")], params.item_knn_max_items_per_user
-    )
-    return capped.select(["user_id", "item_id"])
-
-
-def _user_batches(coded: pa.Table) -> list[pa.Table]:
-    """`coded` sorted by user and cut between users so that each slice self-joins to about JOIN_BATCH_ROWS rows
-    at most (one user alone joins to at most item_knn_max_items_per_user ** 2 rows)."""
-    if coded.num_rows == 0:
-        return []
-    coded = coded.sort_by("user")
-    sizes = coded.group_by("user", use_threads=False).aggregate([([], "count_all")]).sort_by("user")
-    size = sizes.column("count_all").to_numpy()
-    ends = np.cumsum(size)
-    joined_before = np.cumsum(size * size) - size * size
-    batch = joined_before // JOIN_BATCH_ROWS  # non-decreasing: a batch is a run of users
-    last = np.flatnonzero(np.append(batch[1:] != batch[:-1], True))  # each batch's last user
-    starts = np.concatenate([[0], ends[last][:-1]])
-    return [coded.slice(int(start), int(end - start)) for start, end in zip(starts, ends[last], strict=True)]
-
-
-def _co_counts(coded: pa.Table) -> pa.Table:
-    """(item, neighbor, count) with item < neighbor: users shared by the pair, by a self-join on user.
-
-    The join produces one row per (user, item, neighbour); it runs over batches of users so that memory stays
-    bounded, and the batches' counts are summed (integers: the result does not depend on the batching).
-    """
-    schema = pa.schema([("item", pa.int32()), ("neighbor", pa.int32()), ("count", pa.int64())])
-    batches = []
-    for part in _user_batches(coded):
-        joined = part.join(part.rename_columns(["user", "neighbor"]), keys="user", join_type="inner")
-        upper = joined.filter(pc.less(joined.column("item"), joined.column("neighbor")))
-        counts = upper.group_by(["item", "neighbor"], use_threads=False).aggregate([([], "count_all")])
-        batches.append(counts.select(["item", "neighbor", "count_all"]).rename_columns(schema.names).cast(schema))
-    if len(batches) <= 1:
-        return batches[0] if batches else schema.empty_table()
-    summed = pa.concat_tables(batches).group_by(["item", "neighbor"], use_threads=False).aggregate([("count", "sum")])
-    return summed.select(["item", "neighbor", "count_sum"]).rename_columns(schema.names).cast(schema)
+    _, (user,) = pairs.sorted_codes(merged.column("user_id"))
+    items, (item,) = pairs.sorted_codes(merged.column("item_id"))
+    keys, days = pairs.unique_counts(user * len(items) + item)
+    user, item = keys // len(items), keys % len(items)
+    rows, _ = pairs.top_k_order(user, [-days, item], params.item_knn_max_items_per_user)
+    # top_k_order keeps each user's rows in rank order; back to item order for co_counts.
+    rows = np.sort(rows)
+    return items, user[rows], item[rows]
 
 
 def build(partials: Sequence[tuple[dt.date, pa.Table]], window: Window, params: ComputeParams) -> pa.Table:
-    pairs = _user_items(partials, params)
-    # The self-join and the pair counts run on int32 codes (dictionary indices), not strings: far less memory.
-    users_encoded = pc.dictionary_encode(pairs.column("user_id").combine_chunks())
-    items_encoded = pc.dictionary_encode(pairs.column("item_id").combine_chunks())
-    items = items_encoded.dictionary
-    coded = pa.table({"user": users_encoded.indices, "item": items_encoded.indices})
-    users = coded.group_by("item", use_threads=False).aggregate([([], "count_all")])
-    users = pa.table({"item": users.column("item"), "users": users.column("count_all")})
-
-    upper = _co_counts(coded)
-    upper = upper.filter(pc.greater_equal(upper.column("count"), params.item_knn_min_support))
-    lower = upper.select(["neighbor", "item", "count"]).rename_columns(["item", "neighbor", "count"])
-    both = pa.concat_tables([upper, lower])
-    both = both.join(users, keys="item", join_type="inner")
-    both = both.join(users.rename_columns(["neighbor", "neighbor_users"]), keys="neighbor", join_type="inner")
-
-    denominator = pc.add(
-        pc.sqrt(pc.multiply(both.column("users").cast(pa.float64()), both.column("neighbor_users").cast(pa.float64()))),
-        float(params.item_knn_shrink),
-    )
-    scored = pa.table(
+    items, user, item = _user_items(partials, params)
+    users = np.bincount(item, minlength=len(items))
+    a, b, count = pairs.co_counts(user, item, len(items), diagonal=False)
+    kept = count >= params.item_knn_min_support
+    # Both directions of every kept pair: (a, b) and (b, a).
+    item = np.concatenate([a[kept], b[kept]])
+    neighbor = np.concatenate([b[kept], a[kept]])
+    count = np.concatenate([count[kept], count[kept]])
+    denominator = np.sqrt(users[item].astype(np.float64) * users[neighbor]) + float(params.item_knn_shrink)
+    score = count.astype(np.float64) / denominator
+    # Codes order as the ids do, so the neighbor code is the neighbor_id tie-break.
+    rows, rank = pairs.top_k_order(item, [-score, -count, neighbor], params.item_knn_top_k)
+    out = pa.table(
         {
-            "item_id": pc.take(items, both.column("item")),
-            "neighbor_id": pc.take(items, both.column("neighbor")),
-            "count": both.column("count"),
-            "score": pc.divide(both.column("count").cast(pa.float64()), denominator),
+            "item_id": items.take(item[rows]),
+            "neighbor_id": items.take(neighbor[rows]),
+            "count": count[rows],
+            "score": score[rows],
+            "rank": rank.astype(np.int32),
         }
     )
-    top = top_k_per_group(
-        scored,
-        "item_id",
-        [("score", "descending"), ("count", "descending"), ("neighbor_id", "ascending")],
-        params.item_knn_top_k,
-    )
-    return top.cast(SCHEMA)
+    return out.cast(SCHEMA)

@@ -25,10 +25,12 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from recsys.compute.artifact import stack, top_k_per_group
+from recsys.compute import pairs
+from recsys.compute.artifact import stack
 from recsys.days import Window
 from recsys.events.contract import CANONICAL_SORT
 from recsys.settings import ComputeParams
@@ -62,46 +64,36 @@ def partial_params(params: ComputeParams, event_weights: dict[str, float]) -> di
 
 
 def partial(events: pa.Table, params: ComputeParams, event_weights: dict[str, float]) -> pa.Table:
-    # Sorting on the full canonical key makes the sequence independent of the input's row order.
-    ordered = events.sort_by([("session_id", "ascending"), *CANONICAL_SORT])
-    n = ordered.num_rows
-    if n < 2:
+    if events.num_rows < 2:
         return PARTIAL_SCHEMA.empty_table()
-    sessions = ordered.column("session_id").combine_chunks()
-    items = ordered.column("item_id").combine_chunks()
-    current, following = items.slice(0, n - 1), items.slice(1)
-    is_transition = pc.and_(
-        pc.equal(sessions.slice(0, n - 1), sessions.slice(1)),
-        pc.not_equal(current, following),
-    )
-    transitions = pa.table({"item_id": current, "next_item_id": following}).filter(is_transition)
-    counts = transitions.group_by(["item_id", "next_item_id"], use_threads=False).aggregate([([], "count_all")])
+    # Sorting on the full canonical key makes the sequence independent of the input's row order; only the two
+    # columns the transitions need are gathered in that order, as int codes.
+    order = pc.sort_indices(events, [("session_id", "ascending"), *CANONICAL_SORT])
+    _, (session,) = pairs.sorted_codes(events.column("session_id").take(order))
+    items, (item,) = pairs.sorted_codes(events.column("item_id").take(order))
+    is_transition = (session[:-1] == session[1:]) & (item[:-1] != item[1:])
+    keys, count = pairs.unique_counts(item[:-1][is_transition] * len(items) + item[1:][is_transition])
     out = pa.table(
-        {
-            "item_id": counts.column("item_id"),
-            "next_item_id": counts.column("next_item_id"),
-            "count": counts.column("count_all"),
-        }
+        {"item_id": items.take(keys // len(items)), "next_item_id": items.take(keys % len(items)), "count": count}
     )
-    return out.sort_by([("item_id", "ascending"), ("next_item_id", "ascending")]).cast(PARTIAL_SCHEMA)
+    return out.cast(PARTIAL_SCHEMA)
 
 
 def build(partials: Sequence[tuple[dt.date, pa.Table]], window: Window, params: ComputeParams) -> pa.Table:
     merged = stack([table for _, table in partials], PARTIAL_SCHEMA)
-    grouped = merged.group_by(["item_id", "next_item_id"], use_threads=False).aggregate([("count", "sum")])
-    totals = grouped.group_by("item_id", use_threads=False).aggregate([("count_sum", "sum")])
-    joined = grouped.join(totals, keys="item_id", join_type="inner")
-    scored = pa.table(
+    items, (item, following) = pairs.sorted_codes(merged.column("item_id"), merged.column("next_item_id"))
+    item, following, count = pairs.sum_by_pair(item, following, merged.column("count").to_numpy(), len(items))
+    totals = np.bincount(item, weights=count, minlength=len(items))
+    score = count.astype(np.float64) / totals[item]
+    # Codes order as the ids do, so the next-item code is the next_item_id tie-break.
+    rows, rank = pairs.top_k_order(item, [-count, following], params.session_seq_top_k)
+    out = pa.table(
         {
-            "item_id": joined.column("item_id"),
-            "next_item_id": joined.column("next_item_id"),
-            "count": joined.column("count_sum"),
-            "score": pc.divide(
-                joined.column("count_sum").cast(pa.float64()), joined.column("count_sum_sum").cast(pa.float64())
-            ),
+            "item_id": items.take(item[rows]),
+            "next_item_id": items.take(following[rows]),
+            "count": count[rows],
+            "score": score[rows],
+            "rank": rank.astype(np.int32),
         }
     )
-    top = top_k_per_group(
-        scored, "item_id", [("count", "descending"), ("next_item_id", "ascending")], params.session_seq_top_k
-    )
-    return top.cast(SCHEMA)
+    return out.cast(SCHEMA)

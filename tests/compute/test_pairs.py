@@ -1,0 +1,88 @@
+"""recsys.compute.pairs: the int-code core of cooc and item_knn, against hand-computed counts."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from recsys.compute import pairs
+
+
+def _triples(a: np.ndarray, b: np.ndarray, count: np.ndarray) -> list[tuple[int, int, int]]:
+    return list(zip(a.tolist(), b.tolist(), count.tolist(), strict=True))
+
+
+def test_sorted_codes_order_as_the_strings_do_across_columns() -> None:
+    dictionary, (first, second) = pairs.sorted_codes(pa.array(["b", "a", "c"]), pa.chunked_array([["c", "d"], ["a"]]))
+    assert dictionary.to_pylist() == ["a", "b", "c", "d"]
+    assert first.tolist() == [1, 0, 2]
+    assert second.tolist() == [2, 3, 0]
+
+
+def test_distinct_pairs_sorts_by_group_then_item_and_drops_repeats() -> None:
+    group, item = pairs.distinct_pairs(np.array([1, 0, 1, 0, 1]), np.array([2, 1, 0, 1, 2]), n_items=3)
+    assert list(zip(group.tolist(), item.tolist(), strict=True)) == [(0, 1), (1, 0), (1, 2)]
+
+
+def test_unique_counts_and_sum_by_pair() -> None:
+    keys, counts = pairs.unique_counts(np.array([5, 3, 5, 5, 1]))
+    assert keys.tolist() == [1, 3, 5] and counts.tolist() == [1, 1, 3]
+    summed = pairs.sum_by_pair(np.array([1, 0, 1]), np.array([2, 1, 2]), np.array([3, 4, 5]), n_items=3)
+    assert _triples(*summed) == [(0, 1, 4), (1, 2, 8)]
+
+
+def test_rank_in_segments_and_top_k_order() -> None:
+    assert pairs.rank_in_segments(np.array([0, 0, 0, 2, 5, 5])).tolist() == [1, 2, 3, 1, 1, 2]
+    key = np.array([1, 0, 1, 0, 1])
+    score = np.array([0.5, 0.1, 0.9, 0.7, 0.5])
+    other = np.array([3, 1, 2, 0, 1])
+    rows, rank = pairs.top_k_order(key, [-score, other], k=2)
+    # key 0: 0.7 (row 3), 0.1 (row 1); key 1: 0.9 (row 2), then 0.5 ties broken by other: row 4 (1) before row 0 (3)
+    assert rows.tolist() == [3, 1, 2, 4] and rank.tolist() == [1, 2, 1, 2]
+
+
+# Groups (sessions or users) of distinct items, sorted by group then item:
+# g0 {0, 1, 2}, g1 {1, 2}, g2 {2}, g3 {0, 2}
+GROUP = np.array([0, 0, 0, 1, 1, 2, 3, 3])
+ITEM = np.array([0, 1, 2, 1, 2, 2, 0, 2])
+
+
+def test_co_counts_counts_each_pair_once_per_group() -> None:
+    assert _triples(*pairs.co_counts(GROUP, ITEM, 3, diagonal=False)) == [(0, 1, 1), (0, 2, 2), (1, 2, 2)]
+
+
+def test_co_counts_with_the_diagonal_counts_the_groups_of_each_item() -> None:
+    assert _triples(*pairs.co_counts(GROUP, ITEM, 3, diagonal=True)) == [
+        (0, 0, 2),
+        (0, 1, 1),
+        (0, 2, 2),
+        (1, 1, 2),
+        (1, 2, 2),
+        (2, 2, 4),
+    ]
+
+
+@pytest.mark.parametrize("budget", [1, 2, 3, 7, 100])
+@pytest.mark.parametrize("diagonal", [False, True])
+def test_co_counts_does_not_depend_on_the_batch_size(
+    budget: int, diagonal: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rng = np.random.default_rng(3)
+    group, item = pairs.distinct_pairs(rng.integers(0, 40, 400), rng.integers(0, 25, 400), n_items=25)
+    whole = _triples(*pairs.co_counts(group, item, 25, diagonal=diagonal))
+    monkeypatch.setattr(pairs, "BATCH_PAIRS", budget)
+    assert _triples(*pairs.co_counts(group, item, 25, diagonal=diagonal)) == whole
+    # and against a brute force over the groups
+    expected: dict[tuple[int, int], int] = {}
+    for g in np.unique(group):
+        members = item[group == g].tolist()
+        for i, a in enumerate(members):
+            for b in members[i if diagonal else i + 1 :]:
+                expected[(a, b)] = expected.get((a, b), 0) + 1
+    assert whole == [(a, b, c) for (a, b), c in sorted(expected.items())]
+
+
+def test_co_counts_of_nothing_is_empty() -> None:
+    empty = np.zeros(0, np.int64)
+    assert _triples(*pairs.co_counts(empty, empty, 0, diagonal=True)) == []

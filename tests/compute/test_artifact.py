@@ -8,7 +8,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from recsys.compute import EVENT_KINDS
 from recsys.compute.artifact import content_version, decay_weight, from_parquet, to_parquet, top_k_per_group
+from recsys.settings import DEFAULT_EVENT_WEIGHTS, ComputeParams
+from tests.compute.conftest import canonical_events
 
 SCHEMA = pa.schema(
     [
@@ -121,3 +124,18 @@ def test_top_k_per_group_of_an_empty_table() -> None:
     top = top_k_per_group(empty, "group", [("score", "descending")], 3)
     assert top.num_rows == 0
     assert top.column_names == ["group", "score", "rank"]
+
+
+@pytest.mark.parametrize("kind", sorted(EVENT_KINDS))
+def test_partial_needs_only_the_kinds_event_columns(kind: str) -> None:
+    # compute reads only EVENT_COLUMNS from the canonical partition: the partial must not change.
+    module = EVENT_KINDS[kind]
+    rows = [
+        {"session_id": f"s{n % 7}", "item_id": f"i{n % 5}", "user_id": f"u{n % 3}" if n % 4 else None, "ts": n * 60}
+        for n in range(40)
+    ]
+    events = canonical_events(rows)
+    assert set(module.EVENT_COLUMNS) <= set(events.column_names)
+    assert module.partial(events.select(module.EVENT_COLUMNS), ComputeParams(), DEFAULT_EVENT_WEIGHTS).equals(
+        module.partial(events, ComputeParams(), DEFAULT_EVENT_WEIGHTS)
+    )

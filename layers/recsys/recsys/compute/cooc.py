@@ -44,6 +44,9 @@ PARTIAL_SCHEMA = pa.schema(
 
 SCHEMA = NEIGHBOR_SCHEMA
 
+# The canonical columns partial() reads (compute reads only these from the partition).
+EVENT_COLUMNS = ["session_id", "item_id"]
+
 # Bumped whenever partial() changes meaning, so cached partials of the old algorithm are not reused.
 PARTIAL_ALGORITHM = 1
 

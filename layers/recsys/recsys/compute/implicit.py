@@ -57,6 +57,9 @@ SCHEMA = pa.schema(
     ]
 )
 
+# The canonical columns partial() reads (compute reads only these from the partition).
+EVENT_COLUMNS = ["user_id", "item_id", "event_type", "ts"]
+
 # Bumped whenever partial() changes meaning, so cached partials of the old algorithm are not reused.
 PARTIAL_ALGORITHM = 1
 

@@ -44,6 +44,9 @@ SCHEMA = pa.schema(
     ]
 )
 
+# The canonical columns partial() reads (compute reads only these from the partition).
+EVENT_COLUMNS = ["item_id", "event_type"]
+
 # Bumped whenever partial() changes meaning, so cached partials of the old algorithm are not reused.
 PARTIAL_ALGORITHM = 1
 

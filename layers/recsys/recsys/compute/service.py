@@ -64,7 +64,7 @@ def _event_artifact(
             partial = from_parquet(store.get(key).data)
             reused += 1
         else:
-            events = from_parquet(store.get(events_key).data)
+            events = from_parquet(store.get(events_key).data, columns=module.EVENT_COLUMNS)
             partial = module.partial(events, settings.compute, settings.event_weights)
             store.create(key, to_parquet(partial, module.PARTIAL_SCHEMA, kind=f"{kind}.partial"))
             built += 1

@@ -55,6 +55,9 @@ SCHEMA = pa.schema(
     ]
 )
 
+# The canonical columns partial() reads (compute reads only these from the partition).
+EVENT_COLUMNS = [name for name, _ in CANONICAL_SORT]
+
 # Bumped whenever partial() changes meaning, so cached partials of the old algorithm are not reused.
 PARTIAL_ALGORITHM = 1
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import logging
 import os
 import sys
 import time
@@ -473,5 +474,21 @@ def _one_line(exc: Exception) -> str:
     return " ".join(str(exc).split())
 
 
+def entry() -> None:
+    """The `recsys` console script: main(), then exit without the interpreter's teardown.
+
+    Finalizing moto's and pyarrow's module state takes over a second after every command, long after the command
+    has written and closed everything; the streams are flushed here, so skipping it changes nothing but the wait.
+    """
+    code = main()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except BrokenPipeError:  # `recsys ... | head`: the reader left, nothing more to deliver
+        pass
+    logging.shutdown()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

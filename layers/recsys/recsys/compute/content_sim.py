@@ -22,8 +22,8 @@ Cost, with S signatures and m_t items in signature t:
   candidates       sum over paired signatures (s, t) of min(m_t, top_k + 1)
 Both are at most the item pairs the plain self-join on tag produces (sum over pairing tags of items(tag) ** 2),
 reached when every item has its own tag set; catalogs whose items repeat tag sets cost far less. Pairs are built
-and ranked in blocks of about _BLOCK_CANDIDATES candidates, so working memory is bounded by the block and by the
-result, (top_k + 1) entries per item.
+and ranked in blocks of about _BLOCK_CANDIDATES candidates, so the working memory is that of one block besides
+the result (top_k + 1 entries per signature, top_k per item).
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ SCHEMA = pa.schema(
 )
 
 # Candidate rows scored and sorted at once: bounds the working memory on catalogs without repeated tag sets.
-_BLOCK_CANDIDATES = 1 << 22
+_BLOCK_CANDIDATES = 1 << 20
 
 _SORT_KEYS = [("signature", "ascending"), ("score", "descending"), ("item", "ascending")]
 
@@ -89,7 +89,7 @@ def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
 
 def _unique_counts(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(distinct keys ascending, how often each occurs)."""
-    # Sort-based on purpose: np.unique without return_counts hashes, which is far slower on wide int64 keys.
+    # Sort-based on purpose: np.unique without return_counts hashes (numpy >= 2.3), far slower on wide int64 keys.
     ordered = np.sort(keys)
     is_first = np.ones(len(ordered), bool)
     is_first[1:] = ordered[1:] != ordered[:-1]
@@ -108,12 +108,15 @@ def _item_tags(tags: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray, int]:
     codes = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
     num_codes = len(encoded.dictionary)
     items = parents.filter(present).to_numpy(zero_copy_only=False).astype(np.int64)
-    keys, _ = _unique_counts(items * max(num_codes, 1) + codes)
-    return keys // max(num_codes, 1), keys % max(num_codes, 1), num_codes
+    stride = max(num_codes, 1)
+    keys, _ = _unique_counts(items * stride + codes)
+    item, code = np.divmod(keys, stride)
+    return item, code, num_codes
 
 
 def _signatures(sizes: np.ndarray, pair_item: np.ndarray, pair_code: np.ndarray) -> _Signatures:
-    """Signatures of the items, from their pairing tags (pair_item, pair_code), sorted by item then code."""
+    """Signatures of the items, from their tag counts (`sizes`) and pairing tags (pair_item, pair_code), sorted by
+    item then code."""
     n = len(sizes)
     pairing_count = np.bincount(pair_item, minlength=n)
     keyed = np.flatnonzero(pairing_count)
@@ -128,8 +131,9 @@ def _signatures(sizes: np.ndarray, pair_item: np.ndarray, pair_code: np.ndarray)
     keys = pa.LargeBinaryArray.from_buffers(
         pa.large_binary(), len(keyed), [None, pa.py_buffer(key_offsets * 4), pa.py_buffer(words)]
     )
-    signature = pc.dictionary_encode(keys).indices.to_numpy(zero_copy_only=False).astype(np.int64)
-    count = int(signature.max()) + 1 if len(signature) else 0
+    encoded = pc.dictionary_encode(keys)
+    signature = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    count = len(encoded.dictionary)
 
     of_item = np.full(n, -1, np.int64)
     of_item[keyed] = signature
@@ -149,64 +153,83 @@ def _signatures(sizes: np.ndarray, pair_item: np.ndarray, pair_code: np.ndarray)
     )
 
 
+@dataclass(frozen=True)
+class _TagIndex:
+    """The signatures carrying each tag code, ascending: carriers[start[code] : start[code] + count[code]]."""
+
+    carriers: np.ndarray
+    start: np.ndarray
+    count: np.ndarray
+
+    @classmethod
+    def of(cls, signatures: _Signatures, num_codes: int) -> _TagIndex:
+        count = np.bincount(signatures.tag_code, minlength=num_codes)
+        carriers = signatures.tag_signature[np.argsort(signatures.tag_code, kind="stable")]
+        return cls(carriers=carriers, start=_exclusive_cumsum(count), count=count)
+
+
 def _signature_lists(signatures: _Signatures, num_codes: int, top_k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(items, scores, offsets): each signature's best top_k + 1 items of other signatures or its own, score desc
+    """(items, scores, offsets): each signature's best top_k + 1 items, of other signatures or its own, score desc
     then item asc, concatenated in signature order; offsets has S + 1 entries."""
-    count = signatures.count
-    # Inverted index: the signatures carrying each tag, ascending.
-    by_tag = np.argsort(signatures.tag_code, kind="stable")
-    carriers = signatures.tag_signature[by_tag]
-    carriers_count = np.bincount(signatures.tag_code, minlength=num_codes)
-    carriers_start = _exclusive_cumsum(carriers_count)
-    # Items of a signature that can reach a list (see the module docstring), and an upper bound of the candidates
-    # each signature draws, to cut the signatures into blocks of bounded work.
+    index = _TagIndex.of(signatures, num_codes)
+    # The items of a signature that can reach a list (see the module docstring), and an upper bound of the
+    # candidates each signature draws, to cut the signatures into blocks of bounded work (at least one each).
     reach = np.minimum(np.diff(signatures.member_start), top_k + 1)
     tag_reach = np.bincount(signatures.tag_code, weights=reach[signatures.tag_signature], minlength=num_codes)
-    cost = np.cumsum(np.bincount(signatures.tag_signature, weights=tag_reach[signatures.tag_code], minlength=count))
-
-    items: list[np.ndarray] = []
-    scores: list[np.ndarray] = []
-    lengths: list[np.ndarray] = []
+    cost = np.bincount(signatures.tag_signature, weights=tag_reach[signatures.tag_code], minlength=signatures.count)
+    cumulative_cost = np.cumsum(cost)
+    blocks: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     first = 0
-    while first < count:
-        done = cost[first - 1] if first else 0.0
-        last = max(first + 1, int(np.searchsorted(cost, done + _BLOCK_CANDIDATES, side="right")))
-        rows = slice(signatures.tag_start[first], signatures.tag_start[last])
-        codes = signatures.tag_code[rows]
-        # Signature pairs sharing a tag, one row per shared tag, then counted per pair.
-        left = np.repeat(signatures.tag_signature[rows] - first, carriers_count[codes])
-        right = carriers[_ranges(carriers_start[codes], carriers_count[codes])]
-        pairs, shared = _unique_counts(left * count + right)
-        left, right = pairs // count, pairs % count
-        size = signatures.size
-        score = shared.astype(np.float64) / np.sqrt(size[left + first].astype(np.float64) * size[right])
-        # Expand to each neighbour signature's first items, then rank within each signature of the block.
-        taken = reach[right]
-        candidates = pa.table(
-            {
-                "signature": np.repeat(left, taken),
-                "score": np.repeat(score, taken),
-                "item": signatures.members[_ranges(signatures.member_start[right], taken)],
-            }
-        )
-        ordered = candidates.take(pc.sort_indices(candidates, sort_keys=_SORT_KEYS))
-        per_signature = np.bincount(ordered.column("signature").to_numpy(), minlength=last - first)
-        rank = np.arange(ordered.num_rows) - np.repeat(_exclusive_cumsum(per_signature)[:-1], per_signature)
-        keep = rank <= top_k
-        items.append(ordered.column("item").to_numpy()[keep])
-        scores.append(ordered.column("score").to_numpy()[keep])
-        lengths.append(np.minimum(per_signature, top_k + 1))
+    while first < signatures.count:
+        done = cumulative_cost[first - 1] if first else 0.0
+        last = max(first + 1, int(np.searchsorted(cumulative_cost, done + _BLOCK_CANDIDATES, side="right")))
+        blocks.append(_block_lists(signatures, index, reach, first, last, top_k))
         first = last
-    if not items:
+    if not blocks:
         return np.zeros(0, np.int64), np.zeros(0, np.float64), np.zeros(1, np.int64)
-    return np.concatenate(items), np.concatenate(scores), _exclusive_cumsum(np.concatenate(lengths))
+    items, scores, lengths = (np.concatenate(parts) for parts in zip(*blocks, strict=True))
+    return items, scores, _exclusive_cumsum(lengths)
+
+
+def _block_lists(
+    signatures: _Signatures, index: _TagIndex, reach: np.ndarray, first: int, last: int, top_k: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(items, scores, list length per signature) of the signatures first..last-1, as in _signature_lists."""
+    rows = slice(signatures.tag_start[first], signatures.tag_start[last])
+    codes = signatures.tag_code[rows]
+    # Signature pairs sharing a tag, one row per shared tag, then counted per pair.
+    left = np.repeat(signatures.tag_signature[rows] - first, index.count[codes])
+    right = index.carriers[_ranges(index.start[codes], index.count[codes])]
+    pairs, shared = _unique_counts(left * signatures.count + right)
+    left, right = np.divmod(pairs, signatures.count)
+    # The same float64 operations, in the same order, as the cosine's definition: scores must match bit for bit.
+    size = signatures.size.astype(np.float64)
+    score = shared.astype(np.float64) / np.sqrt(size[left + first] * size[right])
+    # Each pair brings the first items of its neighbour signature; rank them within each signature of the block.
+    taken = reach[right]
+    candidates = pa.table(
+        {
+            "signature": np.repeat(left, taken),
+            "score": np.repeat(score, taken),
+            "item": signatures.members[_ranges(signatures.member_start[right], taken)],
+        }
+    )
+    ordered = candidates.take(pc.sort_indices(candidates, sort_keys=_SORT_KEYS))
+    per_signature = np.bincount(ordered.column("signature").to_numpy(), minlength=last - first)
+    rank = np.arange(ordered.num_rows) - np.repeat(_exclusive_cumsum(per_signature)[:-1], per_signature)
+    keep = rank <= top_k
+    return (
+        ordered.column("item").to_numpy()[keep],
+        ordered.column("score").to_numpy()[keep],
+        np.minimum(per_signature, top_k + 1),
+    )
 
 
 def _item_lists(
     signatures: _Signatures, items: np.ndarray, scores: np.ndarray, offsets: np.ndarray, top_k: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(similar items, scores, int32 offsets per item): each item's signature list without the item, cut to
-    top_k; empty for items without a signature."""
+    """(similar items, scores, offsets per item): each item's signature list without the item, cut to top_k;
+    empty for items without a signature."""
     n = len(signatures.of_item)
     # Where each item sits in its own signature's list, if it made the list (at most once): its list is the
     # entries before that place and the entries after it, so no per-entry filtering is needed.
@@ -225,7 +248,7 @@ def _item_lists(
     segment_starts = np.column_stack((start, start + before + 1)).ravel()
     segment_lengths = np.column_stack((before, length - before)).ravel()
     positions = _ranges(segment_starts, segment_lengths)
-    return items[positions], scores[positions], _exclusive_cumsum(length).astype(np.int32)
+    return items[positions], scores[positions], _exclusive_cumsum(length)
 
 
 def build_from_catalog(catalog: pa.Table, params: ComputeParams) -> pa.Table:
@@ -240,14 +263,15 @@ def build_from_catalog(catalog: pa.Table, params: ComputeParams) -> pa.Table:
     signatures = _signatures(sizes, tag_item[pairing], tag_code[pairing])
     items, scores, offsets = _signature_lists(signatures, num_codes, top_k)
     similar, similar_scores, item_offsets = _item_lists(signatures, items, scores, offsets, top_k)
+    item_offsets = pa.array(item_offsets).cast(pa.int32())  # a checked cast: raises rather than wraps
     out = pa.table(
         {
             "item_id": catalog.column("item_id"),
             "tags": catalog.column("tags"),
             "similar_items": pa.ListArray.from_arrays(
-                pa.array(item_offsets), pc.take(catalog.column("item_id").combine_chunks(), pa.array(similar))
+                item_offsets, pc.take(catalog.column("item_id").combine_chunks(), pa.array(similar))
             ),
-            "similar_scores": pa.ListArray.from_arrays(pa.array(item_offsets), pa.array(similar_scores)),
+            "similar_scores": pa.ListArray.from_arrays(item_offsets, pa.array(similar_scores)),
         }
     )
     return out.cast(SCHEMA)

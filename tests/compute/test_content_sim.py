@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
 from recsys.compute import content_sim
+from recsys.compute.artifact import to_parquet, top_k_per_group
 from recsys.settings import ComputeParams
 
 CATALOG = pa.table(
@@ -56,3 +59,165 @@ def test_empty_catalog_and_duplicates() -> None:
     assert out.num_rows == 0
     with pytest.raises(ValueError, match="duplicate"):
         content_sim.build_from_catalog(pa.table({"item_id": ["a", "a"], "tags": [["x"], ["y"]]}), ComputeParams())
+
+
+def test_items_with_identical_tag_sets_list_each_other_but_never_themselves() -> None:
+    # a, b, c share the tag set {x, y}: each scores 2 / sqrt(2 * 2) = 1.0 with the other two; d has {x} and
+    # scores 1 / sqrt(2 * 1) with each of them. With top_k 2, c's list must skip c and take a and b.
+    catalog = pa.table({"item_id": ["c", "a", "d", "b"], "tags": [["x", "y"], ["x", "y"], ["x"], ["x", "y"]]})
+    out = content_sim.build_from_catalog(catalog, ComputeParams(content_sim_top_k=2)).to_pylist()
+    assert [(row["item_id"], row["similar_items"]) for row in out] == [
+        ("a", ["b", "c"]),
+        ("b", ["a", "c"]),
+        ("c", ["a", "b"]),
+        ("d", ["a", "b"]),
+    ]
+    assert out[2]["similar_scores"] == [1.0, 1.0]
+    assert out[3]["similar_scores"] == pytest.approx([0.7071067811865475, 0.7071067811865475])  # 1 / sqrt(2 * 1)
+
+
+def test_same_pairing_tags_but_different_tag_counts_score_differently() -> None:
+    # "common" is on 4 items > 3: a, b and c pair only through "x", but |a| = 1 while |b| = |c| = 2, so
+    # a-b = a-c = 1 / sqrt(1 * 2) and b-c = 1 / sqrt(2 * 2) = 0.5; d and e pair with nothing
+    catalog = pa.table(
+        {
+            "item_id": ["a", "b", "c", "d", "e"],
+            "tags": [["x"], ["common", "x"], ["common", "x"], ["common"], ["common"]],
+        }
+    )
+    out = content_sim.build_from_catalog(catalog, ComputeParams(content_sim_max_tag_items=3)).to_pylist()
+    assert [row["similar_items"] for row in out] == [["b", "c"], ["a", "c"], ["a", "b"], [], []]
+    assert out[0]["similar_scores"] == pytest.approx([0.7071067811865475, 0.7071067811865475])
+    assert out[1]["similar_scores"] == pytest.approx([0.7071067811865475, 0.5])
+    assert out[2]["similar_scores"] == pytest.approx([0.7071067811865475, 0.5])
+
+
+# --- property test: the signature-grouped build against the plain self-join it replaced ---
+
+
+def _reference_pairs(catalog: pa.Table, max_tag_items: int) -> pa.Table:
+    """(item_id, similar_id, score) for every pair of distinct items sharing at least one pairing tag, by exploding
+    (item, tag) and self-joining on tag: quadratic in the items per tag, the straightforward definition."""
+    items = catalog.column("item_id").combine_chunks()
+    tags = catalog.column("tags").combine_chunks()
+    exploded = pa.table({"item_id": pc.take(items, pc.list_parent_indices(tags)), "tag": pc.list_flatten(tags)})
+    exploded = exploded.filter(pc.and_(pc.is_valid(exploded.column("tag")), pc.not_equal(exploded.column("tag"), "")))
+    exploded = exploded.group_by(["item_id", "tag"], use_threads=False).aggregate([]).select(["item_id", "tag"])
+    sizes = exploded.group_by("item_id", use_threads=False).aggregate([([], "count_all")])
+    tag_items = exploded.group_by("tag", use_threads=False).aggregate([([], "count_all")])
+    pairing_tags = tag_items.filter(pc.less_equal(tag_items.column("count_all"), max_tag_items)).column("tag")
+    pairing = exploded.filter(pc.is_in(exploded.column("tag"), value_set=pairing_tags.combine_chunks()))
+    joined = pairing.join(pairing.rename_columns(["similar_id", "tag"]), keys="tag", join_type="inner")
+    joined = joined.filter(pc.not_equal(joined.column("item_id"), joined.column("similar_id")))
+    shared = joined.group_by(["item_id", "similar_id"], use_threads=False).aggregate([([], "count_all")])
+    shared = shared.join(sizes.rename_columns(["item_id", "size"]), keys="item_id", join_type="inner")
+    shared = shared.join(sizes.rename_columns(["similar_id", "similar_size"]), keys="similar_id", join_type="inner")
+    denominator = pc.sqrt(
+        pc.multiply(shared.column("size").cast(pa.float64()), shared.column("similar_size").cast(pa.float64()))
+    )
+    score = pc.divide(shared.column("count_all").cast(pa.float64()), denominator)
+    return pa.table({"item_id": shared.column("item_id"), "similar_id": shared.column("similar_id"), "score": score})
+
+
+def _reference_build(catalog: pa.Table, params: ComputeParams) -> pa.Table:
+    catalog = catalog.select(["item_id", "tags"]).sort_by("item_id")
+    top = top_k_per_group(
+        _reference_pairs(catalog, params.content_sim_max_tag_items),
+        "item_id",
+        [("score", "descending"), ("similar_id", "ascending")],
+        params.content_sim_top_k,
+    )
+    per_item = top.group_by("item_id", use_threads=False).aggregate([([], "count_all")])
+    lengths = (
+        pa.table({"item_id": catalog.column("item_id")})
+        .join(per_item, keys="item_id", join_type="left outer")
+        .sort_by("item_id")
+        .column("count_all")
+    )
+    lengths = pc.fill_null(lengths, 0).combine_chunks()
+    offsets = pa.concat_arrays([pa.array([0], pa.int64()), pc.cumulative_sum(lengths)]).cast(pa.int32())
+    out = pa.table(
+        {
+            "item_id": catalog.column("item_id"),
+            "tags": catalog.column("tags"),
+            "similar_items": pa.ListArray.from_arrays(offsets, top.column("similar_id").combine_chunks()),
+            "similar_scores": pa.ListArray.from_arrays(offsets, top.column("score").combine_chunks()),
+        }
+    )
+    return out.cast(content_sim.SCHEMA)
+
+
+def _random_catalog(rng: np.random.Generator) -> pa.Table:
+    """Item ids of mixed lengths in shuffled order (byte order differs from numeric order); tag sets drawn from a
+    few repeated templates or at random, with a skewed vocabulary (some tags on many items, most on few), so tag
+    sets repeat and scores tie; plus items without usable tags (empty, null, blank or null tags) and repeated tags
+    in a list."""
+    num_items = int(rng.integers(0, 100))
+    ids = rng.choice(10_000, size=num_items, replace=False)
+    item_ids = [f"i{number}" if number % 3 else f"item-{number}" for number in ids]
+    vocabulary = [f"t{index}" for index in range(int(rng.integers(1, 15)))]
+    popularity = 1.0 / np.arange(1, len(vocabulary) + 1)
+    popularity /= popularity.sum()
+
+    def draw_tags() -> list[str]:
+        size = int(rng.integers(1, min(4, len(vocabulary)) + 1))
+        return sorted(str(tag) for tag in rng.choice(vocabulary, size=size, replace=False, p=popularity))
+
+    templates = [draw_tags() for _ in range(int(rng.integers(1, 5)))]
+    tags: list[list[str | None] | None] = []
+    for _ in range(num_items):
+        draw = rng.random()
+        if draw < 0.5:
+            tags.append(list(templates[int(rng.integers(len(templates)))]))
+        elif draw < 0.85:
+            tags.append(draw_tags())
+        elif draw < 0.9:
+            tags.append([])
+        elif draw < 0.93:
+            tags.append(None)
+        elif draw < 0.96:
+            tags.append(["", None])
+        else:
+            tag = str(rng.choice(vocabulary))
+            tags.append([tag, tag, ""])
+    return pa.table({"item_id": pa.array(item_ids, pa.string()), "tags": pa.array(tags, pa.list_(pa.string()))})
+
+
+def _random_params(rng: np.random.Generator, catalog: pa.Table) -> ComputeParams:
+    """A small or the default top_k, and a tag cap that leaves some tags of `catalog` too common, or none."""
+    flat = pc.list_flatten(catalog.column("tags").combine_chunks())
+    counts = flat.value_counts().field("counts").to_numpy() if len(flat) else np.array([1])
+    return ComputeParams(
+        content_sim_top_k=int(rng.choice([1, 2, 3, 5, 50])),
+        content_sim_max_tag_items=int(rng.choice([1, max(1, int(np.median(counts))), max(1, counts.max() - 1), 5000])),
+    )
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_matches_the_self_join_reference_byte_for_byte(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(seed)
+    catalog = _random_catalog(rng)
+    params = _random_params(rng, catalog)
+    # Tiny blocks on every other seed, so the pairs are built over many blocks, some of one signature.
+    if seed % 2:
+        monkeypatch.setattr(content_sim, "_BLOCK_CANDIDATES", int(rng.integers(1, 40)))
+    expected = _reference_build(catalog, params)
+    out = content_sim.build_from_catalog(catalog, params)
+    assert out.schema == expected.schema
+    assert out.equals(expected)
+    assert to_parquet(out, content_sim.SCHEMA, kind=content_sim.KIND) == to_parquet(
+        expected, content_sim.SCHEMA, kind=content_sim.KIND
+    )
+
+
+def test_matches_the_reference_when_every_item_has_its_own_tag_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The case signatures do not help: a shared category each plus one distinct tag per item.
+    monkeypatch.setattr(content_sim, "_BLOCK_CANDIDATES", 50)
+    catalog = pa.table(
+        {
+            "item_id": [f"i{index:03d}" for index in range(120)],
+            "tags": [[f"category:{index % 4}", f"sku:{index}"] for index in range(120)],
+        }
+    )
+    params = ComputeParams(content_sim_top_k=5)
+    assert content_sim.build_from_catalog(catalog, params).equals(_reference_build(catalog, params))

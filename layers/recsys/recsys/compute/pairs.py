@@ -43,9 +43,14 @@ def sum_by_pair(
     a: np.ndarray, b: np.ndarray, count: np.ndarray, n_items: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(a, b, summed count) of every distinct pair, sorted by (a, b)."""
-    keys, inverse = np.unique(a * n_items + b, return_inverse=True)
-    summed = np.bincount(inverse, weights=count, minlength=keys.size).astype(np.int64)
-    return keys // n_items, keys % n_items, summed
+    keys = a * n_items + b
+    order = np.argsort(keys)
+    keys = keys[order]
+    starts = segment_starts(keys)
+    if starts.size == 0:
+        return keys, keys, np.asarray(count, np.int64)[order]
+    summed = np.add.reduceat(np.asarray(count, np.int64)[order], starts)
+    return keys[starts] // n_items, keys[starts] % n_items, summed
 
 
 def segment_starts(sorted_keys: np.ndarray) -> np.ndarray:

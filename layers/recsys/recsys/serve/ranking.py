@@ -67,12 +67,14 @@ similar (`similar`)
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from recsys.serve.models import Constraints, Item, NormalizedRecommend, NormalizedSimilar, Options, Warning_
 from recsys.serve.rules import Rule, RuleOutcome, apply_rules
-from recsys.serve.signals import Interaction, Scored, Signals
+from recsys.serve.signals import EMPTY_HISTORY, History, Scored, SignalArrays, Signals
 from recsys.serve.tenant_config import DEFAULT_WEIGHTS, SIGNAL_NAMES, EffectiveConfig
 
 POP, COOC, IMPLICIT, SESSION, CONTENT, KNN = SIGNAL_NAMES
@@ -154,22 +156,207 @@ class _Tags:
         return tags
 
 
-def _knn(signals: Signals, history: list[Interaction], requested: list[str], excluded: set[str]) -> dict[str, float]:
-    """knn(c) for every item_knn neighbour of the strongest history items and of the request anchors (docstring)."""
-    strongest = sorted((entry for entry in history if entry.score > 0), key=lambda entry: (-entry.score, entry.item_id))
-    strongest = strongest[:KNN_HISTORY_ITEMS]
-    summed: dict[str, float] = {}
-    if strongest:
-        top_history = strongest[0].score
-        for entry in strongest:
-            weight = entry.score / top_history
-            for neighbour in signals.item_neighbors(entry.item_id):
-                summed[neighbour.item_id] = summed.get(neighbour.item_id, 0.0) + neighbour.score * weight
-    top = max((value for item_id, value in summed.items() if item_id not in excluded), default=0.0)
-    values = {item_id: min(value / top, 1.0) for item_id, value in summed.items()} if top > 0 else {}
-    for anchor in requested:
-        _max_into(values, signals.item_neighbors(anchor))
+_NO_CODES = np.zeros(0, np.int64)
+_NO_VALUES = np.zeros(0)
+
+
+class _ListArrays:
+    """`SignalArrays` over any `Signals` (the tests' dicts): one lookup per item, ids coded in the order first seen."""
+
+    def __init__(self, signals: Signals) -> None:
+        self._signals = signals
+        self.available = signals.available
+        self._codes: dict[str, int] = {}
+        self._names: list[str] = []
+        self._lookups: dict[str, Callable[[str], list[Scored]]] = {
+            KIND[COOC]: signals.co_visited,
+            KIND[SESSION]: signals.next_items,
+            KIND[CONTENT]: signals.similar_by_tags,
+            KIND[KNN]: signals.item_neighbors,
+        }
+
+    def prepare(self, kinds: Iterable[str]) -> None:
+        pass
+
+    def _code(self, name: str) -> int:
+        code = self._codes.get(name)
+        if code is None:
+            code = self._codes[name] = len(self._names)
+            self._names.append(name)
+        return code
+
+    def codes(self, names: Iterable[str]) -> np.ndarray:
+        return np.array([self._code(name) for name in names], dtype=np.int64)
+
+    def names(self, codes: np.ndarray) -> list[str]:
+        return [self._names[code] for code in codes.tolist()]
+
+    def name(self, code: int) -> str:
+        return self._names[code]
+
+    def history(self, user_id: str) -> History:
+        rows = self._signals.user_items(user_id)
+        return History(
+            [row.item_id for row in rows],
+            np.array([row.score for row in rows], dtype=np.float64),
+            np.array([row.count for row in rows], dtype=np.int64),
+            np.array([row.last_us for row in rows], dtype=np.int64),
+        )
+
+    def popular(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        entries = self._signals.popular(n)
+        return self.codes(entry.item_id for entry in entries), np.array([e.score for e in entries], dtype=np.float64)
+
+    def popularity_of(self, codes: np.ndarray) -> np.ndarray:
+        return np.array([self._signals.popularity_of(name) for name in self.names(codes)], dtype=np.float64)
+
+    def neighbours(self, kind: str, sources: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        lookup = self._lookups[kind]
+        found = [(index, entry) for index, source in enumerate(sources) for entry in lookup(source)]
+        return (
+            np.array([index for index, _ in found], dtype=np.int64),
+            self.codes(entry.item_id for _, entry in found),
+            np.array([entry.score for _, entry in found], dtype=np.float64),
+        )
+
+    def tags(self, item_id: str) -> tuple[str, ...]:
+        return self._signals.tags(item_id)
+
+
+def signal_arrays(signals: Signals) -> SignalArrays:
+    """The array view ranking reads: `signals.arrays()` where implemented (the artifacts), else an adapter."""
+    arrays = getattr(signals, "arrays", None)
+    return arrays() if callable(arrays) else _ListArrays(signals)
+
+
+def _order_desc(keys: list[np.ndarray], names: list[str]) -> list[int]:
+    """Positions sorted by each key descending (the first key first), ties by name, then position (stable)."""
+    n = len(names)
+    if n == 0:
+        return []
+    order = np.lexsort([-key for key in reversed(keys)])
+    positions = order.tolist()
+    same = np.ones(n - 1, dtype=bool)
+    for key in keys:
+        ordered = key[order]
+        same &= ordered[1:] == ordered[:-1]
+    if not same.any():
+        return positions
+    out: list[int] = []
+    starts = [0, *(np.flatnonzero(~same) + 1).tolist(), n]
+    for start, end in zip(starts, starts[1:], strict=False):
+        run = positions[start:end]
+        out.extend(sorted(run, key=names.__getitem__) if end - start > 1 else run)
+    return out
+
+
+def _recent(history: History, count: int) -> list[str]:
+    """The `count` distinct history items with the latest last_us (ties: score desc, item_id asc)."""
+    recent: dict[str, None] = {}
+    if count <= 0:
+        return []
+    for at in _order_desc([history.last_us, history.scores], history.names):
+        recent.setdefault(history.names[at])
+        if len(recent) >= count:
+            break
+    return list(recent)
+
+
+def _strongest(history: History) -> tuple[list[str], np.ndarray]:
+    """The KNN_HISTORY_ITEMS history items with the highest score > 0 (ties: item_id asc), and their scores."""
+    positive = np.flatnonzero(history.scores > 0)
+    names = [history.names[at] for at in positive.tolist()]
+    scores = history.scores[positive]
+    order = _order_desc([scores], names)[:KNN_HISTORY_ITEMS]
+    return [names[at] for at in order], scores[np.array(order, dtype=np.int64)]
+
+
+def _group_max(codes: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted unique codes and the largest value of each."""
+    if not len(codes):
+        return _NO_CODES, _NO_VALUES
+    order = np.argsort(codes, kind="stable")
+    ordered = codes[order]
+    starts = np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1])))
+    return ordered[starts], np.maximum.reduceat(values[order], starts)
+
+
+def _last_per_code(codes: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted unique codes and the value of each one's last occurrence (a dict filled in order)."""
+    unique, first_from_end = np.unique(codes[::-1], return_index=True)
+    return unique, values[::-1][first_from_end]
+
+
+def _spread(candidates: np.ndarray, sparse: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """The value of each candidate in (sorted unique codes, values), 0.0 where it has none."""
+    codes, values = sparse
+    out = np.zeros(len(candidates))
+    if len(codes) and len(candidates):
+        at = np.minimum(np.searchsorted(codes, candidates), len(codes) - 1)
+        hit = codes[at] == candidates
+        out[hit] = values[at[hit]]
+    return out
+
+
+def _popularity(
+    arrays: SignalArrays, candidates: np.ndarray, top: tuple[np.ndarray, np.ndarray], max_pop: float
+) -> np.ndarray:
+    """pop(c): the top-F value where c is in it, else min(popularity(c) / max_pop, 1); 0 without a positive max."""
+    values = _spread(candidates, top)
+    if max_pop > 0 and len(candidates):
+        codes = top[0]
+        at = np.minimum(np.searchsorted(codes, candidates), max(len(codes) - 1, 0))
+        others = codes[at] != candidates if len(codes) else np.ones(len(candidates), dtype=bool)
+        if others.any():
+            values[others] = np.minimum(arrays.popularity_of(candidates[others]) / max_pop, 1.0)
     return values
+
+
+def _knn(
+    arrays: SignalArrays, strongest: tuple[list[str], np.ndarray], requested: list[str], excluded: set[str]
+) -> tuple[np.ndarray, np.ndarray]:
+    """knn(c) for every item_knn neighbour of the strongest history items and of the request anchors (docstring).
+
+    The sums add each neighbour's contributions in lookup order (np.bincount runs through its input in order), so
+    they are the same floats as a loop over the neighbours would give.
+    """
+    codes, values = _NO_CODES, _NO_VALUES
+    names, scores = strongest
+    if names:
+        source, neighbours, similarity = arrays.neighbours(KIND[KNN], names)
+        contributions = similarity * (scores / scores[0])[source]
+        unique, inverse = np.unique(neighbours, return_inverse=True)
+        summed = np.bincount(inverse, weights=contributions, minlength=len(unique))
+        counted = summed[~np.isin(unique, arrays.codes(list(excluded)))]
+        top = float(counted.max()) if len(counted) else 0.0
+        if top > 0:
+            codes, values = unique, np.minimum(summed / top, 1.0)
+    if requested:
+        _, neighbours, similarity = arrays.neighbours(KIND[KNN], requested)
+        codes, values = _group_max(np.concatenate([codes, neighbours]), np.concatenate([values, similarity]))
+    return codes, values
+
+
+def _by_score(scores: np.ndarray, name_of: Callable[[int], str], position: dict[str, int]) -> Iterator[str]:
+    """Candidate ids by score rounded to 6 decimals desc, then item_id, made lazily (a walk rarely goes past k).
+
+    Rounding keeps the order of raw scores, so equal rounded scores are neighbours in the raw order: sort the raw
+    scores once and order each run of equal rounded scores by id. Records each yielded id's index in `position`.
+    """
+    order = np.argsort(-scores, kind="stable")
+    ordered = scores[order].tolist()  # Python floats: round() must be Python's, not numpy's
+    at = order.tolist()
+    start, n = 0, len(at)
+    while start < n:
+        rounded = _round(ordered[start])
+        end = start + 1
+        while end < n and _round(ordered[end]) == rounded:
+            end += 1
+        run = sorted((name_of(index), index) for index in at[start:end])
+        for name, index in run:
+            position[name] = index
+            yield name
+        start = end
 
 
 def _unavailable(name: str) -> Warning_:
@@ -294,19 +481,24 @@ def rank(
     rules: list[Rule],
     now: dt.datetime,
 ) -> Ranked:
-    """Rank items for one /v1/recommend request (see the module docstring for the blend and its order)."""
+    """Rank items for one /v1/recommend request (see the module docstring for the blend and its order).
+
+    Works on item codes and numpy arrays (`SignalArrays`); item ids are made only for the items it returns (and for
+    every candidate when rules or required tags need them).
+    """
     weights = config.weights_for(request.weights)
-    available = signals.available
+    arrays = signal_arrays(signals)
+    available = arrays.available
     missing: set[str] = set()
     k = request.k
 
-    history = []
+    history = EMPTY_HISTORY
     if KIND[IMPLICIT] in available:
-        history = signals.user_items(request.subject) if request.subject else []
+        if request.subject:
+            history = arrays.history(request.subject)
     else:
         missing.add(IMPLICIT)
-    by_recency = sorted(history, key=lambda entry: (-entry.last_us, -entry.score, entry.item_id))
-    recent = list(dict.fromkeys(entry.item_id for entry in by_recency))[: config.recent_items]
+    recent = _recent(history, config.recent_items)
     requested: list[str] = []
     if request.anchors is not None:
         requested = list(request.anchors.item_ids[: request.anchors.max_anchors or None])
@@ -316,73 +508,99 @@ def rank(
     if request.candidates is not None:
         excluded.update(request.candidates.exclude_ids)
     if config.exclude_seen:
-        excluded.update(entry.item_id for entry in history)
+        excluded.update(history.names)
 
-    raw: dict[str, dict[str, float]] = {name: {} for name in SIGNAL_NAMES}
-    pool: dict[str, None] = {}
-
-    max_pop = 0.0
-    if KIND[POP] in available:
-        popular = signals.popular(max(k, config.fanout) + min(len(excluded), MAX_EXTRA_FANOUT))
-        max_pop = max((entry.score for entry in popular), default=0.0)
-        for entry in popular:
-            pool.setdefault(entry.item_id)
-            raw[POP][entry.item_id] = entry.score / max_pop if max_pop > 0 else 0.0
-    else:
-        missing.add(POP)
-
-    def neighbours(name: str, sources: list[str], lookup: Callable[[str], list[Scored]], decay: float = 1.0) -> None:
+    def used(name: str, sources: list[str]) -> bool:
         if not sources or weights[name] <= 0:
-            return
+            return False
         if KIND[name] not in available:
             missing.add(name)
-            return
-        for index, source in enumerate(sources):
-            _max_into(raw[name], lookup(source), decay**index)
-        pool.update(dict.fromkeys(raw[name]))
+            return False
+        return True
 
-    neighbours(COOC, anchors, signals.co_visited)
-    neighbours(SESSION, recent, signals.next_items, SESSION_DECAY)
-    neighbours(CONTENT, anchors, signals.similar_by_tags)
-    if weights[KNN] > 0 and (history or requested):
+    uses = {COOC: used(COOC, anchors), SESSION: used(SESSION, recent), CONTENT: used(CONTENT, anchors)}
+    strongest: tuple[list[str], np.ndarray] = ([], _NO_VALUES)
+    uses[KNN] = False
+    if weights[KNN] > 0 and (len(history) or requested):
         if KIND[KNN] not in available:
             missing.add(KNN)
         else:
-            raw[KNN] = _knn(signals, history, requested, excluded)
-            pool.update(dict.fromkeys(raw[KNN]))
+            strongest = _strongest(history)
+            uses[KNN] = bool(strongest[0] or requested)
+    if KIND[POP] not in available:
+        missing.add(POP)
+    # Load (and code) every kind this request reads before any item id becomes a code.
+    kinds = [KIND[POP]] if KIND[POP] in available else []
+    arrays.prepare(kinds + [KIND[name] for name in (COOC, SESSION, CONTENT, KNN) if uses[name]])
 
-    max_history = max((entry.score for entry in history), default=0.0)
+    pool: list[np.ndarray] = []
+    raw: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # signal -> (sorted unique codes, values)
+    max_pop = 0.0
+    top_pop = (_NO_CODES, _NO_VALUES)
+    if KIND[POP] in available:
+        codes, scores = arrays.popular(max(k, config.fanout) + min(len(excluded), MAX_EXTRA_FANOUT))
+        max_pop = float(scores.max()) if len(scores) else 0.0
+        pool.append(codes)
+        top_pop = _last_per_code(codes, scores / max_pop if max_pop > 0 else np.zeros(len(scores)))
+
+    def neighbours(name: str, sources: list[str], decay: float = 1.0) -> None:
+        source, codes, scores = arrays.neighbours(KIND[name], sources)
+        factors = np.array([decay**index for index in range(len(sources))])
+        raw[name] = _group_max(codes, factors[source] * scores)
+        pool.append(raw[name][0])
+
+    if uses[COOC]:
+        neighbours(COOC, anchors)
+    if uses[SESSION]:
+        neighbours(SESSION, recent, SESSION_DECAY)
+    if uses[CONTENT]:
+        neighbours(CONTENT, anchors)
+    if uses[KNN]:
+        raw[KNN] = _knn(arrays, strongest, requested, excluded)
+        pool.append(raw[KNN][0])
+
+    max_history = float(history.scores.max()) if len(history) else 0.0
     if max_history > 0:
-        for entry in history:
-            raw[IMPLICIT][entry.item_id] = max(raw[IMPLICIT].get(entry.item_id, 0.0), entry.score / max_history)
+        codes, values = _group_max(arrays.codes(history.names), history.scores / max_history)
+        raw[IMPLICIT] = (codes, np.maximum(0.0, values))
     if not config.exclude_seen:
-        pool.update(dict.fromkeys(entry.item_id for entry in history))
+        pool.append(arrays.codes(history.names))
     allow: set[str] | None = None
     if request.candidates is not None and request.candidates.include_ids:
         allow = set(request.candidates.include_ids)
-        pool.update(dict.fromkeys(request.candidates.include_ids))
+        pool.append(arrays.codes(request.candidates.include_ids))
 
-    tags = _Tags(signals)
+    candidates = np.unique(np.concatenate(pool)) if pool else _NO_CODES
+    candidates = candidates[~np.isin(candidates, arrays.codes(list(excluded)))]
+    tags = _Tags(arrays)
     required = set(request.constraints.required_tags) if request.constraints else set()
+    names: list[str] | None = None
+    if required:
+        names = arrays.names(candidates)
+        keep = [any(tag in required for tag in tags(name)) for name in names]
+        candidates = candidates[np.array(keep, dtype=bool)]
+        names = [name for name, kept in zip(names, keep, strict=True) if kept]
 
     def eligible(item_id: str) -> bool:
         if item_id in excluded:
             return False
         return not required or any(tag in required for tag in tags(item_id))
 
-    pop_raw = raw[POP]
-    weighted = [(weights[name], raw[name]) for name in SIGNAL_NAMES if weights[name] > 0]
-    base: dict[str, float] = {}
-    for item_id in pool:
-        if not eligible(item_id):
-            continue
-        if item_id not in pop_raw:
-            pop_raw[item_id] = min(signals.popularity_of(item_id) / max_pop, 1.0) if max_pop > 0 else 0.0
-        base[item_id] = sum(weight * signal.get(item_id, 0.0) for weight, signal in weighted)
+    values = {name: _spread(candidates, raw.get(name, (_NO_CODES, _NO_VALUES))) for name in SIGNAL_NAMES}
+    values[POP] = _popularity(arrays, candidates, top_pop, max_pop)
+    base = np.zeros(len(candidates))
+    for name in SIGNAL_NAMES:
+        if weights[name] > 0:
+            base = base + weights[name] * values[name]
 
+    position: dict[str, int] = {}
+    outcome: RuleOutcome | None = None
     if rules:
+        names = names if names is not None else arrays.names(candidates)
+        base_scores = dict(zip(names, base.tolist(), strict=True))
+        position = {name: index for index, name in enumerate(names)}
         outcome = apply_rules(
-            base,
+            base_scores,
             tags,
             rules,
             surface=request.surface,
@@ -390,24 +608,28 @@ def rank(
             now=now,
             max_pins=config.max_pins,
         )
+        scores = {item: score for item, score in outcome.scores.items() if item in position or eligible(item)}
+        pinned = [item for item in outcome.pinned if item in position or eligible(item)]
+        selection = _select(_order(scores, pinned), k, tags, request.constraints, allow)
     else:
-        outcome = RuleOutcome(scores=dict(base))
-    scores = {item_id: score for item_id, score in outcome.scores.items() if item_id in base or eligible(item_id)}
-    pinned = [item_id for item_id in outcome.pinned if item_id in base or eligible(item_id)]
-
-    selection = _select(_order(scores, pinned), k, tags, request.constraints, allow)
+        codes = candidates.tolist()
+        ordered = _by_score(base, lambda index: arrays.name(codes[index]), position)
+        selection = _select(ordered, k, tags, request.constraints, allow)
+        scores = {item: float(base[position[item]]) for item in selection.kept}
 
     warnings = [_unavailable(name) for name in SIGNAL_NAMES if name in missing]
     warnings += _tag_lookup_warning(request.constraints, available)
-    injected = sum(1 for item_id in selection.kept if item_id in outcome.pinned and item_id not in base)
-    if injected:
-        warnings.append(
-            Warning_(code="RULE_PIN_INJECTED", detail=f"{injected} pinned items were injected into results")
-        )
+    if outcome is not None:
+        injected = sum(1 for item in selection.kept if item in outcome.pinned and item not in position)
+        if injected:
+            warnings.append(
+                Warning_(code="RULE_PIN_INJECTED", detail=f"{injected} pinned items were injected into results")
+            )
     warnings += _constraint_warnings(selection, allow)
-    kept_values = (item_id for item_id in selection.kept if item_id in base)  # pins/injected items carry no signals
-    values = {item_id: {name: raw[name].get(item_id, 0.0) for name in SIGNAL_NAMES} for item_id in kept_values}
-    items = _items(selection.kept, scores, values, weights, outcome.reasons, request.options, anchors)
+    kept = {item: position[item] for item in selection.kept if item in position}  # pins/injected: no signals
+    item_values = {item: {name: float(values[name][at]) for name in SIGNAL_NAMES} for item, at in kept.items()}
+    reasons = outcome.reasons if outcome is not None else {}
+    items = _items(selection.kept, scores, item_values, weights, reasons, request.options, anchors)
     return Ranked(items=items, warnings=warnings)
 
 

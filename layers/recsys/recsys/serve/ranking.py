@@ -271,70 +271,55 @@ def _strongest(history: History) -> tuple[list[str], np.ndarray]:
     return [names[at] for at in order], scores[np.array(order, dtype=np.int64)]
 
 
-def _group_max(codes: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Sorted unique codes and the largest value of each."""
-    if not len(codes):
-        return _NO_CODES, _NO_VALUES
-    order = np.argsort(codes, kind="stable")
-    ordered = codes[order]
-    starts = np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1])))
-    return ordered[starts], np.maximum.reduceat(values[order], starts)
+class _Parts:
+    """Item codes of every lookup of one request, numbered 0..n-1 together (one sort) once all are in."""
+
+    def __init__(self) -> None:
+        self._codes: list[np.ndarray] = []
+        self._at: list[np.ndarray] = []
+        self.items = _NO_CODES
+
+    def add(self, codes: np.ndarray) -> int:
+        self._codes.append(codes)
+        return len(self._codes) - 1
+
+    def number(self) -> int:
+        """Number the distinct codes (`items`, sorted); returns how many there are."""
+        if self._codes:
+            self.items, inverse = np.unique(np.concatenate(self._codes), return_inverse=True)
+            bounds = np.cumsum([0, *(len(codes) for codes in self._codes)])
+            self._at = [inverse[bounds[i] : bounds[i + 1]] for i in range(len(self._codes))]
+        return len(self.items)
+
+    def at(self, part: int) -> np.ndarray:
+        """The numbers of one part's codes, in its order."""
+        return self._at[part]
+
+    def mark(self, parts: Iterable[int | None]) -> np.ndarray:
+        """True for the numbers of the items in any of `parts`."""
+        marked = np.zeros(len(self.items), dtype=bool)
+        for part in parts:
+            if part is not None:
+                marked[self._at[part]] = True
+        return marked
 
 
-def _last_per_code(codes: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Sorted unique codes and the value of each one's last occurrence (a dict filled in order)."""
-    unique, first_from_end = np.unique(codes[::-1], return_index=True)
-    return unique, values[::-1][first_from_end]
-
-
-def _spread(candidates: np.ndarray, sparse: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
-    """The value of each candidate in (sorted unique codes, values), 0.0 where it has none."""
-    codes, values = sparse
-    out = np.zeros(len(candidates))
-    if len(codes) and len(candidates):
-        at = np.minimum(np.searchsorted(codes, candidates), len(codes) - 1)
-        hit = codes[at] == candidates
-        out[hit] = values[at[hit]]
+def _max_of(n: int, at: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Per number, the largest of its values (a dict kept at the max of what was put in); 0.0 where none."""
+    out = np.full(n, -np.inf)
+    np.maximum.at(out, at, values)
+    out[out == -np.inf] = 0.0
     return out
 
 
-def _popularity(
-    arrays: SignalArrays, candidates: np.ndarray, top: tuple[np.ndarray, np.ndarray], max_pop: float
-) -> np.ndarray:
-    """pop(c): the top-F value where c is in it, else min(popularity(c) / max_pop, 1); 0 without a positive max."""
-    values = _spread(candidates, top)
-    if max_pop > 0 and len(candidates):
-        codes = top[0]
-        at = np.minimum(np.searchsorted(codes, candidates), max(len(codes) - 1, 0))
-        others = codes[at] != candidates if len(codes) else np.ones(len(candidates), dtype=bool)
-        if others.any():
-            values[others] = np.minimum(arrays.popularity_of(candidates[others]) / max_pop, 1.0)
-    return values
-
-
-def _knn(
-    arrays: SignalArrays, strongest: tuple[list[str], np.ndarray], requested: list[str], excluded: set[str]
-) -> tuple[np.ndarray, np.ndarray]:
-    """knn(c) for every item_knn neighbour of the strongest history items and of the request anchors (docstring).
-
-    The sums add each neighbour's contributions in lookup order (np.bincount runs through its input in order), so
-    they are the same floats as a loop over the neighbours would give.
-    """
-    codes, values = _NO_CODES, _NO_VALUES
-    names, scores = strongest
-    if names:
-        source, neighbours, similarity = arrays.neighbours(KIND[KNN], names)
-        contributions = similarity * (scores / scores[0])[source]
-        unique, inverse = np.unique(neighbours, return_inverse=True)
-        summed = np.bincount(inverse, weights=contributions, minlength=len(unique))
-        counted = summed[~np.isin(unique, arrays.codes(list(excluded)))]
-        top = float(counted.max()) if len(counted) else 0.0
-        if top > 0:
-            codes, values = unique, np.minimum(summed / top, 1.0)
-    if requested:
-        _, neighbours, similarity = arrays.neighbours(KIND[KNN], requested)
-        codes, values = _group_max(np.concatenate([codes, neighbours]), np.concatenate([values, similarity]))
-    return codes, values
+def _last_of(n: int, at: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Per number, the value put in last (a dict assigned in order); 0.0 where none."""
+    out = np.zeros(n)
+    if len(at) and np.bincount(at, minlength=n).max() > 1:  # repeated items: keep each one's last value
+        last = len(at) - 1 - np.unique(at[::-1], return_index=True)[1]
+        at, values = at[last], values[last]
+    out[at] = values
+    return out
 
 
 def _by_score(scores: np.ndarray, name_of: Callable[[int], str], position: dict[str, int]) -> Iterator[str]:
@@ -483,8 +468,10 @@ def rank(
 ) -> Ranked:
     """Rank items for one /v1/recommend request (see the module docstring for the blend and its order).
 
-    Works on item codes and numpy arrays (`SignalArrays`); item ids are made only for the items it returns (and for
-    every candidate when rules or required tags need them).
+    Works on item codes and numpy arrays (`SignalArrays`): every lookup's items are numbered together once, each
+    signal is one array over those numbers, and item ids are made only for the items returned (and for every
+    candidate when rules or required tags need them). The floats are the same as per-item arithmetic gives: the
+    same operations on the same values, sums added in lookup order.
     """
     weights = config.weights_for(request.weights)
     arrays = signal_arrays(signals)
@@ -504,9 +491,10 @@ def rank(
         requested = list(request.anchors.item_ids[: request.anchors.max_anchors or None])
     anchors = list(dict.fromkeys(requested + recent))
 
-    excluded = set(requested)
+    excluded_ids = list(requested)
     if request.candidates is not None:
-        excluded.update(request.candidates.exclude_ids)
+        excluded_ids += request.candidates.exclude_ids
+    excluded = set(excluded_ids)
     if config.exclude_seen:
         excluded.update(history.names)
 
@@ -518,9 +506,8 @@ def rank(
             return False
         return True
 
-    uses = {COOC: used(COOC, anchors), SESSION: used(SESSION, recent), CONTENT: used(CONTENT, anchors)}
+    uses = {COOC: used(COOC, anchors), SESSION: used(SESSION, recent), CONTENT: used(CONTENT, anchors), KNN: False}
     strongest: tuple[list[str], np.ndarray] = ([], _NO_VALUES)
-    uses[KNN] = False
     if weights[KNN] > 0 and (len(history) or requested):
         if KIND[KNN] not in available:
             missing.add(KNN)
@@ -533,21 +520,23 @@ def rank(
     kinds = [KIND[POP]] if KIND[POP] in available else []
     arrays.prepare(kinds + [KIND[name] for name in (COOC, SESSION, CONTENT, KNN) if uses[name]])
 
-    pool: list[np.ndarray] = []
-    raw: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # signal -> (sorted unique codes, values)
+    # Lookups: each gives a part of codes (and values) to number together.
+    parts = _Parts()
+    pool: list[int] = []  # the parts whose items are candidates
     max_pop = 0.0
-    top_pop = (_NO_CODES, _NO_VALUES)
+    pop: tuple[int, np.ndarray] | None = None
     if KIND[POP] in available:
         codes, scores = arrays.popular(max(k, config.fanout) + min(len(excluded), MAX_EXTRA_FANOUT))
         max_pop = float(scores.max()) if len(scores) else 0.0
-        pool.append(codes)
-        top_pop = _last_per_code(codes, scores / max_pop if max_pop > 0 else np.zeros(len(scores)))
+        pop = (parts.add(codes), scores / max_pop if max_pop > 0 else np.zeros(len(scores)))
+        pool.append(pop[0])
+    maxed: dict[str, tuple[int, np.ndarray]] = {}
 
     def neighbours(name: str, sources: list[str], decay: float = 1.0) -> None:
         source, codes, scores = arrays.neighbours(KIND[name], sources)
         factors = np.array([decay**index for index in range(len(sources))])
-        raw[name] = _group_max(codes, factors[source] * scores)
-        pool.append(raw[name][0])
+        maxed[name] = (parts.add(codes), factors[source] * scores)
+        pool.append(maxed[name][0])
 
     if uses[COOC]:
         neighbours(COOC, anchors)
@@ -555,52 +544,83 @@ def rank(
         neighbours(SESSION, recent, SESSION_DECAY)
     if uses[CONTENT]:
         neighbours(CONTENT, anchors)
+    knn_sums: tuple[int, np.ndarray] | None = None
     if uses[KNN]:
-        raw[KNN] = _knn(arrays, strongest, requested, excluded)
-        pool.append(raw[KNN][0])
-
-    max_history = float(history.scores.max()) if len(history) else 0.0
-    if max_history > 0:
-        codes, values = _group_max(arrays.codes(history.names), history.scores / max_history)
-        raw[IMPLICIT] = (codes, np.maximum(0.0, values))
+        names, scores = strongest
+        if names:
+            source, codes, similarity = arrays.neighbours(KIND[KNN], names)
+            knn_sums = (parts.add(codes), similarity * (scores / scores[0])[source])
+        if requested:
+            _, codes, similarity = arrays.neighbours(KIND[KNN], requested)
+            maxed[KNN] = (parts.add(codes), similarity)
+            pool.append(maxed[KNN][0])
+    seen = parts.add(arrays.codes(history.names))
     if not config.exclude_seen:
-        pool.append(arrays.codes(history.names))
+        pool.append(seen)
+    excluded_part = parts.add(arrays.codes(excluded_ids))
     allow: set[str] | None = None
     if request.candidates is not None and request.candidates.include_ids:
         allow = set(request.candidates.include_ids)
-        pool.append(arrays.codes(request.candidates.include_ids))
+        pool.append(parts.add(arrays.codes(request.candidates.include_ids)))
 
-    candidates = np.unique(np.concatenate(pool)) if pool else _NO_CODES
-    candidates = candidates[~np.isin(candidates, arrays.codes(list(excluded)))]
+    n = parts.number()
+    is_excluded = parts.mark([excluded_part, seen if config.exclude_seen else None])
+    in_pool = parts.mark(pool)
+    values = {name: _max_of(n, parts.at(part), found) for name, (part, found) in maxed.items()}
+    if knn_sums is not None:  # knn(c) = max(user(c), anchor(c)): the user part first (module docstring)
+        at = parts.at(knn_sums[0])
+        summed = np.bincount(at, weights=knn_sums[1], minlength=n)  # adds each item's terms in lookup order
+        summed_items = parts.mark([knn_sums[0]])
+        counted = summed[summed_items & ~is_excluded]
+        top = float(counted.max()) if len(counted) else 0.0
+        if top > 0:
+            user = np.where(summed_items, np.minimum(summed / top, 1.0), -np.inf)
+            if KNN in values:  # anchor similarities: the larger of the two
+                anchor = parts.at(maxed[KNN][0])
+                np.maximum.at(user, anchor, maxed[KNN][1])
+            user[user == -np.inf] = 0.0
+            values[KNN] = user
+            in_pool |= summed_items
+    max_history = float(history.scores.max()) if len(history) else 0.0
+    if max_history > 0:
+        values[IMPLICIT] = np.zeros(n)
+        np.maximum.at(values[IMPLICIT], parts.at(seen), history.scores / max_history)
+    values[POP] = _last_of(n, parts.at(pop[0]), pop[1]) if pop is not None else np.zeros(n)
+    for name in SIGNAL_NAMES:
+        values.setdefault(name, np.zeros(n))
+
+    eligible = np.flatnonzero(in_pool & ~is_excluded)
     tags = _Tags(arrays)
     required = set(request.constraints.required_tags) if request.constraints else set()
     names: list[str] | None = None
     if required:
-        names = arrays.names(candidates)
+        names = arrays.names(parts.items[eligible])
         keep = [any(tag in required for tag in tags(name)) for name in names]
-        candidates = candidates[np.array(keep, dtype=bool)]
+        eligible = eligible[np.array(keep, dtype=bool)]
         names = [name for name, kept in zip(names, keep, strict=True) if kept]
+    if max_pop > 0:  # pop(c) outside the top F: looked up, capped at 1
+        others = eligible[~parts.mark([pop[0]] if pop is not None else [])[eligible]]
+        if len(others):
+            values[POP][others] = np.minimum(arrays.popularity_of(parts.items[others]) / max_pop, 1.0)
 
-    def eligible(item_id: str) -> bool:
+    base = np.zeros(len(eligible))
+    for name in SIGNAL_NAMES:
+        if weights[name] > 0:
+            base = base + weights[name] * values[name][eligible]
+
+    position: dict[str, int] = {}  # item id -> index into eligible (the items that have signal values)
+
+    def eligible_id(item_id: str) -> bool:
         if item_id in excluded:
             return False
         return not required or any(tag in required for tag in tags(item_id))
 
-    values = {name: _spread(candidates, raw.get(name, (_NO_CODES, _NO_VALUES))) for name in SIGNAL_NAMES}
-    values[POP] = _popularity(arrays, candidates, top_pop, max_pop)
-    base = np.zeros(len(candidates))
-    for name in SIGNAL_NAMES:
-        if weights[name] > 0:
-            base = base + weights[name] * values[name]
-
-    position: dict[str, int] = {}
     outcome: RuleOutcome | None = None
     if rules:
-        names = names if names is not None else arrays.names(candidates)
-        base_scores = dict(zip(names, base.tolist(), strict=True))
+        names = names if names is not None else arrays.names(parts.items[eligible])
         position = {name: index for index, name in enumerate(names)}
         outcome = apply_rules(
-            base_scores,
+            dict(zip(names, base.tolist(), strict=True)),
             tags,
             rules,
             surface=request.surface,
@@ -608,11 +628,11 @@ def rank(
             now=now,
             max_pins=config.max_pins,
         )
-        scores = {item: score for item, score in outcome.scores.items() if item in position or eligible(item)}
-        pinned = [item for item in outcome.pinned if item in position or eligible(item)]
+        scores = {item: score for item, score in outcome.scores.items() if item in position or eligible_id(item)}
+        pinned = [item for item in outcome.pinned if item in position or eligible_id(item)]
         selection = _select(_order(scores, pinned), k, tags, request.constraints, allow)
     else:
-        codes = candidates.tolist()
+        codes = parts.items[eligible].tolist()
         ordered = _by_score(base, lambda index: arrays.name(codes[index]), position)
         selection = _select(ordered, k, tags, request.constraints, allow)
         scores = {item: float(base[position[item]]) for item in selection.kept}
@@ -626,7 +646,7 @@ def rank(
                 Warning_(code="RULE_PIN_INJECTED", detail=f"{injected} pinned items were injected into results")
             )
     warnings += _constraint_warnings(selection, allow)
-    kept = {item: position[item] for item in selection.kept if item in position}  # pins/injected: no signals
+    kept = {item: int(eligible[position[item]]) for item in selection.kept if item in position}  # pins: no signals
     item_values = {item: {name: float(values[name][at]) for name in SIGNAL_NAMES} for item, at in kept.items()}
     reasons = outcome.reasons if outcome is not None else {}
     items = _items(selection.kept, scores, item_values, weights, reasons, request.options, anchors)

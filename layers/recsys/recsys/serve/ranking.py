@@ -158,6 +158,7 @@ class _Tags:
 
 _NO_CODES = np.zeros(0, np.int64)
 _NO_VALUES = np.zeros(0)
+_WALK_CHUNK = 32
 
 
 class _ListArrays:
@@ -329,19 +330,40 @@ def _by_score(scores: np.ndarray, name_of: Callable[[int], str], position: dict[
     scores once and order each run of equal rounded scores by id. Records each yielded id's index in `position`.
     """
     order = np.argsort(-scores, kind="stable")
-    ordered = scores[order].tolist()  # Python floats: round() must be Python's, not numpy's
-    at = order.tolist()
-    start, n = 0, len(at)
+    n = len(order)
+    at: list[int] = []
+    ordered: list[float] = []  # Python floats: round() must be Python's, not numpy's
+
+    def convert(upto: int) -> None:  # a chunk at a time: most of the order is never walked
+        chunk = order[len(at) : max(upto + 1, len(at) + _WALK_CHUNK)]
+        at.extend(chunk.tolist())
+        ordered.extend(scores[chunk].tolist())
+
+    start = 0
+    rounded = None
     while start < n:
-        rounded = _round(ordered[start])
-        end = start + 1
-        while end < n and _round(ordered[end]) == rounded:
-            end += 1
-        run = sorted((name_of(index), index) for index in at[start:end])
-        for name, index in run:
+        if start >= len(at):
+            convert(start)
+        if rounded is None:
+            rounded = _round(ordered[start])
+        end, following = start + 1, None
+        while end < n:
+            if end >= len(at):
+                convert(end)
+            following = _round(ordered[end])
+            if following != rounded:
+                break
+            end, following = end + 1, None
+        if end - start == 1:
+            index = at[start]
+            name = name_of(index)
             position[name] = index
             yield name
-        start = end
+        else:
+            for name, index in sorted((name_of(index), index) for index in at[start:end]):
+                position[name] = index
+                yield name
+        start, rounded = end, following
 
 
 def _unavailable(name: str) -> Warning_:
@@ -416,8 +438,8 @@ def _items(
             if options.explain == "full":
                 explain["raw"] = {name: _round(raw[name]) for name in SIGNAL_NAMES}
                 explain["anchors"] = list(anchors)
-        items.append(
-            Item(
+        items.append(  # every field is already of its type: no validation needed
+            Item.model_construct(
                 item_id=item_id,
                 rank=position,
                 score=_round(scores.get(item_id, 0.0)),
@@ -646,8 +668,11 @@ def rank(
                 Warning_(code="RULE_PIN_INJECTED", detail=f"{injected} pinned items were injected into results")
             )
     warnings += _constraint_warnings(selection, allow)
-    kept = {item: int(eligible[position[item]]) for item in selection.kept if item in position}  # pins: no signals
-    item_values = {item: {name: float(values[name][at]) for name in SIGNAL_NAMES} for item, at in kept.items()}
+    kept = [item for item in selection.kept if item in position]  # pins and injected items carry no signals
+    kept_at = eligible[np.array([position[item] for item in kept], dtype=np.int64)]
+    columns = [values[name][kept_at].tolist() for name in SIGNAL_NAMES]
+    rows = zip(*columns, strict=True)
+    item_values = {item: dict(zip(SIGNAL_NAMES, row, strict=True)) for item, row in zip(kept, rows, strict=True)}
     reasons = outcome.reasons if outcome is not None else {}
     items = _items(selection.kept, scores, item_values, weights, reasons, request.options, anchors)
     return Ranked(items=items, warnings=warnings)

@@ -71,6 +71,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
+from pydantic import TypeAdapter
 
 from recsys.serve.models import Constraints, Item, NormalizedRecommend, NormalizedSimilar, Options, Warning_
 from recsys.serve.rules import Rule, RuleOutcome, apply_rules
@@ -119,6 +120,7 @@ KNN_HISTORY_ITEMS = 50
 """The knn signal looks up the item_knn neighbours of at most this many history items (the highest scores)."""
 
 _ZERO = dict.fromkeys(SIGNAL_NAMES, 0.0)
+_ITEMS = TypeAdapter(list[Item])
 
 
 @dataclass
@@ -424,7 +426,7 @@ def _items(
     options: Options,
     anchors: list[str],
 ) -> list[Item]:
-    items = []
+    rows = []
     for position, item_id in enumerate(kept, start=1):
         raw = values.get(item_id, _ZERO)
         contributions = {name: weights.get(name, 0.0) * raw[name] for name in SIGNAL_NAMES}
@@ -438,16 +440,9 @@ def _items(
             if options.explain == "full":
                 explain["raw"] = {name: _round(raw[name]) for name in SIGNAL_NAMES}
                 explain["anchors"] = list(anchors)
-        items.append(  # every field is already of its type: no validation needed
-            Item.model_construct(
-                item_id=item_id,
-                rank=position,
-                score=_round(scores.get(item_id, 0.0)),
-                reasons=reasons,
-                explain=explain,
-            )
-        )
-    return items
+        score = _round(scores.get(item_id, 0.0))
+        rows.append({"item_id": item_id, "rank": position, "score": score, "reasons": reasons, "explain": explain})
+    return _ITEMS.validate_python(rows)  # one validation call for the list: cheaper than one per Item
 
 
 def _order(scores: Mapping[str, float], pinned: list[str]) -> list[str]:

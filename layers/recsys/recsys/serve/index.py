@@ -174,13 +174,13 @@ class ItemVocabulary:
         new = np.flatnonzero((codes < 0) & valid)
         if len(new):
             start = len(self._names)
-            added: list[str] = []
-            for row, name in zip(new.tolist(), names.take(pa.array(new)).to_pylist(), strict=True):
-                code = self._codes.get(name)
-                if code is None:
-                    code = self._codes[name] = start + len(added)
-                    added.append(name)
-                codes[row] = code
+            new_names = names.take(pa.array(new)).to_pylist()
+            added = list(dict.fromkeys(new_names))
+            self._codes.update(zip(added, range(start, start + len(added)), strict=True))
+            if len(added) == len(new_names):  # the usual case: a table's names are a dictionary (distinct)
+                codes[new] = np.arange(start, start + len(added), dtype=np.int32)
+            else:
+                codes[new] = [self._codes[name] for name in new_names]
             self._names.extend(added)
             self._chunks.append(pa.array(added, pa.string()))
         return codes

@@ -2,6 +2,9 @@
 
 Pure and deterministic: no I/O (everything comes through `Signals`), no clock (the caller passes `now`), no
 randomness; per-request work is proportional to the candidates (the only catalog-wide lookup is popularity top-F).
+`rank` works on item codes and numpy arrays (`SignalArrays`: the artifacts' own view, or an adapter over the
+per-item lookups of any other `Signals`); every formula below is computed with the same float operations in the
+same order as a per-item loop would, so the arrays change nothing but the time.
 
 recommend (`rank`)
 ------------------

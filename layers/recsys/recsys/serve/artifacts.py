@@ -1143,6 +1143,8 @@ class ArtifactArrays:
         return np.array(out, dtype=np.int64)
 
     def names(self, codes: np.ndarray) -> list[str]:
+        if len(codes) and codes.min() >= 0:  # the usual case: every id is in the vocabulary
+            return self._vocabulary.names(codes)
         return [self.name(code) for code in codes.tolist()]
 
     def name(self, code: int) -> str:

@@ -72,6 +72,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from itertools import islice
 
 import numpy as np
 from pydantic import TypeAdapter
@@ -328,7 +329,9 @@ def _last_of(n: int, at: np.ndarray, values: np.ndarray) -> np.ndarray:
     return out
 
 
-def _by_score(scores: np.ndarray, name_of: Callable[[int], str], position: dict[str, int]) -> Iterator[str]:
+def _by_score(
+    scores: np.ndarray, codes: np.ndarray, names: Callable[[np.ndarray], list[str]], position: dict[str, int]
+) -> Iterator[str]:
     """Candidate ids by score rounded to 6 decimals desc, then item_id, made lazily (a walk rarely goes past k).
 
     Rounding keeps the order of raw scores, so equal rounded scores are neighbours in the raw order: sort the raw
@@ -338,11 +341,13 @@ def _by_score(scores: np.ndarray, name_of: Callable[[int], str], position: dict[
     n = len(order)
     at: list[int] = []
     ordered: list[float] = []  # Python floats: round() must be Python's, not numpy's
+    ids: list[str] = []
 
     def convert(upto: int) -> None:  # a chunk at a time: most of the order is never walked
         chunk = order[len(at) : max(upto + 1, len(at) + _WALK_CHUNK)]
         at.extend(chunk.tolist())
         ordered.extend(scores[chunk].tolist())
+        ids.extend(names(codes[chunk]))
 
     start = 0
     rounded = None
@@ -360,12 +365,10 @@ def _by_score(scores: np.ndarray, name_of: Callable[[int], str], position: dict[
                 break
             end, following = end + 1, None
         if end - start == 1:
-            index = at[start]
-            name = name_of(index)
-            position[name] = index
-            yield name
+            position[ids[start]] = at[start]
+            yield ids[start]
         else:
-            for name, index in sorted((name_of(index), index) for index in at[start:end]):
+            for name, index in sorted(zip(ids[start:end], at[start:end], strict=True)):
                 position[name] = index
                 yield name
         start, rounded = end, following
@@ -398,6 +401,9 @@ def _select(
     caps: Mapping[str, int] = constraints.max_per_tag if constraints else {}
     counts: dict[str, int] = {}
     selection = _Selection(kept=[])
+    if not forbidden and not caps and allow is None:  # nothing to check: the first k
+        selection.kept.extend(islice(ordered, k))
+        return selection
     passed = 0  # items that passed the tag constraints: the allow-list counts removals among the first k of them
     for item in ordered:
         if len(selection.kept) >= k:
@@ -430,9 +436,15 @@ def _items(
     anchors: list[str],
 ) -> list[Item]:
     rows = []
+    explaining = options.include_reasons or options.explain in ("summary", "full")
+    weight_of = [(name, weights.get(name, 0.0)) for name in SIGNAL_NAMES]
     for position, item_id in enumerate(kept, start=1):
+        score = _round(scores.get(item_id, 0.0))
+        if not explaining:
+            rows.append({"item_id": item_id, "rank": position, "score": score, "reasons": None, "explain": None})
+            continue
         raw = values.get(item_id, _ZERO)
-        contributions = {name: weights.get(name, 0.0) * raw[name] for name in SIGNAL_NAMES}
+        contributions = {name: weight * raw[name] for name, weight in weight_of}
         tokens = list(rule_reasons.get(item_id, ()))
         reasons = None
         if options.include_reasons:
@@ -443,7 +455,6 @@ def _items(
             if options.explain == "full":
                 explain["raw"] = {name: _round(raw[name]) for name in SIGNAL_NAMES}
                 explain["anchors"] = list(anchors)
-        score = _round(scores.get(item_id, 0.0))
         rows.append({"item_id": item_id, "rank": position, "score": score, "reasons": reasons, "explain": explain})
     return _ITEMS.validate_python(rows)  # one validation call for the list: cheaper than one per Item
 
@@ -652,8 +663,7 @@ def rank(
         pinned = [item for item in outcome.pinned if item in position or eligible_id(item)]
         selection = _select(_order(scores, pinned), k, tags, request.constraints, allow)
     else:
-        codes = parts.items[eligible].tolist()
-        ordered = _by_score(base, lambda index: arrays.name(codes[index]), position)
+        ordered = _by_score(base, parts.items[eligible], arrays.names, position)
         selection = _select(ordered, k, tags, request.constraints, allow)
         scores = {item: float(base[position[item]]) for item in selection.kept}
 

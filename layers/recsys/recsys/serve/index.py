@@ -176,12 +176,12 @@ class ItemVocabulary:
             start = len(self._names)
             new_names = names.take(pa.array(new)).to_pylist()
             added = list(dict.fromkeys(new_names))
+            self._names.extend(added)  # before the codes: a code another thread can see always has its name
             self._codes.update(zip(added, range(start, start + len(added)), strict=True))
             if len(added) == len(new_names):  # the usual case: a table's names are a dictionary (distinct)
                 codes[new] = np.arange(start, start + len(added), dtype=np.int32)
             else:
                 codes[new] = [self._codes[name] for name in new_names]
-            self._names.extend(added)
             self._chunks.append(pa.array(added, pa.string()))
         return codes
 

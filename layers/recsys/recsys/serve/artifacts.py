@@ -1185,8 +1185,8 @@ class ArtifactArrays:
             rows, source = gather_spans(table.offsets, keys)
             codes = translation.codes[table.neighbors[rows]].astype(np.int64)
             scores = table.scores[rows]
-        named = codes >= 0  # a null item id (never in a valid artifact) is skipped, like the list lookups do
-        if not named.all():
+        if not translation.complete:  # a null item id (never in a valid artifact) is skipped, like the lookups do
+            named = codes >= 0
             source, codes, scores = source[named], codes[named], scores[named]
         return source, codes, scores
 

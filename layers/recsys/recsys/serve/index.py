@@ -84,14 +84,10 @@ def gather_spans(offsets: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, n
 
     Returns (rows, source): rows[j] is a row of group groups[source[j]]. Negative groups (absent) give no rows.
     """
-    present = np.flatnonzero(groups >= 0)
-    chosen = groups[present]
-    starts = offsets[chosen].astype(np.int64, copy=False)
-    lengths = offsets[chosen + 1].astype(np.int64, copy=False) - starts
-    total = int(lengths.sum())
-    source = np.repeat(present, lengths)
-    span_starts = np.cumsum(lengths) - lengths
-    rows = np.arange(total, dtype=np.int64) + np.repeat(starts - span_starts, lengths)
+    starts = offsets[groups]
+    lengths = np.where(groups >= 0, offsets[groups + 1] - starts, 0)  # group -1 reads offsets[-1] and offsets[0]
+    source = np.repeat(np.arange(len(groups)), lengths)
+    rows = np.arange(len(source), dtype=np.int64) + np.repeat(starts - (np.cumsum(lengths) - lengths), lengths)
     return rows, source
 
 
@@ -106,23 +102,27 @@ class Keyed(Protocol):
 class Translation:
     """A table in a vocabulary's codes.
 
-    codes  int32, the vocabulary code of each local code (-1 for a null name)
-    keys   int32, vocabulary code -> the table's first key with that item, -1 if none; codes >= len(keys) were
-           added to the vocabulary after this table and so are not in it
+    codes     int32, the vocabulary code of each local code (-1 for a null name)
+    padded    int32, vocabulary code -> the table's first key with that item, -1 if none, then one more -1: codes
+              >= len(padded) - 1 were added to the vocabulary after this table and so are not in it
+    complete  no local name is null (so every translated code is >= 0)
     """
 
     codes: np.ndarray
-    keys: np.ndarray
+    padded: np.ndarray
+    complete: bool
+
+    @property
+    def keys(self) -> np.ndarray:
+        return self.padded[:-1]
 
     def key_of(self, code: int) -> int:
-        return int(self.keys[code]) if 0 <= code < len(self.keys) else -1
+        return int(self.padded[code]) if 0 <= code < len(self.padded) - 1 else -1
 
     def keys_of(self, codes: np.ndarray) -> np.ndarray:
         """The key of each vocabulary code (-1 if the table has none; negative codes are never in it)."""
-        inside = (codes >= 0) & (codes < len(self.keys))
-        out = np.full(len(codes), -1, np.int64)
-        out[inside] = self.keys[codes[inside]]
-        return out
+        # -1 (any negative code) and len(padded) - 1 (any later code) both read the padding
+        return self.padded[np.minimum(np.maximum(codes, -1), len(self.padded) - 1)]
 
 
 class ItemVocabulary:
@@ -192,11 +192,12 @@ class ItemVocabulary:
             if found is None:
                 codes = self._intern(plain_strings(table.names))
                 key_codes = codes[table.keys] if len(table.keys) else np.zeros(0, np.int32)
-                keys = np.full(len(self._names), -1, np.int32)
+                padded = np.full(len(self._names) + 1, -1, np.int32)
                 present = key_codes >= 0
                 unique, first = np.unique(key_codes[present], return_index=True)
-                keys[unique] = np.flatnonzero(present)[first]  # the first key of an item, like dict.setdefault
-                found = self._translations[table] = Translation(codes, keys)
+                padded[unique] = np.flatnonzero(present)[first]  # the first key of an item, like dict.setdefault
+                complete = bool(len(codes) == 0 or codes.min() >= 0)
+                found = self._translations[table] = Translation(codes, padded, complete)
             return found
 
 

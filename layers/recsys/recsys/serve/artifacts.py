@@ -649,9 +649,7 @@ class ContentTable:
             + scores.nbytes
             + 8 * len(names)  # a translation
         )
-        return cls(
-            names, keys, tag_offsets, tag_values, similar_offsets, similar_items, score_offsets, scores, nbytes
-        )
+        return cls(names, keys, tag_offsets, tag_values, similar_offsets, similar_items, score_offsets, scores, nbytes)
 
     def tags(self, row: int) -> tuple[str, ...]:
         start, end = int(self.tag_offsets[row]), int(self.tag_offsets[row + 1])

@@ -33,7 +33,11 @@ from recsys.serve.artifacts import (
     ManifestIncompatible,
     manifest_uri,
 )
+from recsys.serve.models import RecommendRequest, normalize_recommend
+from recsys.serve.ranking import rank
+from recsys.serve.rules import parse_rules
 from recsys.serve.signals import Interaction, Scored
+from recsys.serve.tenant_config import TenantConfig
 from recsys.settings import Settings
 from recsys.store import (
     Blob,
@@ -257,6 +261,90 @@ def test_lookups_return_what_the_parquet_holds(store: FileSystemStore, reader: A
         ]
         assert signals.user_items(user) == expected
     assert signals.user_items("no-such-user") == []
+
+
+class LookupsOnly:
+    """The `Signals` lookups of `inner` and nothing else: ranking then goes through its per-item adapter."""
+
+    def __init__(self, inner: ArtifactSignals) -> None:
+        self._inner = inner
+        self.available = inner.available
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "arrays":
+            raise AttributeError(name)
+        return getattr(self._inner, name)
+
+
+def test_arrays_agree_with_the_lookups(store: FileSystemStore, reader: ArtifactReader, refs) -> None:
+    signals = must(reader).signals
+    arrays = signals.arrays()
+    arrays.prepare(["popularity", "cooc", "session_seq", "content_sim", "item_knn"])
+    pop = read_table(store, refs["popularity"].uri).to_pylist()
+    codes, scores = arrays.popular(len(pop) + 5)
+    assert list(zip(arrays.names(codes), scores.tolist(), strict=True)) == [
+        (s.item_id, s.score) for s in signals.popular(len(pop) + 5)
+    ]
+    items = sorted(
+        {row["item_id"] for row in read_table(store, refs["content_sim"].uri).to_pylist()} | {"no-such-item"}
+    )
+    looked_up = arrays.popularity_of(arrays.codes(items)).tolist()
+    assert looked_up == [signals.popularity_of(item) for item in items]
+    for kind, lookup in (
+        ("cooc", signals.co_visited),
+        ("session_seq", signals.next_items),
+        ("content_sim", signals.similar_by_tags),
+        ("item_knn", signals.item_neighbors),
+    ):
+        source, codes, scores = arrays.neighbours(kind, items)
+        found = list(zip(source.tolist(), arrays.names(codes), scores.tolist(), strict=True))
+        expected = [(i, s.item_id, s.score) for i, item in enumerate(items) for s in lookup(item)]
+        assert found == expected and found, kind
+    users = sorted({row["user_id"] for row in read_table(store, refs["implicit"].uri).to_pylist()})
+    for user in [*users, "no-such-user"]:
+        assert arrays.history(user).interactions() == signals.user_items(user)
+    # ids no table holds get codes of their own, stable within the view and never added to the vocabulary
+    size = len(signals.vocabulary)
+    fresh = signals.arrays()
+    unknown = fresh.codes(["new-1", "new-2", "new-1", items[0]])
+    assert unknown.tolist()[:3] == [-2, -3, -2] and unknown[3] >= 0
+    assert fresh.names(unknown) == ["new-1", "new-2", "new-1", items[0]]
+    assert len(signals.vocabulary) == size and signals.arrays().codes(["new-2"]).tolist() == [-2]
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {},
+        {"options": {"include_reasons": True, "explain": "full"}},
+        {"anchors": {"item_ids": ["i00001", "i00007", "nope"]}, "k": 30},
+        {"candidates": {"exclude_ids": ["i00001"], "include_ids": ["i00002", "i00003", "x"]}},
+        {"constraints": {"required_tags": ["category:toys", "brand:b3"], "max_per_tag": {"brand:b13": 1}}},
+        {"constraints": {"forbidden_tags": ["category:kitchen"]}, "k": 50},
+        {"weights": {"pop": 0, "knn": 2, "implicit": 0.3}},
+    ],
+)
+def test_ranking_over_arrays_matches_ranking_over_the_lookups(
+    store: FileSystemStore, reader: ArtifactReader, refs, fields
+) -> None:
+    """The array view (codes, translations, CSR gathers) against the same artifacts read one lookup at a time."""
+    signals = must(reader).signals
+    users = sorted({row["user_id"] for row in read_table(store, refs["implicit"].uri).to_pylist()})
+    rules = parse_rules(
+        [{"action": "boost", "tag": "category:outdoor", "boost": 0.5}, {"action": "pin", "item_ids": ["i00009"]}]
+    )
+    now = dt.datetime(2026, 1, 8, tzinfo=dt.UTC)
+    ranked = 0
+    for config in (TenantConfig.parse(None), TenantConfig.parse({"exclude_seen": False, "recent_items": 2})):
+        for user in [*users[:25], "cold-user"]:
+            body = {"surface": "home", "user": {"user_id": user}, **fields}
+            request, _ = normalize_recommend(RecommendRequest.model_validate(body), explain_max_items=200)
+            for with_rules in ([], rules):
+                effective = config.for_surface("home")
+                expected = rank(request, LookupsOnly(signals), effective, with_rules, now)
+                assert rank(request, signals, effective, with_rules, now) == expected
+                ranked += bool(expected.items)
+    assert ranked > 50  # most of the 104 rankings return items
 
 
 def test_kinds_load_lazily_and_once(spy: SpyStore, reader: ArtifactReader, refs) -> None:

@@ -16,7 +16,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
 from pydantic.json_schema import models_json_schema
+from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from recsys import __version__
 from recsys.serve.auth import AuthSettings, Caller, check_path_tenant, require_role, resolve_caller
@@ -44,6 +46,48 @@ def _problem_response(request: Request, problem: Problem) -> JSONResponse:
     )
 
 
+def _body_problem(headers: Headers, max_body_bytes: int) -> Problem | None:
+    """413 for a declared body over the limit, 415 for a body that is not JSON; None if the body may be read."""
+    length = headers.get("content-length")
+    if length and int(length) > max_body_bytes:
+        return Problem(413, "RECSYS_PAYLOAD_TOO_LARGE", "request body too large")
+    content_type = headers.get("content-type", "").split(";")[0].strip().lower()
+    has_body = (length not in (None, "0")) or "transfer-encoding" in headers
+    if has_body and not (content_type == "application/json" or content_type.endswith("+json")):
+        return Problem(415, "RECSYS_UNSUPPORTED_MEDIA_TYPE", "Content-Type must be application/json")
+    return None
+
+
+class RequestContext:
+    """ASGI middleware: the request id (X-Request-Id, echoed or generated) in request.state and on every response,
+    and the body checks (413/415) before routing. Plain ASGI rather than @app.middleware("http"), which runs the
+    rest of the app in another task and copies the response through a stream on every request."""
+
+    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope)
+        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        request.state.request_id = request_id
+        if request.method in ("POST", "PUT", "PATCH"):
+            problem = _body_problem(request.headers, self.max_body_bytes)
+            if problem is not None:
+                await _problem_response(request, problem)(scope, receive, send)
+                return
+
+        async def send_with_request_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                MutableHeaders(scope=message)["X-Request-Id"] = request_id
+            await send(message)
+
+        await self.app(scope, receive, send_with_request_id)
+
+
 def _body_schema(model: type) -> dict[str, Any]:
     """OpenAPI request body for routes that read the raw body (to give the seed's exact error details)."""
     return {
@@ -55,9 +99,19 @@ def _body_schema(model: type) -> dict[str, Any]:
 
 
 def create_app(
-    settings: ServeSettings | None = None, auth: AuthSettings | None = None, service: RecommendService | None = None
+    settings: ServeSettings | None = None,
+    auth: AuthSettings | None = None,
+    service: RecommendService | None = None,
+    *,
+    inline: bool = False,
 ) -> FastAPI:
-    """The application; `service` may be injected (tests, CLI), otherwise it is built from the environment."""
+    """The application; `service` may be injected (tests, CLI), otherwise it is built from the environment.
+
+    `inline` runs the serving operations on the event loop's thread instead of the thread pool: right behind Mangum,
+    where an invocation is one request at a time and a worker thread only adds a thread start and two handoffs per
+    request (anyio stops the pool's threads when each invocation's task ends). Not under uvicorn: a request that
+    loads an artifact would hold up every other connection.
+    """
     settings = settings or ServeSettings()
     auth = auth or AuthSettings()
     service = service or RecommendService.from_settings(settings)
@@ -72,22 +126,7 @@ def create_app(
     )
     app.state.service = service
 
-    @app.middleware("http")
-    async def request_context(request: Request, call_next):
-        request.state.request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
-        if request.method in ("POST", "PUT", "PATCH"):
-            length = request.headers.get("content-length")
-            if length and int(length) > settings.max_body_bytes:
-                return _problem_response(request, Problem(413, "RECSYS_PAYLOAD_TOO_LARGE", "request body too large"))
-            content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-            has_body = (length not in (None, "0")) or "transfer-encoding" in request.headers
-            if has_body and not (content_type == "application/json" or content_type.endswith("+json")):
-                return _problem_response(
-                    request, Problem(415, "RECSYS_UNSUPPORTED_MEDIA_TYPE", "Content-Type must be application/json")
-                )
-        response = await call_next(request)
-        response.headers["X-Request-Id"] = request.state.request_id
-        return response
+    app.add_middleware(RequestContext, max_body_bytes=settings.max_body_bytes)
 
     @app.exception_handler(Problem)
     async def on_problem(request: Request, problem: Problem) -> JSONResponse:
@@ -118,7 +157,10 @@ def create_app(
         async def endpoint(request: Request) -> Response:
             caller = caller_of(request)
             body = await body_of(request, request_model)
-            result = await run_in_threadpool(operation, caller, body, request.state.request_id)
+            if inline:
+                result = operation(caller, body, request.state.request_id)
+            else:
+                result = await run_in_threadpool(operation, caller, body, request.state.request_id)
             return JSONResponse(result.model_dump(mode="json", exclude_none=True), headers=NO_STORE)
 
         app.add_api_route(

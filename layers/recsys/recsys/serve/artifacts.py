@@ -9,8 +9,10 @@ Fixes over the seed's artifact mode: the last good manifest is served when a ref
 misses are cached for the TTL too, artifact memory is bounded, concurrent misses load once, and the implicit
 artifact is never loaded whole: a user's rows are read from the row groups whose user_id statistics contain them.
 
-Loaded forms hold numpy/pyarrow arrays plus one dict from lookup key to row offsets (CSR style); Python objects are
-made per lookup result, not per artifact row.
+Loaded forms hold numpy/pyarrow arrays only: items as int32 codes into the table's own dictionary, neighbours in CSR
+form, implicit users sorted for binary search. Each manifest's `ItemVocabulary` translates every table it uses once,
+so a request unions and scores candidates as integer arrays (`ArtifactArrays`); Python objects are made per lookup
+result, not per artifact row.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import sys
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
@@ -39,7 +41,18 @@ from recsys.compute import EVENT_KINDS, content_sim
 from recsys.errors import RecsysError
 from recsys.paths import safe_segment
 from recsys.publish.manifest import Manifest
-from recsys.serve.signals import Interaction, Scored
+from recsys.serve.index import (
+    ItemVocabulary,
+    SortedStrings,
+    Translation,
+    dictionary_parts,
+    gather_spans,
+    plain_strings,
+    smallest_codes,
+    smallest_ints,
+    strictly_ascending,
+)
+from recsys.serve.signals import EMPTY_HISTORY, History, Interaction, Scored
 from recsys.store import (
     FileSystemStore,
     NotFound,
@@ -456,13 +469,6 @@ class ArtifactCache:
 # --- loaded forms ----------------------------------------------------------------------------------------------
 
 
-def _strings(array: pa.Array | pa.ChunkedArray) -> pa.Array:
-    array = array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array
-    if pa.types.is_dictionary(array.type):
-        array = array.dictionary_decode()
-    return array
-
-
 def _numbers(array: pa.Array | pa.ChunkedArray, dtype: Any, fill: Any = 0) -> np.ndarray:
     array = array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array
     if array.null_count:
@@ -470,51 +476,62 @@ def _numbers(array: pa.Array | pa.ChunkedArray, dtype: Any, fill: Any = 0) -> np
     return np.ascontiguousarray(array.to_numpy(zero_copy_only=False), dtype=dtype)
 
 
-def _dict_nbytes(index: Mapping[str, Any], per_value: int = 0) -> int:
-    return sys.getsizeof(index) + sum(sys.getsizeof(key) + per_value for key in index)
+def _chunks(column: pa.Array | pa.ChunkedArray) -> list[pa.Array]:
+    """A string column's chunks, dictionary-encoded (artifact item columns are read as dictionaries already)."""
+    chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
+    return [chunk if pa.types.is_dictionary(chunk.type) else pc.dictionary_encode(chunk) for chunk in chunks]
 
 
-def _runs(keys: pa.Array) -> tuple[np.ndarray, list[str]]:
-    """Start offsets of the runs of equal consecutive keys (plus len(keys) at the end) and each run's key."""
-    n = len(keys)
+def _shared_dictionary(*columns: pa.Array | pa.ChunkedArray) -> tuple[list[np.ndarray], pa.Array]:
+    """Each string column as int32 codes into one dictionary of unique names (the table's local item ids)."""
+    parts = [_chunks(column) for column in columns]
+    lengths = [sum(len(chunk) for chunk in chunks) for chunks in parts]
+    value_type = pa.dictionary(pa.int32(), pa.string())
+    combined = pa.chunked_array(
+        [chunk.cast(value_type) if chunk.type != value_type else chunk for chunks in parts for chunk in chunks],
+        type=value_type,
+    )
+    codes, names = dictionary_parts(combined)
+    if len(pc.unique(names)) != len(names):  # a dictionary page with repeated values: encode the decoded strings
+        codes, names = dictionary_parts(pc.dictionary_encode(pc.take(names, pa.array(codes))))
+    bounds = np.cumsum([0, *lengths])
+    return [codes[bounds[i] : bounds[i + 1]] for i in range(len(columns))], names
+
+
+def _grouped_offsets(codes: np.ndarray, ranks: np.ndarray) -> np.ndarray | None:
+    """CSR offsets of the runs of equal consecutive codes (plus len(codes) at the end), or None unless every code
+    has one run and ranks increase within each run (the order artifacts are written in)."""
+    n = len(codes)
     if n == 0:
-        return np.zeros(1, np.int64), []
-    changed = pc.not_equal(keys.slice(1), keys.slice(0, n - 1))
-    starts = np.flatnonzero(np.concatenate([[True], _numbers(changed, np.bool_, True)])).astype(np.int64)
-    run_keys = pc.take(keys, pa.array(starts)).to_pylist()
-    return np.append(starts, n), run_keys
+        return np.zeros(1, np.int64)
+    starts = np.flatnonzero(np.concatenate(([True], codes[1:] != codes[:-1])))
+    offsets = np.append(starts, n).astype(np.int64)
+    if len(np.unique(codes[starts])) != len(starts):
+        return None
+    run_start = np.zeros(n, np.bool_)
+    run_start[starts] = True
+    if n > 1 and not bool(np.all((np.diff(ranks) > 0) | run_start[1:])):
+        return None
+    return offsets
 
 
-def _group_once(table: pa.Table, key: str, order: str) -> tuple[np.ndarray, dict[str, int], bool]:
-    offsets, run_keys = _runs(_strings(table.column(key)))
-    index = {run_key: run for run, run_key in enumerate(run_keys)}
-    ranks = _numbers(table.column(order), np.int64)
-    starts = np.zeros(len(ranks), np.bool_)
-    starts[offsets[:-1]] = True
-    in_order = len(ranks) < 2 or bool(np.all((np.diff(ranks) > 0) | starts[1:]))
-    return offsets, index, len(index) == len(run_keys) and in_order
-
-
-def _grouped(table: pa.Table, key: str, order: str) -> tuple[pa.Table, np.ndarray, dict[str, int]]:
-    """`table` with each `key`'s rows contiguous and in `order` order, its CSR offsets and key -> run number.
-
-    Artifacts are written sorted like this; a table that is not is sorted here rather than misread.
-    """
-    offsets, index, grouped = _group_once(table, key, order)
-    if not grouped:
-        table = table.sort_by([(key, "ascending"), (order, "ascending")])
-        offsets, index, _ = _group_once(table, key, order)
-    return table, offsets, index
+def _sorted_by_key(table: pa.Table, key: str, columns: tuple[str, ...]) -> pa.Table:
+    """The table sorted by (key, rank), its string columns decoded first: artifacts are written sorted like this, and
+    one that is not is sorted here rather than misread."""
+    for name in columns:
+        index = table.schema.get_field_index(name)
+        table = table.set_column(index, name, plain_strings(table.column(name)))
+    return table.sort_by([(key, "ascending"), ("rank", "ascending")])
 
 
 @dataclass(frozen=True, eq=False)
 class PopularityTable:
-    """popularity: items in rank order (score desc) and item -> row."""
+    """popularity in rank order (score desc): row i is local item code i (`names`), first row of an item wins."""
 
-    item_ids: pa.Array
+    names: pa.Array
+    keys: np.ndarray
     scores: np.ndarray
     counts: np.ndarray
-    index: dict[str, int]
     nbytes: int
 
     @classmethod
@@ -522,68 +539,73 @@ class PopularityTable:
         ranks = _numbers(table.column("rank"), np.int64)
         if len(ranks) > 1 and not bool(np.all(np.diff(ranks) >= 0)):
             table = table.sort_by("rank")
-        item_ids = _strings(table.column("item_id"))
+        names = plain_strings(table.column("item_id"))
         scores = _numbers(table.column("score"), np.float64)
         counts = _numbers(table.column("count"), np.int64)
-        index: dict[str, int] = {}
-        for row, item in enumerate(item_ids.to_pylist()):
-            index.setdefault(item, row)
-        nbytes = item_ids.nbytes + scores.nbytes + counts.nbytes + _dict_nbytes(index, 28)
-        return cls(item_ids, scores, counts, index, nbytes)
+        keys = np.arange(len(names), dtype=np.int32)
+        nbytes = names.nbytes + keys.nbytes + scores.nbytes + counts.nbytes + 8 * len(names)  # + a translation
+        return cls(names, keys, scores, counts, nbytes)
 
     def top(self, n: int) -> list[Scored]:
         n = max(0, min(int(n), len(self.scores)))
-        return [
-            Scored(i, s) for i, s in zip(self.item_ids.slice(0, n).to_pylist(), self.scores[:n].tolist(), strict=True)
-        ]
-
-    def score_of(self, item_id: str) -> float:
-        row = self.index.get(item_id)
-        return 0.0 if row is None else float(self.scores[row])
+        return [Scored(i, s) for i, s in zip(self.names.slice(0, n).to_pylist(), self.scores[:n].tolist(), strict=True)]
 
 
 @dataclass(frozen=True, eq=False)
 class NeighborTable:
-    """cooc / session_seq / item_knn in CSR form: rows offsets[g]:offsets[g+1] are item g's neighbours by rank."""
+    """cooc / session_seq / item_knn in CSR form: rows offsets[g]:offsets[g+1] are group g's neighbours by rank.
 
-    index: dict[str, int]
+    Items are int32 local codes into `names` (group g's item is keys[g]); `counts` only where a lookup needs them
+    (cooc's co_visit_counts).
+    """
+
+    names: pa.Array
+    keys: np.ndarray
     offsets: np.ndarray
-    neighbors: pa.Array
-    counts: np.ndarray
+    neighbors: np.ndarray
     scores: np.ndarray
+    counts: np.ndarray | None
     nbytes: int
 
     @classmethod
-    def from_table(cls, table: pa.Table, neighbor_column: str) -> NeighborTable:
-        table, offsets, index = _grouped(table, "item_id", "rank")
-        neighbors = _strings(table.column(neighbor_column))
-        counts = _numbers(table.column("count"), np.int64)
+    def from_table(cls, table: pa.Table, neighbor_column: str, *, counts: bool = True) -> NeighborTable:
+        ranks = _numbers(table.column("rank"), np.int64)
+        (key_codes, neighbors), names = _shared_dictionary(table.column("item_id"), table.column(neighbor_column))
+        offsets = _grouped_offsets(key_codes, ranks)
+        if offsets is None:
+            table = _sorted_by_key(table, "item_id", ("item_id", neighbor_column))
+            (key_codes, neighbors), names = _shared_dictionary(table.column("item_id"), table.column(neighbor_column))
+            offsets = _grouped_offsets(key_codes, np.arange(len(key_codes)))
+            assert offsets is not None
+        keys = key_codes[offsets[:-1]]
         scores = _numbers(table.column("score"), np.float64)
-        nbytes = offsets.nbytes + neighbors.nbytes + counts.nbytes + scores.nbytes + _dict_nbytes(index, 28)
-        return cls(index, offsets, neighbors, counts, scores, nbytes)
+        kept_counts = smallest_ints(_numbers(table.column("count"), np.int64)) if counts else None
+        nbytes = (
+            names.nbytes
+            + keys.nbytes
+            + offsets.nbytes
+            + neighbors.nbytes
+            + scores.nbytes
+            + (kept_counts.nbytes if kept_counts is not None else 0)
+            + 4 * len(names)
+            + 4 * len(keys)  # a translation: a code per name, a key per code
+        )
+        return cls(names, keys, offsets, neighbors, scores, kept_counts, nbytes)
 
-    def _span(self, item_id: str) -> tuple[int, int] | None:
-        group = self.index.get(item_id)
-        if group is None:
-            return None
+    def span(self, group: int) -> tuple[int, int]:
         return int(self.offsets[group]), int(self.offsets[group + 1])
 
-    def scored(self, item_id: str) -> list[Scored]:
-        span = self._span(item_id)
-        if span is None:
-            return []
-        start, end = span
-        ids = self.neighbors.slice(start, end - start).to_pylist()
+    def scored(self, group: int) -> list[Scored]:
+        start, end = self.span(group)
+        ids = self.names.take(pa.array(self.neighbors[start:end])).to_pylist()
         return [Scored(i, s) for i, s in zip(ids, self.scores[start:end].tolist(), strict=True)]
 
-    def counts_of(self, item_id: str) -> dict[str, int]:
-        span = self._span(item_id)
-        if span is None:
-            return {}
-        start, end = span
-        return dict(
-            zip(self.neighbors.slice(start, end - start).to_pylist(), self.counts[start:end].tolist(), strict=True)
-        )
+    def counts_of(self, group: int) -> dict[str, int]:
+        start, end = self.span(group)
+        if self.counts is None:
+            raise ValueError("this table was loaded without counts")
+        ids = self.names.take(pa.array(self.neighbors[start:end])).to_pylist()
+        return dict(zip(ids, self.counts[start:end].tolist(), strict=True))
 
 
 def _list_parts(column: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, pa.Array]:
@@ -595,65 +617,61 @@ def _list_parts(column: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, pa.Arra
 
 @dataclass(frozen=True, eq=False)
 class ContentTable:
-    """content_sim: item -> row; tags and similar items/scores as list offsets into flat arrays."""
+    """content_sim: row r's item is keys[r] (local code into `names`); tags and similar items/scores as list offsets
+    into flat arrays (similar items as local codes)."""
 
-    index: dict[str, int]
+    names: pa.Array
+    keys: np.ndarray
     tag_offsets: np.ndarray
     tag_values: pa.Array
     similar_offsets: np.ndarray
-    similar_items: pa.Array
+    similar_items: np.ndarray
     score_offsets: np.ndarray
     similar_scores: np.ndarray
     nbytes: int
 
     @classmethod
     def from_table(cls, table: pa.Table) -> ContentTable:
-        index: dict[str, int] = {}
-        for row, item in enumerate(_strings(table.column("item_id")).to_pylist()):
-            index.setdefault(item, row)
         tag_offsets, tag_values = _list_parts(table.column("tags"))
-        similar_offsets, similar_items = _list_parts(table.column("similar_items"))
+        similar_offsets, similar_values = _list_parts(table.column("similar_items"))
         score_offsets, score_values = _list_parts(table.column("similar_scores"))
+        (keys, similar_items), names = _shared_dictionary(table.column("item_id"), similar_values)
         scores = _numbers(score_values, np.float64)
+        tag_values = plain_strings(tag_values)
         nbytes = (
-            _dict_nbytes(index, 28)
+            names.nbytes
+            + keys.nbytes
             + tag_offsets.nbytes
             + tag_values.nbytes
             + similar_offsets.nbytes
             + similar_items.nbytes
             + score_offsets.nbytes
             + scores.nbytes
+            + 8 * len(names)  # a translation
         )
-        return cls(
-            index,
-            tag_offsets,
-            _strings(tag_values),
-            similar_offsets,
-            _strings(similar_items),
-            score_offsets,
-            scores,
-            nbytes,
-        )
+        return cls(names, keys, tag_offsets, tag_values, similar_offsets, similar_items, score_offsets, scores, nbytes)
 
-    def tags(self, item_id: str) -> tuple[str, ...]:
-        row = self.index.get(item_id)
-        if row is None:
-            return ()
+    def tags(self, row: int) -> tuple[str, ...]:
         start, end = int(self.tag_offsets[row]), int(self.tag_offsets[row + 1])
         return tuple(tag for tag in self.tag_values.slice(start, end - start).to_pylist() if tag)
 
-    def similar(self, item_id: str) -> list[Scored]:
-        row = self.index.get(item_id)
-        if row is None:
-            return []
-        start, end = int(self.similar_offsets[row]), int(self.similar_offsets[row + 1])
-        s_start, s_end = int(self.score_offsets[row]), int(self.score_offsets[row + 1])
-        ids = self.similar_items.slice(start, end - start).to_pylist()
-        return [
-            Scored(i, s)
-            for i, s in zip(ids, self.similar_scores[s_start:s_end].tolist(), strict=False)
-            if i is not None
-        ]
+    def similar_rows(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(item positions, score positions, source) of the similar items of rows (in order; -1: none): item j of a
+        row pairs with its score j, up to the shorter of the two lists (like zip)."""
+        present = np.flatnonzero(rows >= 0)
+        chosen = rows[present]
+        item_starts = self.similar_offsets[chosen]
+        score_starts = self.score_offsets[chosen]
+        item_lengths = self.similar_offsets[chosen + 1] - item_starts
+        lengths = np.minimum(item_lengths, self.score_offsets[chosen + 1] - score_starts)
+        within = np.arange(int(lengths.sum()), dtype=np.int64) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        items = np.repeat(item_starts, lengths) + within
+        return items, np.repeat(score_starts, lengths) + within, np.repeat(present, lengths)
+
+    def similar(self, row: int) -> list[Scored]:
+        items, scores, _ = self.similar_rows(np.array([row]))
+        ids = self.names.take(pa.array(self.similar_items[items])).to_pylist()
+        return [Scored(i, s) for i, s in zip(ids, self.similar_scores[scores].tolist(), strict=True) if i is not None]
 
 
 def _ordered_ranges(mins: list[str | None], maxes: list[str | None]) -> bool:
@@ -709,10 +727,14 @@ class ImplicitFooter:
 
 @dataclass(frozen=True, eq=False)
 class UserRows:
-    """One implicit row group: user -> (start, end) rows, each user's rows in rank order."""
+    """One implicit row group, compact: users sorted for binary search, each with its row span (rank order);
+    items as uint16/int32 codes into the group's own dictionary; counts in the narrowest int type."""
 
-    index: dict[str, tuple[int, int]]
-    item_ids: pa.Array
+    users: SortedStrings
+    starts: np.ndarray
+    ends: np.ndarray
+    item_names: pa.Array
+    items: np.ndarray
     scores: np.ndarray
     counts: np.ndarray
     last_us: np.ndarray
@@ -720,34 +742,63 @@ class UserRows:
 
     @classmethod
     def from_table(cls, table: pa.Table) -> UserRows:
-        table, offsets, runs = _grouped(table, "user_id", "rank")
-        bounds = offsets.tolist()
-        index = {user: (bounds[run], bounds[run + 1]) for user, run in runs.items()}
-        item_ids = _strings(table.column("item_id"))
+        ranks = _numbers(table.column("rank"), np.int64)
+        user_codes, user_names = dictionary_parts(table.column("user_id"))
+        offsets = _grouped_offsets(user_codes, ranks) if len(pc.unique(user_names)) == len(user_names) else None
+        if offsets is None:
+            table = _sorted_by_key(table, "user_id", ("user_id", "item_id"))
+            user_codes, user_names = dictionary_parts(pc.dictionary_encode(table.column("user_id")))
+            offsets = _grouped_offsets(user_codes, np.arange(len(user_codes)))
+            assert offsets is not None
+        users = user_names.take(pa.array(user_codes[offsets[:-1]]))
+        starts, ends = offsets[:-1], offsets[1:]
+        if not strictly_ascending(users):  # sort the users, not the rows (and drop a null user: never looked up)
+            order = pc.sort_indices(users).to_numpy()
+            order = order[np.asarray(users.take(pa.array(order)).is_valid(), dtype=bool)]
+            users, starts, ends = users.take(pa.array(order)), starts[order], ends[order]
+        items, item_names = dictionary_parts(table.column("item_id"))
+        items = smallest_codes(items, len(item_names))
         scores = _numbers(table.column("score"), np.float64)
-        counts = _numbers(table.column("count"), np.int64)
+        counts = smallest_ints(_numbers(table.column("count"), np.int64))
         last_us = _numbers(table.column("last_ts").cast(pa.int64()), np.int64)
-        nbytes = item_ids.nbytes + scores.nbytes + counts.nbytes + last_us.nbytes + _dict_nbytes(index, 100)
-        return cls(index, item_ids, scores, counts, last_us, nbytes)
+        index = SortedStrings(users)
+        starts, ends = starts.astype(np.int32), ends.astype(np.int32)
+        nbytes = (
+            index.nbytes
+            + starts.nbytes
+            + ends.nbytes
+            + item_names.nbytes
+            + items.nbytes
+            + scores.nbytes
+            + counts.nbytes
+            + last_us.nbytes
+        )
+        return cls(index, starts, ends, item_names, items, scores, counts, last_us, nbytes)
+
+    def history(self, user_id: str) -> History | None:
+        """The user's rows in this group (None if the group has none)."""
+        position = self.users.find(user_id)
+        if position < 0:
+            return None
+        start, end = int(self.starts[position]), int(self.ends[position])
+        names = self.item_names.take(pa.array(self.items[start:end])).to_pylist()
+        return History(names, self.scores[start:end], self.counts[start:end], self.last_us[start:end])
 
     def interactions(self, user_id: str) -> list[Interaction]:
-        span = self.index.get(user_id)
-        if span is None:
-            return []
-        start, end = span
-        return [
-            Interaction(item, score, count, last)
-            for item, score, count, last in zip(
-                self.item_ids.slice(start, end - start).to_pylist(),
-                self.scores[start:end].tolist(),
-                self.counts[start:end].tolist(),
-                self.last_us[start:end].tolist(),
-                strict=True,
-            )
-        ]
+        history = self.history(user_id)
+        return history.interactions() if history is not None else []
 
 
 # --- reading artifacts -----------------------------------------------------------------------------------------
+
+DICTIONARY_COLUMNS: dict[str, list[str]] = {
+    "cooc": ["item_id", "neighbor_id"],
+    "item_knn": ["item_id", "neighbor_id"],
+    "session_seq": ["item_id", "next_item_id"],
+    "content_sim": ["item_id", "similar_items.list.element"],
+    "implicit": ["user_id", "item_id"],
+}
+"""Item/user columns read as Arrow dictionaries: decoding is cheaper and the loaded forms keep codes anyway."""
 
 
 def _check_schema(kind: str, uri: str, schema: pa.Schema) -> None:
@@ -767,10 +818,29 @@ def _check_schema(kind: str, uri: str, schema: pa.Schema) -> None:
         raise ArtifactIncompatible(f"{kind} artifact {uri} has incompatible column types: {err}", kind=kind) from None
 
 
+def _as_read(actual: pa.DataType, expected: pa.DataType) -> bool:
+    """True if a column of type `actual` is `expected` as read (a dictionary of it, or a list of such)."""
+    if actual == expected:
+        return True
+    if pa.types.is_dictionary(actual):
+        return actual.value_type == expected
+    if pa.types.is_list(actual) and pa.types.is_list(expected):
+        return _as_read(actual.value_type, expected.value_type)
+    return False
+
+
 def _conform(kind: str, uri: str, table: pa.Table) -> pa.Table:
+    """The table with its kind's column types (dictionary-encoded string columns are kept as they are)."""
     _check_schema(kind, uri, table.schema)
+    expected = SCHEMAS[kind]
     try:
-        return table.cast(SCHEMAS[kind])
+        if all(_as_read(column.type, field.type) for field, column in zip(expected, table.columns, strict=True)):
+            return table
+        columns = [
+            column if _as_read(column.type, field.type) else column.cast(field.type)
+            for field, column in zip(expected, table.columns, strict=True)
+        ]
+        return pa.Table.from_arrays(columns, names=expected.names)
     except (pa.ArrowException, ValueError, TypeError) as err:
         raise ArtifactIncompatible(f"{kind} artifact {uri} cannot be read as its schema: {err}", kind=kind) from None
 
@@ -779,16 +849,18 @@ def load_artifact(kind: str, uri: str, store: ObjectStore, key: str) -> Any:
     """The loaded form of a whole-file kind (NotFound / StoreError from the store, ArtifactIncompatible)."""
     data = store.get(key).data
     try:
-        table = pq.read_table(pa.BufferReader(data))
+        schema = pq.ParquetFile(pa.BufferReader(data)).schema_arrow
+        _check_schema(kind, uri, schema)
+        table = pq.read_table(pa.BufferReader(data), read_dictionary=DICTIONARY_COLUMNS.get(kind))
     except (pa.ArrowException, OSError, ValueError) as err:
         raise ArtifactIncompatible(f"{kind} artifact {uri} is not readable Parquet: {err}", kind=kind) from None
     table = _conform(kind, uri, table)
     if kind == "popularity":
         return PopularityTable.from_table(table)
     if kind in ("cooc", "item_knn"):
-        return NeighborTable.from_table(table, "neighbor_id")
+        return NeighborTable.from_table(table, "neighbor_id", counts=kind == "cooc")
     if kind == "session_seq":
-        return NeighborTable.from_table(table, "next_item_id")
+        return NeighborTable.from_table(table, "next_item_id", counts=False)
     if kind == "content_sim":
         return ContentTable.from_table(table)
     raise ValueError(f"{kind} is not loaded whole")
@@ -810,7 +882,10 @@ def load_implicit_row_group(uri: str, store: ObjectStore, key: str, footer: Impl
     """One row group, read by ranged reads of its column chunks only (the cached footer is not read again)."""
     file = StoreFile(store, key, size=footer.size)
     try:
-        table = pq.ParquetFile(file, metadata=footer.metadata, pre_buffer=True).read_row_group(group, use_threads=False)
+        parquet = pq.ParquetFile(
+            file, metadata=footer.metadata, pre_buffer=True, read_dictionary=DICTIONARY_COLUMNS["implicit"]
+        )
+        table = parquet.read_row_group(group, use_threads=False)
     except (pa.ArrowException, OSError, ValueError) as err:
         raise ArtifactIncompatible(
             f"implicit artifact {uri} row group {group} is unreadable: {err}", kind="implicit"
@@ -834,6 +909,9 @@ class ArtifactSignals:
     one `size` request (cached). A missing object makes its kind unavailable (logged), an artifact that does not
     have its kind's schema raises ArtifactIncompatible from its lookups; both outcomes are remembered for
     `retry_after` seconds. Other store errors propagate and are not remembered.
+
+    Loaded tables keep their own item dictionaries (they are shared through the cache); `vocabulary` translates
+    each one on first use, so `arrays()` (what ranking reads) works on one code space per manifest.
     """
 
     def __init__(
@@ -854,6 +932,7 @@ class ArtifactSignals:
         ignored = sorted(set(manifest.current) - set(self.uris))
         if ignored:
             log.info("manifest names unknown artifact kinds", extra={"kinds": ignored})
+        self.vocabulary = ItemVocabulary()  # every kind's items, as codes ranking can union and index with
         self._present: set[str] = set()
         self._failures: dict[str, _Failure] = {}
         self._lock = threading.Lock()
@@ -944,9 +1023,27 @@ class ArtifactSignals:
         uri = self.uris.get(kind)
         return self._load(kind, None, lambda store, key: load_artifact(kind, uri or "", store, key))
 
+    def _translated(self, kind: str) -> tuple[Any, Translation] | None:
+        """The kind's loaded table and its translation into `vocabulary`; None if the kind is unusable here."""
+        table = self._whole(kind)
+        return None if table is None else (table, self.vocabulary.translation(table))
+
+    def _key(self, kind: str, item_id: str) -> tuple[Any, int] | None:
+        """The kind's table and the row/group of `item_id` in it (None: no table or no such item)."""
+        found = self._translated(kind)
+        if found is None:
+            return None
+        table, translation = found
+        key = translation.key_of(self.vocabulary.code(item_id))
+        return None if key < 0 else (table, key)
+
     def _footer(self) -> ImplicitFooter | None:
         uri = self.uris.get("implicit", "")
         return self._load("implicit", None, lambda store, key: load_implicit_footer(uri, store, key))
+
+    def arrays(self) -> ArtifactArrays:
+        """A view for one request: lookups by item code over this manifest's vocabulary."""
+        return ArtifactArrays(self)
 
     # - the Signals protocol -
 
@@ -955,49 +1052,144 @@ class ArtifactSignals:
         return table.top(n) if table is not None else []
 
     def popularity_of(self, item_id: str) -> float:
-        table: PopularityTable | None = self._whole("popularity")
-        return table.score_of(item_id) if table is not None else 0.0
+        found = self._key("popularity", item_id)
+        return float(found[0].scores[found[1]]) if found is not None else 0.0
 
     def co_visited(self, item_id: str) -> list[Scored]:
-        table: NeighborTable | None = self._whole("cooc")
-        return table.scored(item_id) if table is not None else []
+        found = self._key("cooc", item_id)
+        return found[0].scored(found[1]) if found is not None else []
 
     def co_visit_counts(self, item_id: str) -> dict[str, int]:
-        table: NeighborTable | None = self._whole("cooc")
-        return table.counts_of(item_id) if table is not None else {}
+        found = self._key("cooc", item_id)
+        return found[0].counts_of(found[1]) if found is not None else {}
 
     def next_items(self, item_id: str) -> list[Scored]:
-        table: NeighborTable | None = self._whole("session_seq")
-        return table.scored(item_id) if table is not None else []
+        found = self._key("session_seq", item_id)
+        return found[0].scored(found[1]) if found is not None else []
 
     def item_neighbors(self, item_id: str) -> list[Scored]:
-        table: NeighborTable | None = self._whole("item_knn")
-        return table.scored(item_id) if table is not None else []
+        found = self._key("item_knn", item_id)
+        return found[0].scored(found[1]) if found is not None else []
 
     def similar_by_tags(self, item_id: str) -> list[Scored]:
-        table: ContentTable | None = self._whole("content_sim")
-        return table.similar(item_id) if table is not None else []
+        found = self._key("content_sim", item_id)
+        return found[0].similar(found[1]) if found is not None else []
 
     def tags(self, item_id: str) -> tuple[str, ...]:
-        table: ContentTable | None = self._whole("content_sim")
-        return table.tags(item_id) if table is not None else ()
+        found = self._key("content_sim", item_id)
+        return found[0].tags(found[1]) if found is not None else ()
 
-    def user_items(self, user_id: str) -> list[Interaction]:
+    def user_history(self, user_id: str) -> History:
+        """The user's implicit rows (the row groups that can hold them, read on first use)."""
         footer = self._footer()
         if footer is None:
-            return []
+            return EMPTY_HISTORY
         uri = self.uris["implicit"]
-        items: list[Interaction] = []
+        parts: list[History] = []
         for group in footer.row_groups_for(user_id):
-            rows = self._load(
+            rows: UserRows | None = self._load(
                 "implicit",
                 group,
                 lambda store, key, g=group: load_implicit_row_group(uri, store, key, footer, g),
             )
             if rows is None:
-                return []
-            items.extend(rows.interactions(user_id))
-        return items
+                return EMPTY_HISTORY
+            part = rows.history(user_id)
+            if part is not None:
+                parts.append(part)
+        return History.concat(parts)
+
+    def user_items(self, user_id: str) -> list[Interaction]:
+        return self.user_history(user_id).interactions()
+
+
+class ArtifactArrays:
+    """One request's view of ArtifactSignals as arrays (the `SignalArrays` ranking reads).
+
+    Item codes are the manifest vocabulary's; an id no translated table holds gets a negative code private to this
+    view, the same one every time it is asked (so request input never grows the shared vocabulary).
+    """
+
+    def __init__(self, signals: ArtifactSignals) -> None:
+        self._signals = signals
+        self._vocabulary = signals.vocabulary
+        self.available = signals.available
+        self._tables: dict[str, tuple[Any, Translation] | None] = {}
+        self._private: dict[str, int] = {}
+        self._private_names: list[str] = []
+
+    def _table(self, kind: str) -> tuple[Any, Translation] | None:
+        if kind not in self._tables:
+            self._tables[kind] = self._signals._translated(kind)
+        return self._tables[kind]
+
+    def prepare(self, kinds: Iterable[str]) -> None:
+        for kind in kinds:
+            self._table(kind)
+
+    def codes(self, names: Iterable[str]) -> np.ndarray:
+        private, code_of = self._private, self._vocabulary.code
+        out = []
+        for name in names:
+            code = private.get(name)
+            if code is None:
+                code = code_of(name)
+                if code < 0:
+                    code = private[name] = -2 - len(self._private_names)
+                    self._private_names.append(name)
+            out.append(code)
+        return np.array(out, dtype=np.int64)
+
+    def names(self, codes: np.ndarray) -> list[str]:
+        if len(codes) and codes.min() >= 0:  # the usual case: every id is in the vocabulary
+            return self._vocabulary.names(codes)
+        return [self.name(code) for code in codes.tolist()]
+
+    def name(self, code: int) -> str:
+        return self._vocabulary.name(code) if code >= 0 else self._private_names[-2 - code]
+
+    def history(self, user_id: str) -> History:
+        return self._signals.user_history(user_id)
+
+    def popular(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        found = self._table("popularity")
+        if found is None:
+            return np.zeros(0, np.int64), np.zeros(0)
+        table, translation = found
+        n = max(0, min(int(n), len(table.scores)))
+        return translation.codes[:n].astype(np.int64), table.scores[:n]
+
+    def popularity_of(self, codes: np.ndarray) -> np.ndarray:
+        out = np.zeros(len(codes))
+        found = self._table("popularity")
+        if found is not None:
+            table, translation = found
+            rows = translation.keys_of(codes)
+            present = rows >= 0
+            out[present] = table.scores[rows[present]]
+        return out
+
+    def neighbours(self, kind: str, sources: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        found = self._table(kind)
+        if found is None or not sources:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
+        table, translation = found
+        keys = translation.keys_of(self.codes(sources))
+        if kind == "content_sim":
+            items, score_rows, source = table.similar_rows(keys)
+            codes = translation.codes[table.similar_items[items]].astype(np.int64)
+            scores = table.similar_scores[score_rows]
+        else:
+            rows, source = gather_spans(table.offsets, keys)
+            codes = translation.codes[table.neighbors[rows]].astype(np.int64)
+            scores = table.scores[rows]
+        if not translation.complete:  # a null item id (never in a valid artifact) is skipped, like the lookups do
+            named = codes >= 0
+            source, codes, scores = source[named], codes[named], scores[named]
+        return source, codes, scores
+
+    def tags(self, item_id: str) -> tuple[str, ...]:
+        return self._signals.tags(item_id)
 
 
 # --- the reader ------------------------------------------------------------------------------------------------

@@ -2,6 +2,9 @@
 
 Pure and deterministic: no I/O (everything comes through `Signals`), no clock (the caller passes `now`), no
 randomness; per-request work is proportional to the candidates (the only catalog-wide lookup is popularity top-F).
+`rank` works on item codes and numpy arrays (`SignalArrays`: the artifacts' own view, or an adapter over the
+per-item lookups of any other `Signals`); every formula below is computed with the same float operations in the
+same order as a per-item loop would, so the arrays change nothing but the time.
 
 recommend (`rank`)
 ------------------
@@ -67,12 +70,16 @@ similar (`similar`)
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from itertools import islice
+
+import numpy as np
+from pydantic import TypeAdapter
 
 from recsys.serve.models import Constraints, Item, NormalizedRecommend, NormalizedSimilar, Options, Warning_
 from recsys.serve.rules import Rule, RuleOutcome, apply_rules
-from recsys.serve.signals import Interaction, Scored, Signals
+from recsys.serve.signals import EMPTY_HISTORY, History, Scored, SignalArrays, Signals
 from recsys.serve.tenant_config import DEFAULT_WEIGHTS, SIGNAL_NAMES, EffectiveConfig
 
 POP, COOC, IMPLICIT, SESSION, CONTENT, KNN = SIGNAL_NAMES
@@ -117,6 +124,7 @@ KNN_HISTORY_ITEMS = 50
 """The knn signal looks up the item_knn neighbours of at most this many history items (the highest scores)."""
 
 _ZERO = dict.fromkeys(SIGNAL_NAMES, 0.0)
+_ITEMS = TypeAdapter(list[Item])
 
 
 @dataclass
@@ -154,22 +162,216 @@ class _Tags:
         return tags
 
 
-def _knn(signals: Signals, history: list[Interaction], requested: list[str], excluded: set[str]) -> dict[str, float]:
-    """knn(c) for every item_knn neighbour of the strongest history items and of the request anchors (docstring)."""
-    strongest = sorted((entry for entry in history if entry.score > 0), key=lambda entry: (-entry.score, entry.item_id))
-    strongest = strongest[:KNN_HISTORY_ITEMS]
-    summed: dict[str, float] = {}
-    if strongest:
-        top_history = strongest[0].score
-        for entry in strongest:
-            weight = entry.score / top_history
-            for neighbour in signals.item_neighbors(entry.item_id):
-                summed[neighbour.item_id] = summed.get(neighbour.item_id, 0.0) + neighbour.score * weight
-    top = max((value for item_id, value in summed.items() if item_id not in excluded), default=0.0)
-    values = {item_id: min(value / top, 1.0) for item_id, value in summed.items()} if top > 0 else {}
-    for anchor in requested:
-        _max_into(values, signals.item_neighbors(anchor))
-    return values
+_NO_CODES = np.zeros(0, np.int64)
+_NO_VALUES = np.zeros(0)
+_WALK_CHUNK = 32
+
+
+class _ListArrays:
+    """`SignalArrays` over any `Signals` (the tests' dicts): one lookup per item, ids coded in the order first seen."""
+
+    def __init__(self, signals: Signals) -> None:
+        self._signals = signals
+        self.available = signals.available
+        self._codes: dict[str, int] = {}
+        self._names: list[str] = []
+        self._lookups: dict[str, Callable[[str], list[Scored]]] = {
+            KIND[COOC]: signals.co_visited,
+            KIND[SESSION]: signals.next_items,
+            KIND[CONTENT]: signals.similar_by_tags,
+            KIND[KNN]: signals.item_neighbors,
+        }
+
+    def prepare(self, kinds: Iterable[str]) -> None:
+        pass
+
+    def _code(self, name: str) -> int:
+        code = self._codes.get(name)
+        if code is None:
+            code = self._codes[name] = len(self._names)
+            self._names.append(name)
+        return code
+
+    def codes(self, names: Iterable[str]) -> np.ndarray:
+        return np.array([self._code(name) for name in names], dtype=np.int64)
+
+    def names(self, codes: np.ndarray) -> list[str]:
+        return [self._names[code] for code in codes.tolist()]
+
+    def name(self, code: int) -> str:
+        return self._names[code]
+
+    def history(self, user_id: str) -> History:
+        rows = self._signals.user_items(user_id)
+        return History(
+            [row.item_id for row in rows],
+            np.array([row.score for row in rows], dtype=np.float64),
+            np.array([row.count for row in rows], dtype=np.int64),
+            np.array([row.last_us for row in rows], dtype=np.int64),
+        )
+
+    def popular(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        entries = self._signals.popular(n)
+        return self.codes(entry.item_id for entry in entries), np.array([e.score for e in entries], dtype=np.float64)
+
+    def popularity_of(self, codes: np.ndarray) -> np.ndarray:
+        return np.array([self._signals.popularity_of(name) for name in self.names(codes)], dtype=np.float64)
+
+    def neighbours(self, kind: str, sources: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        lookup = self._lookups[kind]
+        found = [(index, entry) for index, source in enumerate(sources) for entry in lookup(source)]
+        return (
+            np.array([index for index, _ in found], dtype=np.int64),
+            self.codes(entry.item_id for _, entry in found),
+            np.array([entry.score for _, entry in found], dtype=np.float64),
+        )
+
+    def tags(self, item_id: str) -> tuple[str, ...]:
+        return self._signals.tags(item_id)
+
+
+def signal_arrays(signals: Signals) -> SignalArrays:
+    """The array view ranking reads: `signals.arrays()` where implemented (the artifacts), else an adapter."""
+    arrays = getattr(signals, "arrays", None)
+    return arrays() if callable(arrays) else _ListArrays(signals)
+
+
+def _order_desc(keys: list[np.ndarray], names: list[str]) -> list[int]:
+    """Positions sorted by each key descending (the first key first), ties by name, then position (stable)."""
+    n = len(names)
+    if n == 0:
+        return []
+    order = np.lexsort([-key for key in reversed(keys)])
+    positions = order.tolist()
+    same = np.ones(n - 1, dtype=bool)
+    for key in keys:
+        ordered = key[order]
+        same &= ordered[1:] == ordered[:-1]
+    if not same.any():
+        return positions
+    out: list[int] = []
+    starts = [0, *(np.flatnonzero(~same) + 1).tolist(), n]
+    for start, end in zip(starts, starts[1:], strict=False):
+        run = positions[start:end]
+        out.extend(sorted(run, key=names.__getitem__) if end - start > 1 else run)
+    return out
+
+
+def _recent(history: History, count: int) -> list[str]:
+    """The `count` distinct history items with the latest last_us (ties: score desc, item_id asc)."""
+    recent: dict[str, None] = {}
+    if count <= 0:
+        return []
+    for at in _order_desc([history.last_us, history.scores], history.names):
+        recent.setdefault(history.names[at])
+        if len(recent) >= count:
+            break
+    return list(recent)
+
+
+def _strongest(history: History) -> tuple[list[str], np.ndarray]:
+    """The KNN_HISTORY_ITEMS history items with the highest score > 0 (ties: item_id asc), and their scores."""
+    positive = np.flatnonzero(history.scores > 0)
+    names = [history.names[at] for at in positive.tolist()]
+    scores = history.scores[positive]
+    order = _order_desc([scores], names)[:KNN_HISTORY_ITEMS]
+    return [names[at] for at in order], scores[np.array(order, dtype=np.int64)]
+
+
+class _Parts:
+    """Item codes of every lookup of one request, numbered 0..n-1 together (one sort) once all are in."""
+
+    def __init__(self) -> None:
+        self._codes: list[np.ndarray] = []
+        self._at: list[np.ndarray] = []
+        self.items = _NO_CODES
+
+    def add(self, codes: np.ndarray) -> int:
+        self._codes.append(codes)
+        return len(self._codes) - 1
+
+    def number(self) -> int:
+        """Number the distinct codes (`items`, sorted); returns how many there are."""
+        if self._codes:
+            self.items, inverse = np.unique(np.concatenate(self._codes), return_inverse=True)
+            bounds = np.cumsum([0, *(len(codes) for codes in self._codes)])
+            self._at = [inverse[bounds[i] : bounds[i + 1]] for i in range(len(self._codes))]
+        return len(self.items)
+
+    def at(self, part: int) -> np.ndarray:
+        """The numbers of one part's codes, in its order."""
+        return self._at[part]
+
+    def mark(self, parts: Iterable[int | None]) -> np.ndarray:
+        """True for the numbers of the items in any of `parts`."""
+        marked = np.zeros(len(self.items), dtype=bool)
+        for part in parts:
+            if part is not None:
+                marked[self._at[part]] = True
+        return marked
+
+
+def _max_of(n: int, at: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Per number, the largest of its values (a dict kept at the max of what was put in); 0.0 where none."""
+    out = np.full(n, -np.inf)
+    np.maximum.at(out, at, values)
+    out[out == -np.inf] = 0.0
+    return out
+
+
+def _last_of(n: int, at: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Per number, the value put in last (a dict assigned in order); 0.0 where none."""
+    out = np.zeros(n)
+    if len(at) and np.bincount(at, minlength=n).max() > 1:  # repeated items: keep each one's last value
+        last = len(at) - 1 - np.unique(at[::-1], return_index=True)[1]
+        at, values = at[last], values[last]
+    out[at] = values
+    return out
+
+
+def _by_score(
+    scores: np.ndarray, codes: np.ndarray, names: Callable[[np.ndarray], list[str]], position: dict[str, int]
+) -> Iterator[str]:
+    """Candidate ids by score rounded to 6 decimals desc, then item_id, made lazily (a walk rarely goes past k).
+
+    Rounding keeps the order of raw scores, so equal rounded scores are neighbours in the raw order: sort the raw
+    scores once and order each run of equal rounded scores by id. Records each yielded id's index in `position`.
+    """
+    order = np.argsort(-scores, kind="stable")
+    n = len(order)
+    at: list[int] = []
+    ordered: list[float] = []  # Python floats: round() must be Python's, not numpy's
+    ids: list[str] = []
+
+    def convert(upto: int) -> None:  # a chunk at a time: most of the order is never walked
+        chunk = order[len(at) : max(upto + 1, len(at) + _WALK_CHUNK)]
+        at.extend(chunk.tolist())
+        ordered.extend(scores[chunk].tolist())
+        ids.extend(names(codes[chunk]))
+
+    start = 0
+    rounded = None
+    while start < n:
+        if start >= len(at):
+            convert(start)
+        if rounded is None:
+            rounded = _round(ordered[start])
+        end, following = start + 1, None
+        while end < n:
+            if end >= len(at):
+                convert(end)
+            following = _round(ordered[end])
+            if following != rounded:
+                break
+            end, following = end + 1, None
+        if end - start == 1:
+            position[ids[start]] = at[start]
+            yield ids[start]
+        else:
+            for name, index in sorted(zip(ids[start:end], at[start:end], strict=True)):
+                position[name] = index
+                yield name
+        start, rounded = end, following
 
 
 def _unavailable(name: str) -> Warning_:
@@ -199,6 +401,9 @@ def _select(
     caps: Mapping[str, int] = constraints.max_per_tag if constraints else {}
     counts: dict[str, int] = {}
     selection = _Selection(kept=[])
+    if not forbidden and not caps and allow is None:  # nothing to check: the first k
+        selection.kept.extend(islice(ordered, k))
+        return selection
     passed = 0  # items that passed the tag constraints: the allow-list counts removals among the first k of them
     for item in ordered:
         if len(selection.kept) >= k:
@@ -230,10 +435,16 @@ def _items(
     options: Options,
     anchors: list[str],
 ) -> list[Item]:
-    items = []
+    rows = []
+    explaining = options.include_reasons or options.explain in ("summary", "full")
+    weight_of = [(name, weights.get(name, 0.0)) for name in SIGNAL_NAMES]
     for position, item_id in enumerate(kept, start=1):
+        score = _round(scores.get(item_id, 0.0))
+        if not explaining:
+            rows.append({"item_id": item_id, "rank": position, "score": score, "reasons": None, "explain": None})
+            continue
         raw = values.get(item_id, _ZERO)
-        contributions = {name: weights.get(name, 0.0) * raw[name] for name in SIGNAL_NAMES}
+        contributions = {name: weight * raw[name] for name, weight in weight_of}
         tokens = list(rule_reasons.get(item_id, ()))
         reasons = None
         if options.include_reasons:
@@ -244,16 +455,8 @@ def _items(
             if options.explain == "full":
                 explain["raw"] = {name: _round(raw[name]) for name in SIGNAL_NAMES}
                 explain["anchors"] = list(anchors)
-        items.append(
-            Item(
-                item_id=item_id,
-                rank=position,
-                score=_round(scores.get(item_id, 0.0)),
-                reasons=reasons,
-                explain=explain,
-            )
-        )
-    return items
+        rows.append({"item_id": item_id, "rank": position, "score": score, "reasons": reasons, "explain": explain})
+    return _ITEMS.validate_python(rows)  # one validation call for the list: cheaper than one per Item
 
 
 def _order(scores: Mapping[str, float], pinned: list[str]) -> list[str]:
@@ -294,95 +497,161 @@ def rank(
     rules: list[Rule],
     now: dt.datetime,
 ) -> Ranked:
-    """Rank items for one /v1/recommend request (see the module docstring for the blend and its order)."""
+    """Rank items for one /v1/recommend request (see the module docstring for the blend and its order).
+
+    Works on item codes and numpy arrays (`SignalArrays`): every lookup's items are numbered together once, each
+    signal is one array over those numbers, and item ids are made only for the items returned (and for every
+    candidate when rules or required tags need them). The floats are the same as per-item arithmetic gives: the
+    same operations on the same values, sums added in lookup order.
+    """
     weights = config.weights_for(request.weights)
-    available = signals.available
+    arrays = signal_arrays(signals)
+    available = arrays.available
     missing: set[str] = set()
     k = request.k
 
-    history = []
+    history = EMPTY_HISTORY
     if KIND[IMPLICIT] in available:
-        history = signals.user_items(request.subject) if request.subject else []
+        if request.subject:
+            history = arrays.history(request.subject)
     else:
         missing.add(IMPLICIT)
-    by_recency = sorted(history, key=lambda entry: (-entry.last_us, -entry.score, entry.item_id))
-    recent = list(dict.fromkeys(entry.item_id for entry in by_recency))[: config.recent_items]
+    recent = _recent(history, config.recent_items)
     requested: list[str] = []
     if request.anchors is not None:
         requested = list(request.anchors.item_ids[: request.anchors.max_anchors or None])
     anchors = list(dict.fromkeys(requested + recent))
 
-    excluded = set(requested)
+    excluded_ids = list(requested)
     if request.candidates is not None:
-        excluded.update(request.candidates.exclude_ids)
+        excluded_ids += request.candidates.exclude_ids
+    excluded = set(excluded_ids)
     if config.exclude_seen:
-        excluded.update(entry.item_id for entry in history)
+        excluded.update(history.names)
 
-    raw: dict[str, dict[str, float]] = {name: {} for name in SIGNAL_NAMES}
-    pool: dict[str, None] = {}
-
-    max_pop = 0.0
-    if KIND[POP] in available:
-        popular = signals.popular(max(k, config.fanout) + min(len(excluded), MAX_EXTRA_FANOUT))
-        max_pop = max((entry.score for entry in popular), default=0.0)
-        for entry in popular:
-            pool.setdefault(entry.item_id)
-            raw[POP][entry.item_id] = entry.score / max_pop if max_pop > 0 else 0.0
-    else:
-        missing.add(POP)
-
-    def neighbours(name: str, sources: list[str], lookup: Callable[[str], list[Scored]], decay: float = 1.0) -> None:
+    def used(name: str, sources: list[str]) -> bool:
         if not sources or weights[name] <= 0:
-            return
+            return False
         if KIND[name] not in available:
             missing.add(name)
-            return
-        for index, source in enumerate(sources):
-            _max_into(raw[name], lookup(source), decay**index)
-        pool.update(dict.fromkeys(raw[name]))
+            return False
+        return True
 
-    neighbours(COOC, anchors, signals.co_visited)
-    neighbours(SESSION, recent, signals.next_items, SESSION_DECAY)
-    neighbours(CONTENT, anchors, signals.similar_by_tags)
-    if weights[KNN] > 0 and (history or requested):
+    uses = {COOC: used(COOC, anchors), SESSION: used(SESSION, recent), CONTENT: used(CONTENT, anchors), KNN: False}
+    strongest: tuple[list[str], np.ndarray] = ([], _NO_VALUES)
+    if weights[KNN] > 0 and (len(history) or requested):
         if KIND[KNN] not in available:
             missing.add(KNN)
         else:
-            raw[KNN] = _knn(signals, history, requested, excluded)
-            pool.update(dict.fromkeys(raw[KNN]))
+            strongest = _strongest(history)
+            uses[KNN] = bool(strongest[0] or requested)
+    if KIND[POP] not in available:
+        missing.add(POP)
+    # Load (and code) every kind this request reads before any item id becomes a code.
+    kinds = [KIND[POP]] if KIND[POP] in available else []
+    arrays.prepare(kinds + [KIND[name] for name in (COOC, SESSION, CONTENT, KNN) if uses[name]])
 
-    max_history = max((entry.score for entry in history), default=0.0)
-    if max_history > 0:
-        for entry in history:
-            raw[IMPLICIT][entry.item_id] = max(raw[IMPLICIT].get(entry.item_id, 0.0), entry.score / max_history)
+    # Lookups: each gives a part of codes (and values) to number together.
+    parts = _Parts()
+    pool: list[int] = []  # the parts whose items are candidates
+    max_pop = 0.0
+    pop: tuple[int, np.ndarray] | None = None
+    if KIND[POP] in available:
+        codes, scores = arrays.popular(max(k, config.fanout) + min(len(excluded), MAX_EXTRA_FANOUT))
+        max_pop = float(scores.max()) if len(scores) else 0.0
+        pop = (parts.add(codes), scores / max_pop if max_pop > 0 else np.zeros(len(scores)))
+        pool.append(pop[0])
+    maxed: dict[str, tuple[int, np.ndarray]] = {}
+
+    def neighbours(name: str, sources: list[str], decay: float = 1.0) -> None:
+        source, codes, scores = arrays.neighbours(KIND[name], sources)
+        factors = np.array([decay**index for index in range(len(sources))])
+        maxed[name] = (parts.add(codes), factors[source] * scores)
+        pool.append(maxed[name][0])
+
+    if uses[COOC]:
+        neighbours(COOC, anchors)
+    if uses[SESSION]:
+        neighbours(SESSION, recent, SESSION_DECAY)
+    if uses[CONTENT]:
+        neighbours(CONTENT, anchors)
+    knn_sums: tuple[int, np.ndarray] | None = None
+    if uses[KNN]:
+        names, scores = strongest
+        if names:
+            source, codes, similarity = arrays.neighbours(KIND[KNN], names)
+            knn_sums = (parts.add(codes), similarity * (scores / scores[0])[source])
+        if requested:
+            _, codes, similarity = arrays.neighbours(KIND[KNN], requested)
+            maxed[KNN] = (parts.add(codes), similarity)
+            pool.append(maxed[KNN][0])
+    seen = parts.add(arrays.codes(history.names))
     if not config.exclude_seen:
-        pool.update(dict.fromkeys(entry.item_id for entry in history))
+        pool.append(seen)
+    excluded_part = parts.add(arrays.codes(excluded_ids))
     allow: set[str] | None = None
     if request.candidates is not None and request.candidates.include_ids:
         allow = set(request.candidates.include_ids)
-        pool.update(dict.fromkeys(request.candidates.include_ids))
+        pool.append(parts.add(arrays.codes(request.candidates.include_ids)))
 
-    tags = _Tags(signals)
+    n = parts.number()
+    is_excluded = parts.mark([excluded_part, seen if config.exclude_seen else None])
+    in_pool = parts.mark(pool)
+    values = {name: _max_of(n, parts.at(part), found) for name, (part, found) in maxed.items()}
+    if knn_sums is not None:  # knn(c) = max(user(c), anchor(c)): the user part first (module docstring)
+        at = parts.at(knn_sums[0])
+        summed = np.bincount(at, weights=knn_sums[1], minlength=n)  # adds each item's terms in lookup order
+        summed_items = parts.mark([knn_sums[0]])
+        counted = summed[summed_items & ~is_excluded]
+        top = float(counted.max()) if len(counted) else 0.0
+        if top > 0:
+            user = np.where(summed_items, np.minimum(summed / top, 1.0), -np.inf)
+            if KNN in values:  # anchor similarities: the larger of the two
+                anchor = parts.at(maxed[KNN][0])
+                np.maximum.at(user, anchor, maxed[KNN][1])
+            user[user == -np.inf] = 0.0
+            values[KNN] = user
+            in_pool |= summed_items
+    max_history = float(history.scores.max()) if len(history) else 0.0
+    if max_history > 0:
+        values[IMPLICIT] = np.zeros(n)
+        np.maximum.at(values[IMPLICIT], parts.at(seen), history.scores / max_history)
+    values[POP] = _last_of(n, parts.at(pop[0]), pop[1]) if pop is not None else np.zeros(n)
+    for name in SIGNAL_NAMES:
+        values.setdefault(name, np.zeros(n))
+
+    eligible = np.flatnonzero(in_pool & ~is_excluded)
+    tags = _Tags(arrays)
     required = set(request.constraints.required_tags) if request.constraints else set()
+    names: list[str] | None = None
+    if required:
+        names = arrays.names(parts.items[eligible])
+        keep = [any(tag in required for tag in tags(name)) for name in names]
+        eligible = eligible[np.array(keep, dtype=bool)]
+        names = [name for name, kept in zip(names, keep, strict=True) if kept]
+    if max_pop > 0:  # pop(c) outside the top F: looked up, capped at 1
+        others = eligible[~parts.mark([pop[0]] if pop is not None else [])[eligible]]
+        if len(others):
+            values[POP][others] = np.minimum(arrays.popularity_of(parts.items[others]) / max_pop, 1.0)
 
-    def eligible(item_id: str) -> bool:
+    base = np.zeros(len(eligible))
+    for name in SIGNAL_NAMES:
+        if weights[name] > 0:
+            base = base + weights[name] * values[name][eligible]
+
+    position: dict[str, int] = {}  # item id -> index into eligible (the items that have signal values)
+
+    def eligible_id(item_id: str) -> bool:
         if item_id in excluded:
             return False
         return not required or any(tag in required for tag in tags(item_id))
 
-    pop_raw = raw[POP]
-    weighted = [(weights[name], raw[name]) for name in SIGNAL_NAMES if weights[name] > 0]
-    base: dict[str, float] = {}
-    for item_id in pool:
-        if not eligible(item_id):
-            continue
-        if item_id not in pop_raw:
-            pop_raw[item_id] = min(signals.popularity_of(item_id) / max_pop, 1.0) if max_pop > 0 else 0.0
-        base[item_id] = sum(weight * signal.get(item_id, 0.0) for weight, signal in weighted)
-
+    outcome: RuleOutcome | None = None
     if rules:
+        names = names if names is not None else arrays.names(parts.items[eligible])
+        position = {name: index for index, name in enumerate(names)}
         outcome = apply_rules(
-            base,
+            dict(zip(names, base.tolist(), strict=True)),
             tags,
             rules,
             surface=request.surface,
@@ -390,24 +659,30 @@ def rank(
             now=now,
             max_pins=config.max_pins,
         )
+        scores = {item: score for item, score in outcome.scores.items() if item in position or eligible_id(item)}
+        pinned = [item for item in outcome.pinned if item in position or eligible_id(item)]
+        selection = _select(_order(scores, pinned), k, tags, request.constraints, allow)
     else:
-        outcome = RuleOutcome(scores=dict(base))
-    scores = {item_id: score for item_id, score in outcome.scores.items() if item_id in base or eligible(item_id)}
-    pinned = [item_id for item_id in outcome.pinned if item_id in base or eligible(item_id)]
-
-    selection = _select(_order(scores, pinned), k, tags, request.constraints, allow)
+        ordered = _by_score(base, parts.items[eligible], arrays.names, position)
+        selection = _select(ordered, k, tags, request.constraints, allow)
+        scores = {item: float(base[position[item]]) for item in selection.kept}
 
     warnings = [_unavailable(name) for name in SIGNAL_NAMES if name in missing]
     warnings += _tag_lookup_warning(request.constraints, available)
-    injected = sum(1 for item_id in selection.kept if item_id in outcome.pinned and item_id not in base)
-    if injected:
-        warnings.append(
-            Warning_(code="RULE_PIN_INJECTED", detail=f"{injected} pinned items were injected into results")
-        )
+    if outcome is not None:
+        injected = sum(1 for item in selection.kept if item in outcome.pinned and item not in position)
+        if injected:
+            warnings.append(
+                Warning_(code="RULE_PIN_INJECTED", detail=f"{injected} pinned items were injected into results")
+            )
     warnings += _constraint_warnings(selection, allow)
-    kept_values = (item_id for item_id in selection.kept if item_id in base)  # pins/injected items carry no signals
-    values = {item_id: {name: raw[name].get(item_id, 0.0) for name in SIGNAL_NAMES} for item_id in kept_values}
-    items = _items(selection.kept, scores, values, weights, outcome.reasons, request.options, anchors)
+    kept = [item for item in selection.kept if item in position]  # pins and injected items carry no signals
+    kept_at = eligible[np.array([position[item] for item in kept], dtype=np.int64)]
+    columns = [values[name][kept_at].tolist() for name in SIGNAL_NAMES]
+    rows = zip(*columns, strict=True)
+    item_values = {item: dict(zip(SIGNAL_NAMES, row, strict=True)) for item, row in zip(kept, rows, strict=True)}
+    reasons = outcome.reasons if outcome is not None else {}
+    items = _items(selection.kept, scores, item_values, weights, reasons, request.options, anchors)
     return Ranked(items=items, warnings=warnings)
 
 

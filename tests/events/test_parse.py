@@ -5,11 +5,12 @@ from __future__ import annotations
 import datetime as dt
 import json
 
+import numpy as np
 import pyarrow as pa
 import pytest
 
 from recsys.events.contract import RawEvent, Reason, parse_timestamp
-from recsys.events.parse import DayScope, _parse_timestamps, explain_line, parse_events, parse_stream
+from recsys.events.parse import DayScope, _newlines, _parse_timestamps, explain_line, parse_events, parse_stream
 from tests.conftest import event, jsonl
 
 SCOPE = DayScope("demo", "home", dt.date(2026, 1, 1), frozenset({"exposure", "click", "purchase"}))
@@ -248,3 +249,11 @@ def test_timestamps_are_parsed_to_utc_microseconds(with_offsets: bool) -> None:
                 parse_timestamp(text)
         else:
             assert parse_timestamp(text) == dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(microseconds=us)
+
+
+def test_newlines_are_found_across_search_steps() -> None:
+    data = b"ab\n\ncd\nefghij\n\nk"
+    buf = np.frombuffer(data, dtype=np.uint8)
+    for step in (1, 2, 3, 100):
+        assert _newlines(buf, step=step).tolist() == [2, 3, 6, 13, 14]
+    assert _newlines(np.frombuffer(b"", dtype=np.uint8)).tolist() == []

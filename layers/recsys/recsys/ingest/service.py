@@ -141,7 +141,8 @@ def ingest_day(store: ObjectStore, raw_uri: str, scope: DayScope) -> IngestRepor
     rejections = [r for p in parsed for r in p.rejections]
     read, other_days = sum(p.read for p in parsed), sum(p.other_days for p in parsed)
     canonical, duplicates = canonicalize(parsed)
-    del parsed  # frees the unsorted events before the Parquet writer copies the sorted ones
+    del parsed  # the unsorted events: free them, and hand the pages back, before the Parquet writer copies the sorted
+    pa.default_memory_pool().release_unused()
 
     events_key = paths.canonical_events(scope.tenant, scope.surface, scope.day)
     store.put_if_changed(events_key, to_parquet(canonical, CANONICAL_SCHEMA, kind="canonical"))

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.json as pj
 import pytest
 
+from recsys.events import parse
 from recsys.events.contract import RawEvent, Reason, parse_timestamp
 from recsys.events.parse import DayScope, _newlines, _parse_timestamps, explain_line, parse_events, parse_stream
 from tests.conftest import event, jsonl
@@ -196,25 +199,40 @@ def test_blank_lines_only_and_an_empty_source_give_nothing() -> None:
         assert result.events.schema == parse_events(jsonl(event()), source="x", scope=SCOPE, dated=True).events.schema
 
 
-def test_a_null_line_gets_the_same_verdict_at_the_start_of_a_block_as_inside_one() -> None:
-    """pyarrow's JSON reader crashes on a null first value; inside a block a null line reads as a row of nulls."""
+def test_a_null_line_is_a_row_of_nulls_wherever_it_is(monkeypatch: pytest.MonkeyPatch) -> None:
+    """pyarrow's JSON reader reads a `null` line among others as a row of nulls, but crashes (segfault) when one
+    starts a chunk it reads; so null lines never reach it and get that verdict anyway."""
     good = json.dumps(event())
-    for lines, block_bytes in ((["null", good], None), ([good, "null", good], None), ([good, " null", good], 1)):
+    cases = [["null", good], [good, "null", good], [good, " null\t", good], ["null", "null", good, "null"]]
+    monkeypatch.setattr(parse, "_READ_OPTIONS", pj.ReadOptions(use_threads=True, block_size=len(good) + 1))
+    for lines, block_bytes in itertools.product(cases, (None, 1)):
         result = parse_stream([jsonl(*lines)], source="x", scope=SCOPE, dated=True, block_bytes=block_bytes)
-        null_line = next(i for i, line in enumerate(lines, 1) if "null" in line)
+        nulls = [number for number, line in enumerate(lines, 1) if "null" in line]
         assert [(r.line, r.reason, r.detail) for r in result.rejections] == [
-            (null_line, Reason.MISSING_FIELD, "v: required")
+            (number, Reason.MISSING_FIELD, "v: required") for number in nulls
         ]
-        assert result.events.num_rows == len(lines) - 1
+        assert result.events.num_rows == len(lines) - len(nulls) and result.read == len(lines)
+        assert result.rejections[0].raw == lines[nulls[0] - 1]
+
+
+def test_a_line_led_by_null_but_not_null_is_malformed() -> None:
+    good = json.dumps(event())
+    result = parse_events(jsonl(good, "null " + good, "nullx", good), source="x", scope=SCOPE, dated=True)
+    assert [(r.line, r.reason, r.detail) for r in result.rejections] == [
+        (2, Reason.MALFORMED_JSON, "Extra data"),
+        (3, Reason.MALFORMED_JSON, "Extra data"),
+    ]
 
 
 def test_lines_only_the_per_line_contract_can_parse_come_after_the_bulk_lines() -> None:
     # pyarrow rejects a key given twice with different types; json.loads keeps the last value.
     twice = json.dumps(event(item_id=5))[:-1] + ', "item_id": "B"}'
-    data = jsonl(event(item_id="A"), twice, event(item_id="C"))
+    other_day = json.dumps(event(item_id=5, ts="2026-01-02T08:00:00Z"))[:-1] + ', "item_id": "D"}'
+    data = jsonl(event(item_id="A"), twice, event(item_id="C"), other_day)
     for block_bytes in (None, 1):
         result = parse_stream(_pieces(data, 10), source="x", scope=SCOPE, dated=True, block_bytes=block_bytes)
-        assert result.events["item_id"].to_pylist() == ["A", "C", "B"] and not result.rejections
+        assert result.events["item_id"].to_pylist() == ["A", "C", "B"]
+        assert [(r.line, r.reason, r.raw) for r in result.rejections] == [(4, Reason.OUT_OF_WINDOW, other_day)]
 
 
 TIMESTAMPS = [  # text, microseconds since the epoch (None: invalid), worked out by hand

@@ -31,6 +31,9 @@ _IS_WHITESPACE = np.isin(np.arange(256), [9, 10, 13, 32])  # per byte value: JSO
 # date is left to check; the bulk path's equivalent of the per-line contract's parse_timestamp.
 _TS_IN_RANGE = r"^\d{4}-\d{2}-\d{2}T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d(?:\.\d{1,9})?(?:Z|[+-](?:[01]\d|2[0-3]):[0-5]\d)$"
 _EPOCH_TEXT = "1970-01-01T00:00:00Z"
+# Among other lines pyarrow reads a `null` line as a row of nulls (so: missing_field); a `null` line read on its own
+# gets the same verdict.
+_NULL_ROW = dict.fromkeys(RAW_SCHEMA.names)
 _RAW_EXCERPT = 4096  # quarantine keeps this many characters of a rejected line
 _REQUIRED_STRINGS = ("tenant", "surface", "session_id", "item_id")
 _OPTIONAL_STRINGS = ("user_id", "request_id", "event_type", "event_id")
@@ -107,6 +110,12 @@ class _Lines:
     def text(self, i: int) -> bytes:
         return self.data[self.starts[i] : self.ends[i]].tobytes().rstrip(b"\r")
 
+    def led_by_null(self) -> list[int]:
+        """The lines whose first value is `null` (after any whitespace), in order."""
+        first = np.frombuffer(self.data, dtype=np.uint8)[self.starts]
+        maybe = np.flatnonzero((first == ord("n")) | _IS_WHITESPACE[first])  # few: looked at one by one
+        return [int(i) for i in maybe if self.text(int(i)).lstrip(b" \t\r").startswith(b"null")]
+
 
 def _newlines(buf: np.ndarray, step: int = 1 << 20) -> np.ndarray:
     """Positions of the newlines in `buf`, searched a MB at a time: the byte mask stays small, so it is reused
@@ -161,16 +170,10 @@ def _blocks_of_lines(pieces: Iterable[bytes], block_bytes: int) -> Iterator[memo
 
 def _read_block(data: memoryview, expected_rows: int) -> pa.Table | None:
     """Parse a block in bulk; None if any line in it needs the per-line path."""
-    lead = 0
-    if data[:1] != b"{":
-        # pyarrow's reader crashes (segfault) on a `null` first value; after an object, a `null` line reads as a row
-        # of nulls, as it does anywhere else in a file. So such a block is read behind an empty object.
-        data, lead = memoryview(b"{}\n" + data), 1
     try:
         table = pj.read_json(pa.BufferReader(data), read_options=_READ_OPTIONS, parse_options=_PARSE_OPTIONS)
-        if table.num_rows != expected_rows + lead:
+        if table.num_rows != expected_rows:
             return None
-        table = table.slice(lead)
         for name in ("ts", *_REQUIRED_STRINGS, *_OPTIONAL_STRINGS):
             table.column(name).validate(full=True)  # pyarrow does not check UTF-8 while parsing
     except (pa.ArrowInvalid, pa.ArrowTypeError, ValueError):
@@ -211,6 +214,19 @@ def explain_line(text: bytes) -> tuple[Reason, str] | dict:
         return _first_error(exc, obj)
     # Hand back the raw fields so the bulk rules (tenant, window, event_type) judge it like any other line.
     return {name: obj.get(name) for name in RAW_SCHEMA.names}
+
+
+def _bulk_or_single(lines: _Lines) -> Iterator[tuple[pa.Table | None, int, int]]:
+    """`_bulk_or_bisect` over all the lines, except that lines led by `null` are never given to pyarrow: its reader
+    crashes (segfault) when a chunk it reads starts with `null`. They come out as single lines."""
+    lo = 0
+    for i in lines.led_by_null():
+        if lo < i:
+            yield from _bulk_or_bisect(lines, lo, i)
+        yield None, i, i + 1
+        lo = i + 1
+    if lo < len(lines):
+        yield from _bulk_or_bisect(lines, lo, len(lines))
 
 
 def _bulk_or_bisect(lines: _Lines, lo: int, hi: int) -> Iterator[tuple[pa.Table | None, int, int]]:
@@ -330,13 +346,13 @@ def parse_stream(
             continue
         tables: list[pa.Table] = []
         positions: list[np.ndarray] = []  # of each bulk row, in `lines`
-        for table, lo, hi in _bulk_or_bisect(lines, 0, len(lines)):
+        for table, lo, hi in _bulk_or_single(lines):
             if table is not None:
                 tables.append(table)
                 positions.append(np.arange(lo, hi))
                 continue
             number, text = int(lines.numbers[lo]), lines.text(lo)
-            verdict = explain_line(text)
+            verdict = _NULL_ROW if text.strip(b" \t\r") == b"null" else explain_line(text)
             if isinstance(verdict, dict):
                 singles.append(verdict)
                 single_lines.append((number, text))
@@ -352,7 +368,8 @@ def parse_stream(
     if singles or not accepted:
         judged = _judge(pa.Table.from_pylist(singles, schema=RAW_SCHEMA), scope, dated)
         for row, reason, detail in judged.rejected:
-            rejections.append(_rejection(source, *single_lines[row], reason, detail))
+            number, text = single_lines[row]
+            rejections.append(_rejection(source, number, reason, detail, text))
         accepted.append(judged.events)
         other_days += judged.other_days
     rejections.sort(key=lambda r: r.line)

@@ -141,7 +141,7 @@ def ingest_day(store: ObjectStore, raw_uri: str, scope: DayScope) -> IngestRepor
     rejections = [r for p in parsed for r in p.rejections]
     read, other_days = sum(p.read for p in parsed), sum(p.other_days for p in parsed)
     canonical, duplicates = canonicalize(parsed)
-    del parsed  # the unsorted events: free them, and hand the pages back, before the Parquet writer copies the sorted
+    del parsed  # free the unsorted events and return their pages before the Parquet writer copies the sorted ones
     pa.default_memory_pool().release_unused()
 
     events_key = paths.canonical_events(scope.tenant, scope.surface, scope.day)

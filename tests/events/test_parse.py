@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.json as pj
 import pytest
 
+from recsys.events import parse
 from recsys.events.contract import RawEvent, Reason, parse_timestamp
-from recsys.events.parse import DayScope, explain_line, parse_events
+from recsys.events.parse import DayScope, _newlines, _parse_timestamps, explain_line, parse_events, parse_stream
 from tests.conftest import event, jsonl
 
 SCOPE = DayScope("demo", "home", dt.date(2026, 1, 1), frozenset({"exposure", "click", "purchase"}))
@@ -143,3 +148,130 @@ def test_raw_event_contract_accepts_the_seed_example() -> None:
         '"item_id": "A", "rank": 1}'
     )
     assert RawEvent.model_validate_json(seed).rank == 1
+
+
+# Streaming: a source is cut into pieces (reads) and blocks (parsed together); the result must not depend on either.
+
+STREAM_LINES = [
+    json.dumps(event(item_id="A")),  # 1
+    "",  # 2: empty
+    "{broken",  # 3: malformed
+    "   \t",  # 4: whitespace only
+    " " + json.dumps(event(item_id="B")),  # 5: leading whitespace, still an event
+    json.dumps(event(item_id=...)),  # 6: missing item_id (found by the bulk rules)
+    "\r",  # 7: a bare CR is blank too
+    json.dumps(event(item_id="C", ts="2026-01-02T00:00:00Z")),  # 8: another day
+    json.dumps(event(item_id="D" * 300)),  # 9: longer than the small blocks below
+    json.dumps(event(item_id="E")),  # 10: the last line, without a newline
+]
+
+
+def _stream_source(crlf: bool) -> bytes:
+    return ("\r\n" if crlf else "\n").join(STREAM_LINES).encode()
+
+
+def _pieces(data: bytes, size: int) -> list[bytes]:
+    return [data[i : i + size] for i in range(0, len(data), size)]
+
+
+@pytest.mark.parametrize("crlf", [False, True])
+def test_the_result_does_not_depend_on_pieces_or_blocks(crlf: bool) -> None:
+    data = _stream_source(crlf)
+    ends = [len(data)] + [i + 1 for i, byte in enumerate(data) if byte == ord("\n")]
+    cuts = [(None, None), (1, None), (7, 1), (64, 50), (1000, 7)] + [(None, end) for end in ends]
+    for piece_size, block_bytes in cuts:  # block sizes ending exactly at every line put each line at a block edge
+        pieces = [data] if piece_size is None else _pieces(data, piece_size)
+        result = parse_stream(pieces, source="x", scope=SCOPE, dated=True, block_bytes=block_bytes)
+        assert [(r.line, r.reason) for r in result.rejections] == [
+            (3, Reason.MALFORMED_JSON),
+            (6, Reason.MISSING_FIELD),
+            (8, Reason.OUT_OF_WINDOW),
+        ], (piece_size, block_bytes)
+        assert result.events["item_id"].to_pylist() == ["A", "B", "D" * 300, "E"], (piece_size, block_bytes)
+        assert result.read == 7
+        assert result.rejections[0].raw == "{broken"  # without the CR of a CRLF line
+
+
+def test_blank_lines_only_and_an_empty_source_give_nothing() -> None:
+    for data in (b"", b"\n", b"\n\n \r\n\t", b" "):
+        result = parse_stream(_pieces(data, 1) if data else [], source="x", scope=SCOPE, dated=True, block_bytes=1)
+        assert (result.read, result.events.num_rows, result.rejections) == (0, 0, [])
+        assert result.events.schema == parse_events(jsonl(event()), source="x", scope=SCOPE, dated=True).events.schema
+
+
+def test_a_null_line_is_a_row_of_nulls_wherever_it_is(monkeypatch: pytest.MonkeyPatch) -> None:
+    """pyarrow's JSON reader reads a `null` line among others as a row of nulls, but crashes (segfault) when one
+    starts a chunk it reads; so null lines never reach it and get that verdict anyway."""
+    good = json.dumps(event())
+    cases = [["null", good], [good, "null", good], [good, " null\t", good], ["null", "null", good, "null"]]
+    monkeypatch.setattr(parse, "_READ_OPTIONS", pj.ReadOptions(use_threads=True, block_size=len(good) + 1))
+    for lines, block_bytes in itertools.product(cases, (None, 1)):
+        result = parse_stream([jsonl(*lines)], source="x", scope=SCOPE, dated=True, block_bytes=block_bytes)
+        nulls = [number for number, line in enumerate(lines, 1) if "null" in line]
+        assert [(r.line, r.reason, r.detail) for r in result.rejections] == [
+            (number, Reason.MISSING_FIELD, "v: required") for number in nulls
+        ]
+        assert result.events.num_rows == len(lines) - len(nulls) and result.read == len(lines)
+        assert result.rejections[0].raw == lines[nulls[0] - 1]
+
+
+def test_a_line_led_by_null_but_not_null_is_malformed() -> None:
+    good = json.dumps(event())
+    result = parse_events(jsonl(good, "null " + good, "nullx", good), source="x", scope=SCOPE, dated=True)
+    assert [(r.line, r.reason, r.detail) for r in result.rejections] == [
+        (2, Reason.MALFORMED_JSON, "Extra data"),
+        (3, Reason.MALFORMED_JSON, "Extra data"),
+    ]
+
+
+def test_lines_only_the_per_line_contract_can_parse_come_after_the_bulk_lines() -> None:
+    # pyarrow rejects a key given twice with different types; json.loads keeps the last value.
+    twice = json.dumps(event(item_id=5))[:-1] + ', "item_id": "B"}'
+    other_day = json.dumps(event(item_id=5, ts="2026-01-02T08:00:00Z"))[:-1] + ', "item_id": "D"}'
+    data = jsonl(event(item_id="A"), twice, event(item_id="C"), other_day)
+    for block_bytes in (None, 1):
+        result = parse_stream(_pieces(data, 10), source="x", scope=SCOPE, dated=True, block_bytes=block_bytes)
+        assert result.events["item_id"].to_pylist() == ["A", "C", "B"]
+        assert [(r.line, r.reason, r.raw) for r in result.rejections] == [(4, Reason.OUT_OF_WINDOW, other_day)]
+
+
+TIMESTAMPS = [  # text, microseconds since the epoch (None: invalid), worked out by hand
+    ("2026-01-01T00:00:00Z", 1_767_225_600_000_000),
+    ("2026-01-01T00:00:00.5Z", 1_767_225_600_500_000),
+    ("2024-02-29T23:59:59.9999999Z", 1_709_251_199_999_999),  # leap day; the 7th fraction digit is cut
+    ("1969-12-31T23:59:59.5Z", -500_000),
+    ("2023-02-29T00:00:00Z", None),  # no such day
+    ("2026-04-31T00:00:00Z", None),
+    ("2026-01-01T24:00:00Z", None),
+    ("2026-01-01T23:60:00Z", None),
+    ("2026-01-01T23:59:60Z", None),  # no leap seconds
+    ("2026-01-01T00:00:00+23:59", 1_767_225_600_000_000 - (23 * 3600 + 59 * 60) * 1_000_000),
+    ("2026-01-01T00:00:00.25-00:30", 1_767_225_600_000_000 + 30 * 60 * 1_000_000 + 250_000),
+    ("2026-01-01T00:00:00+24:00", None),
+    ("2026-01-01T00:00:00+01:60", None),
+    ("2026-01-01T00:00:00", None),
+    (None, None),
+]
+
+
+@pytest.mark.parametrize("with_offsets", [False, True])
+def test_timestamps_are_parsed_to_utc_microseconds(with_offsets: bool) -> None:
+    cases = [(text, us) for text, us in TIMESTAMPS if with_offsets or text is None or text[-6] not in "+-"]
+    parsed = _parse_timestamps(pa.chunked_array([[text for text, _ in cases]], pa.string()))
+    assert parsed.to_pylist() == [us for _, us in cases]
+    for text, us in cases:  # the per-line contract agrees
+        if text is None:
+            continue
+        if us is None:
+            with pytest.raises(ValueError):
+                parse_timestamp(text)
+        else:
+            assert parse_timestamp(text) == dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(microseconds=us)
+
+
+def test_newlines_are_found_across_search_steps() -> None:
+    data = b"ab\n\ncd\nefghij\n\nk"
+    buf = np.frombuffer(data, dtype=np.uint8)
+    for step in (1, 2, 3, 100):
+        assert _newlines(buf, step=step).tolist() == [2, 3, 6, 13, 14]
+    assert _newlines(np.frombuffer(b"", dtype=np.uint8)).tolist() == []

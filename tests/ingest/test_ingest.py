@@ -7,11 +7,16 @@ import gzip
 import json
 from pathlib import Path
 
+import pyarrow as pa
+import pytest
+
 from recsys import paths
+from recsys.events import parse
 from recsys.events.parse import DayScope
-from recsys.ingest.service import ingest_day, load_report
+from recsys.ingest import sources
+from recsys.ingest.service import dedupe, ingest_day, load_report
 from recsys.ingest.sources import day_in_path, raw_files
-from recsys.store import FileSystemStore
+from recsys.store import FileSystemStore, NotFound
 from recsys.tables import from_parquet
 from tests.conftest import event, jsonl
 
@@ -140,3 +145,82 @@ def test_a_day_whose_raw_files_vanished_keeps_its_partition(tmp_path: Path, stor
     again = ingest_day(store, str(tmp_path / "raw"), SCOPE)
     assert again.kept_existing and again.accepted == first.accepted == 2
     assert from_parquet(store.get(paths.canonical_events("demo", "home", DAY)).data).num_rows == 2
+
+
+def _events(**columns: list) -> pa.Table:
+    """A table in the shape `dedupe` receives (RAW_SCHEMA strings, ts as a UTC timestamp, rank)."""
+    rows = len(next(iter(columns.values())))
+    base = {
+        "tenant": ["demo"] * rows,
+        "surface": ["home"] * rows,
+        "session_id": ["s1"] * rows,
+        "request_id": [None] * rows,
+        "item_id": ["A"] * rows,
+        "ts": [dt.datetime(2026, 1, 1, 8, tzinfo=dt.UTC)] * rows,
+        "event_type": ["exposure"] * rows,
+        "event_id": [None] * rows,
+        "rank": list(range(rows)),
+    }
+    base.update(columns)
+    types = {"ts": pa.timestamp("us", tz="UTC"), "rank": pa.int64()}
+    return pa.table({name: pa.array(values, types.get(name, pa.string())) for name, values in base.items()})
+
+
+def test_dedupe_keeps_the_first_row_of_each_event_id_and_of_each_event_key() -> None:
+    events = _events(
+        event_id=["e1", None, "e1", None, None, "e2", None],
+        item_id=["A", "K", "B", "K", "L", "A", "K"],
+        request_id=["r", None, "r", "", None, "r", "r"],  # a null and an empty request_id are the same key
+    )
+    kept, duplicates = dedupe(events)
+    assert duplicates == 2 and sorted(kept["rank"].to_pylist()) == [0, 1, 4, 5, 6]
+
+
+def test_dedupe_without_duplicates_returns_the_table_as_it_is() -> None:
+    events = _events(event_id=["e1", None, "e2"], item_id=["A", "A", "B"])
+    assert dedupe(events) == (events, 0)
+    assert dedupe(events)[0] is events
+
+
+def test_dedupe_with_the_separator_inside_a_key_field() -> None:
+    """A field holding \\x1f takes the joined-key path; true duplicates still go, different events stay."""
+    events = _events(session_id=["a\x1fb", "a\x1fb", "a", "a\x1fb"], item_id=["A", "A", "A", "B"])
+    kept, duplicates = dedupe(events)
+    assert duplicates == 1 and sorted(kept["rank"].to_pylist()) == [0, 2, 3]
+
+
+def test_raw_files_are_read_in_pieces(tmp_path: Path) -> None:
+    data = jsonl(event(), "{bad", event(item_id="B")) + b"no newline at the end"
+    _write(tmp_path / "a.jsonl", data)
+    _write(tmp_path / "b.jsonl.gz", gzip.compress(data))
+    for name in ("a.jsonl", "b.jsonl.gz"):
+        (raw,) = raw_files(str(tmp_path / name), DAY)
+        pieces = list(raw.pieces(size=7))
+        assert b"".join(pieces) == data and max(len(p) for p in pieces) == 7
+        assert b"".join(raw.pieces()) == data
+    _write(tmp_path / "empty.jsonl", b"")
+    assert list(raw_files(str(tmp_path / "empty.jsonl"), DAY)[0].pieces()) == []
+    with pytest.raises(NotFound):
+        list(raw_files(str(tmp_path / "missing.jsonl"), DAY)[0].pieces())
+
+
+def test_small_pieces_and_blocks_give_the_same_bytes(
+    tmp_path: Path, store: FileSystemStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lines = [event(item_id=f"i{n % 7}", session_id=f"s{n % 3}", event_id=f"e{n % 11}") for n in range(40)]
+    body = jsonl(*lines[:10], "{broken", "", "  ", *lines[10:30], json.dumps(event(rank=-1)), *lines[30:])
+    _write(tmp_path / "raw" / "dt=2026-01-01" / "a.jsonl.gz", gzip.compress(body.replace(b"\n", b"\r\n")[:-2]))
+    _write(tmp_path / "raw" / "dt=2026-01-01" / "b.jsonl", body)
+    whole = ingest_day(store, str(tmp_path / "raw"), SCOPE)
+    monkeypatch.setattr(sources, "RAW_PIECE_BYTES", 50)
+    monkeypatch.setattr(parse, "BLOCK_BYTES", 120)
+    small_store = FileSystemStore(tmp_path / "small")
+    streamed = ingest_day(small_store, str(tmp_path / "raw"), SCOPE)
+    # per file: 40 events of 11 event_ids, one malformed line, one negative rank; blank lines are not read
+    assert (whole.read, whole.accepted, whole.duplicates, whole.quarantined) == (2 * 42, 11, 80 - 11, 2 * 2)
+    assert whole.reasons == {"invalid_value": 2, "malformed_json": 2}
+    assert streamed.model_dump(exclude={"canonical_uri", "quarantine_uri"}) == whole.model_dump(
+        exclude={"canonical_uri", "quarantine_uri"}
+    )
+    for key in (paths.canonical_events("demo", "home", DAY), paths.quarantine("demo", "home", DAY)):
+        assert small_store.get(key).data == store.get(key).data

@@ -9,18 +9,20 @@ import datetime as dt
 import json
 from collections import Counter
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel
 
 from recsys import paths
 from recsys.events.contract import CANONICAL_SCHEMA, CANONICAL_SORT
-from recsys.events.parse import DayScope, ParsedEvents, parse_events
+from recsys.events.parse import DayScope, ParsedEvents, parse_stream
 from recsys.ingest.sources import raw_files
 from recsys.store import ObjectStore
 from recsys.tables import to_parquet
 
 _DEDUP_FIELDS = ("tenant", "surface", "session_id", "request_id", "item_id", "ts", "event_type")
+_SEPARATOR = "\x1f"
 
 
 class IngestReport(BaseModel):
@@ -49,16 +51,67 @@ class IngestReport(BaseModel):
 
 
 def dedupe(events: pa.Table) -> tuple[pa.Table, int]:
-    """Keep the first occurrence of each event key: event_id when given, else the event's identifying fields."""
+    """Keep the first occurrence of each event key: event_id when given, else the event's identifying fields.
+
+    The key is the text "id<US>event_id", or the identifying fields (null as "") joined by the unit separator US
+    (\\x1f). Grouping on the columns themselves gives the same groups, much faster, unless a key field contains US
+    (then two different events can join to the same text); only then is the text built.
+    """
     if events.num_rows == 0:
         return events, 0
-    parts = [pc.fill_null(pc.cast(events[name], pa.string()), "") for name in _DEDUP_FIELDS]
-    composite = pc.binary_join_element_wise(*parts, "\x1f")
-    key = pc.coalesce(pc.binary_join_element_wise("id", events["event_id"], "\x1f"), composite)
-    indexed = pa.table({"key": key, "row": pa.array(range(events.num_rows), pa.int64())})
-    first = indexed.group_by("key", use_threads=False).aggregate([("row", "min")])["row_min"]
-    kept = events.take(first)  # order does not matter: the partition is sorted afterwards
+    has_id = pc.is_valid(events["event_id"])
+    first = np.zeros(events.num_rows, dtype=bool)
+    if _joined_keys_may_collide(events, has_id):
+        first[_first_rows_by_joined_key(events).to_numpy()] = True
+    else:
+        first[_first_rows_with_id(events["event_id"])] = True
+        if not pc.all(has_id).as_py():
+            without_id = pc.invert(has_id)
+            keys = events.select(list(_DEDUP_FIELDS)).filter(without_id)
+            first[_first_rows_by_fields(keys, np.flatnonzero(np.asarray(without_id)))] = True
+    if first.all():
+        return events, 0  # no duplicates: spare a copy of every column
+    kept = events.filter(pa.array(first))
     return kept, events.num_rows - kept.num_rows
+
+
+def _joined_keys_may_collide(events: pa.Table, has_id: pa.ChunkedArray) -> bool:
+    if pc.all(has_id).as_py():  # "id<US>" + event_id texts are equal exactly when the event_ids are
+        return False
+    return any(
+        pc.any(pc.match_substring(events[name], _SEPARATOR)).as_py()
+        for name in (*_DEDUP_FIELDS, "event_id")
+        if pa.types.is_string(events[name].type)
+    )
+
+
+def _first_rows_with_id(event_id: pa.ChunkedArray) -> np.ndarray:
+    """The rows holding the first occurrence of their (non-null) event_id."""
+    # Dictionary codes are handed out in order of first appearance: a row is first when its code exceeds every
+    # code before it. Cheaper in time and memory than grouping the strings.
+    encoded = pc.dictionary_encode(event_id)
+    codes = pc.fill_null(pa.chunked_array([chunk.indices for chunk in encoded.chunks], pa.int32()), -1).to_numpy()
+    highest_before = np.concatenate(([-1], np.maximum.accumulate(codes)[:-1]))
+    return np.flatnonzero(codes > highest_before)
+
+
+def _first_rows_by_fields(keys: pa.Table, rows: np.ndarray) -> np.ndarray:
+    """Of the identifying fields `keys` (of rows `rows`), the rows holding the first occurrence of their values."""
+    fields = {
+        name: pc.fill_null(keys[name], "") if pa.types.is_string(keys[name].type) else keys[name]
+        for name in _DEDUP_FIELDS
+    }
+    grouped = pa.table({**fields, "row": rows}).group_by(list(_DEDUP_FIELDS), use_threads=False)
+    return grouped.aggregate([("row", "min")])["row_min"].to_numpy()
+
+
+def _first_rows_by_joined_key(events: pa.Table) -> pa.ChunkedArray:
+    """Per key text, the first row (the key text `dedupe` describes)."""
+    parts = [pc.fill_null(pc.cast(events[name], pa.string()), "") for name in _DEDUP_FIELDS]
+    composite = pc.binary_join_element_wise(*parts, _SEPARATOR)
+    key = pc.coalesce(pc.binary_join_element_wise("id", events["event_id"], _SEPARATOR), composite)
+    indexed = pa.table({"key": key, "row": pa.array(range(events.num_rows), pa.int64())})
+    return indexed.group_by("key", use_threads=False).aggregate([("row", "min")])["row_min"]
 
 
 def canonicalize(parsed: list[ParsedEvents]) -> tuple[pa.Table, int]:
@@ -67,7 +120,7 @@ def canonicalize(parsed: list[ParsedEvents]) -> tuple[pa.Table, int]:
     if not tables:
         return CANONICAL_SCHEMA.empty_table(), 0
     events = pa.concat_tables(tables)
-    events = events.set_column(events.schema.get_field_index("ts"), "ts", events["ts_utc"]).drop_columns(["ts_utc"])
+    events = events.rename_columns({"ts_utc": "ts"})
     events, duplicates = dedupe(events)
     canonical = events.select(CANONICAL_SCHEMA.names).cast(CANONICAL_SCHEMA)
     return canonical.sort_by(CANONICAL_SORT), duplicates
@@ -84,9 +137,12 @@ def ingest_day(store: ObjectStore, raw_uri: str, scope: DayScope) -> IngestRepor
         existing = load_report(store, scope.tenant, scope.surface, scope.day)
         if existing is not None and existing.accepted > 0:
             return existing.model_copy(update={"kept_existing": True})
-    parsed = [parse_events(f.read(), source=f.source, scope=scope, dated=f.dated) for f in files]
-    canonical, duplicates = canonicalize(parsed)
+    parsed = [parse_stream(f.pieces(), source=f.source, scope=scope, dated=f.dated) for f in files]
     rejections = [r for p in parsed for r in p.rejections]
+    read, other_days = sum(p.read for p in parsed), sum(p.other_days for p in parsed)
+    canonical, duplicates = canonicalize(parsed)
+    del parsed  # free the unsorted events and return their pages before the Parquet writer copies the sorted ones
+    pa.default_memory_pool().release_unused()
 
     events_key = paths.canonical_events(scope.tenant, scope.surface, scope.day)
     store.put_if_changed(events_key, to_parquet(canonical, CANONICAL_SCHEMA, kind="canonical"))
@@ -101,13 +157,13 @@ def ingest_day(store: ObjectStore, raw_uri: str, scope: DayScope) -> IngestRepor
         tenant=scope.tenant,
         surface=scope.surface,
         day=scope.day,
-        files=len(parsed),
-        read=sum(p.read for p in parsed),
+        files=len(files),
+        read=read,
         accepted=canonical.num_rows,
         duplicates=duplicates,
         quarantined=len(rejections),
         reasons=dict(sorted(Counter(str(r.reason) for r in rejections).items())),
-        other_days=sum(p.other_days for p in parsed),
+        other_days=other_days,
         distinct_items=pc.count_distinct(canonical["item_id"]).as_py(),
         distinct_sessions=pc.count_distinct(canonical["session_id"]).as_py(),
         distinct_users=pc.count_distinct(canonical["user_id"]).as_py(),

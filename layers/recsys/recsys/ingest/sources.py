@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import datetime as dt
 import gzip
+import io
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from recsys.store import ObjectStore, open_store, split_uri
+from recsys.store.base import StoreFile
 
 RAW_SUFFIXES = (".jsonl", ".jsonl.gz")
+RAW_PIECE_BYTES = 32 << 20  # one ranged read; bounds what a file holds in memory at a time
 _DATED = (
     re.compile(r"(?:^|/)dt=(\d{4})-(\d{2})-(\d{2})(?:/|$)"),
     re.compile(r"(?:^|/)(\d{4})/(\d{2})/(\d{2})(?:/|$)"),
@@ -26,9 +30,19 @@ class RawFile:
     def source(self) -> str:
         return self.store.url(self.key)
 
-    def read(self) -> bytes:
-        data = self.store.get(self.key).data
-        return gzip.decompress(data) if self.key.endswith(".gz") else data
+    def pieces(self, size: int | None = None) -> Iterator[bytes]:
+        """The file's bytes (gunzipped for .gz) in order, in pieces of at most `size` (default RAW_PIECE_BYTES)
+        bytes that may cut lines. Streams by ranged reads, so a file is never held whole; NotFound if it is missing.
+        """
+        size = size or RAW_PIECE_BYTES
+        file = StoreFile(self.store, self.key)
+        if self.key.endswith(".gz"):
+            with gzip.GzipFile(fileobj=io.BufferedReader(file, buffer_size=size)) as unzipped:
+                while piece := unzipped.read(size):
+                    yield piece
+            return
+        for offset in range(0, file.size, size):
+            yield self.store.read_range(self.key, offset, size)
 
 
 def day_in_path(key: str) -> dt.date | None:

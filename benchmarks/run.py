@@ -916,10 +916,7 @@ def notes(results: dict) -> list[str]:
         "The HTTP load generator runs on the same 2 cores as the server (Python threads are GIL-bound), so "
         "requests/s is a lower bound of what the server alone could do.",
         "The 10M-event day is optional (`--with-10m`); it caps the run's address space at 80% of the available "
-        "memory so that running out fails the run (MemoryError) instead of waking the OOM killer. On this "
-        "23.5 GB machine it fails in ingest: the line index (`recsys/events/parse.py` `_Lines`) takes a cumulative "
-        "sum over every byte of the raw file as int64, 8 bytes per raw byte, and the 2.4 GB file needs an 18.2 GiB "
-        "array (tried once, 2026-11-22; its floor: read 20.2 s, peak 4.5 GB).",
+        "memory so that running out fails the run (MemoryError) instead of waking the OOM killer.",
         "The event-kinds-only daily run works on a copy of the store. Manifests (and ingest reports) record "
         "absolute `file://` URIs, so a copied store is not usable as is (publish rejects the carried-over "
         'artifact as "not inside store"): the benchmark rewrites the copy\'s JSON files to its own root.',

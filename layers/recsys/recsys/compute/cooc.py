@@ -74,20 +74,13 @@ def build(partials: Sequence[tuple[dt.date, pa.Table]], window: Window, params: 
     sessions = np.zeros(len(items), np.int64)
     sessions[a[on_diagonal]] = count[on_diagonal]
     upper = ~on_diagonal & (count >= params.cooc_min_support)
-    # Both directions of every kept pair: (a, b) and (b, a).
-    item = np.concatenate([a[upper], b[upper]])
-    neighbor = np.concatenate([b[upper], a[upper]])
-    count = np.concatenate([count[upper], count[upper]])
-    score = count.astype(np.float64) / np.sqrt(sessions[item].astype(np.float64) * sessions[neighbor])
-    # neighbor codes order as the ids do, so the code is the neighbor_id tie-break.
-    rows, rank = pairs.top_k_order(item, [-count, -score, neighbor], params.cooc_top_k)
-    out = pa.table(
-        {
-            "item_id": items.take(item[rows]),
-            "neighbor_id": items.take(neighbor[rows]),
-            "count": count[rows],
-            "score": score[rows],
-            "rank": rank.astype(np.int32),
-        }
+    out = pairs.ranked_neighbors(
+        items,
+        a[upper],
+        b[upper],
+        count[upper],
+        lambda item, neighbor, count: count / np.sqrt(sessions[item].astype(np.float64) * sessions[neighbor]),
+        lambda score, count, neighbor: [-count, -score, neighbor],
+        params.cooc_top_k,
     )
     return out.cast(SCHEMA)

@@ -94,21 +94,14 @@ def build(partials: Sequence[tuple[dt.date, pa.Table]], window: Window, params: 
     users = np.bincount(item, minlength=len(items))
     a, b, count = pairs.co_counts(user, item, len(items), diagonal=False)
     kept = count >= params.item_knn_min_support
-    # Both directions of every kept pair: (a, b) and (b, a).
-    item = np.concatenate([a[kept], b[kept]])
-    neighbor = np.concatenate([b[kept], a[kept]])
-    count = np.concatenate([count[kept], count[kept]])
-    denominator = np.sqrt(users[item].astype(np.float64) * users[neighbor]) + float(params.item_knn_shrink)
-    score = count.astype(np.float64) / denominator
-    # Codes order as the ids do, so the neighbor code is the neighbor_id tie-break.
-    rows, rank = pairs.top_k_order(item, [-score, -count, neighbor], params.item_knn_top_k)
-    out = pa.table(
-        {
-            "item_id": items.take(item[rows]),
-            "neighbor_id": items.take(neighbor[rows]),
-            "count": count[rows],
-            "score": score[rows],
-            "rank": rank.astype(np.int32),
-        }
+    shrink = float(params.item_knn_shrink)
+    out = pairs.ranked_neighbors(
+        items,
+        a[kept],
+        b[kept],
+        count[kept],
+        lambda item, neighbor, count: count / (np.sqrt(users[item].astype(np.float64) * users[neighbor]) + shrink),
+        lambda score, count, neighbor: [-score, -count, neighbor],
+        params.item_knn_top_k,
     )
     return out.cast(SCHEMA)

@@ -7,6 +7,8 @@ no hash tables of strings, no per-pair Python).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -112,3 +114,31 @@ def top_k_order(key: np.ndarray, sort_columns: list[np.ndarray], k: int) -> tupl
     rank = rank_in_segments(key[order])
     keep = rank <= k
     return order[keep], rank[keep]
+
+
+def ranked_neighbors(
+    items: pa.Array,
+    a: np.ndarray,
+    b: np.ndarray,
+    count: np.ndarray,
+    score_of: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray],
+    sort_by: Callable[[np.ndarray, np.ndarray, np.ndarray], list[np.ndarray]],
+    k: int,
+) -> pa.Table:
+    """The neighbour-list artifact (recsys.compute.artifact.NEIGHBOR_SCHEMA) from kept pairs a < b: both directions
+    of every pair, `score_of(item, neighbor, count)` per row, the first `k` rows per item by `sort_by(score,
+    count, neighbor)` (codes order as the ids do, so the neighbor code is the neighbor_id tie-break)."""
+    item = np.concatenate([a, b])
+    neighbor = np.concatenate([b, a])
+    count = np.concatenate([count, count])
+    score = score_of(item, neighbor, count)
+    rows, rank = top_k_order(item, sort_by(score, count, neighbor), k)
+    return pa.table(
+        {
+            "item_id": items.take(item[rows]),
+            "neighbor_id": items.take(neighbor[rows]),
+            "count": count[rows],
+            "score": score[rows],
+            "rank": rank.astype(np.int32),
+        }
+    )

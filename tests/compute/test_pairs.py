@@ -52,6 +52,11 @@ def test_co_counts_counts_each_pair_once_per_group() -> None:
     assert _triples(*pairs.co_counts(GROUP, ITEM, 3, diagonal=False)) == [(0, 1, 1), (0, 2, 2), (1, 2, 2)]
 
 
+def test_co_counts_drops_pairs_below_min_count() -> None:
+    assert _triples(*pairs.co_counts(GROUP, ITEM, 3, diagonal=False, min_count=2)) == [(0, 2, 2), (1, 2, 2)]
+    assert _triples(*pairs.co_counts(GROUP, ITEM, 3, diagonal=False, min_count=3)) == []
+
+
 def test_co_counts_with_the_diagonal_counts_the_groups_of_each_item() -> None:
     assert _triples(*pairs.co_counts(GROUP, ITEM, 3, diagonal=True)) == [
         (0, 0, 2),
@@ -86,3 +91,28 @@ def test_co_counts_does_not_depend_on_the_batch_size(
 def test_co_counts_of_nothing_is_empty() -> None:
     empty = np.zeros(0, np.int64)
     assert _triples(*pairs.co_counts(empty, empty, 0, diagonal=True)) == []
+
+
+@pytest.mark.parametrize("budget", [1, 3, 1000])
+def test_ranked_neighbors_lists_both_directions_in_item_ranges(budget: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pairs, "BATCH_PAIRS", budget)
+    items = pa.array(["a", "b", "c", "d"])
+    # pairs a<b: (a,b) 3, (a,c) 1, (b,c) 2, (c,d) 2; score = count; rank by score desc, then neighbor
+    table = pairs.ranked_neighbors(
+        items,
+        np.array([0, 0, 1, 2]),
+        np.array([1, 2, 2, 3]),
+        np.array([3, 1, 2, 2]),
+        lambda item, neighbor, count: count.astype(np.float64),
+        lambda score, count, neighbor: [-score, neighbor],
+        k=2,
+    )
+    assert list(zip(*(table.column(name).to_pylist() for name in ("item_id", "neighbor_id", "rank")), strict=True)) == [
+        ("a", "b", 1),
+        ("a", "c", 2),
+        ("b", "a", 1),
+        ("b", "c", 2),
+        ("c", "b", 1),
+        ("c", "d", 2),
+        ("d", "c", 1),
+    ]

@@ -92,14 +92,13 @@ def _user_items(
 def build(partials: Sequence[tuple[dt.date, pa.Table]], window: Window, params: ComputeParams) -> pa.Table:
     items, user, item = _user_items(partials, params)
     users = np.bincount(item, minlength=len(items))
-    a, b, count = pairs.co_counts(user, item, len(items), diagonal=False)
-    kept = count >= params.item_knn_min_support
+    a, b, count = pairs.co_counts(user, item, len(items), diagonal=False, min_count=params.item_knn_min_support)
     shrink = float(params.item_knn_shrink)
     out = pairs.ranked_neighbors(
         items,
-        a[kept],
-        b[kept],
-        count[kept],
+        a,
+        b,
+        count,
         lambda item, neighbor, count: count / (np.sqrt(users[item].astype(np.float64) * users[neighbor]) + shrink),
         lambda score, count, neighbor: [-score, -count, neighbor],
         params.item_knn_top_k,

@@ -70,7 +70,7 @@ class RawEvent(BaseModel):
     session_id: Trimmed = Field(min_length=1)
     request_id: Trimmed | None = None
     item_id: Trimmed = Field(min_length=1)
-    rank: StrictInt | None = Field(None, ge=0)
+    rank: StrictInt | None = Field(None, ge=0, le=2**63 - 1)  # stored as int64
     event_type: Trimmed | None = None
     event_id: Trimmed | None = None
 

@@ -208,6 +208,14 @@ def explain_line(text: bytes) -> tuple[Reason, str] | dict:
         return Reason.MALFORMED_JSON, exc.msg
     if not isinstance(obj, dict):
         return Reason.MALFORMED_JSON, f"expected a JSON object, got {type(obj).__name__}"
+    for name in RAW_SCHEMA.names:
+        value = obj.get(name)
+        # JSON can escape a lone UTF-16 surrogate ("\ud800"), which no UTF-8 column can hold.
+        if isinstance(value, str) and not value.isascii():
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                return Reason.INVALID_ENCODING, f"{name}: lone surrogate \\u{ord(value[exc.start]):04x} is not UTF-8"
     try:
         RawEvent.model_validate(obj)
     except ValidationError as exc:

@@ -10,6 +10,7 @@ import pytest
 
 from recsys.compute import EVENT_KINDS
 from recsys.compute.artifact import content_version, decay_weight, from_parquet, to_parquet, top_k_per_group
+from recsys.days import Window
 from recsys.settings import DEFAULT_EVENT_WEIGHTS, ComputeParams
 from tests.compute.conftest import canonical_events
 
@@ -139,3 +140,29 @@ def test_partial_needs_only_the_kinds_event_columns(kind: str) -> None:
     assert module.partial(events.select(module.EVENT_COLUMNS), ComputeParams(), DEFAULT_EVENT_WEIGHTS).equals(
         module.partial(events, ComputeParams(), DEFAULT_EVENT_WEIGHTS)
     )
+
+
+@pytest.mark.parametrize("kind", sorted(EVENT_KINDS))
+def test_build_over_partials_read_as_dictionaries_equals_the_build_over_strings(kind: str) -> None:
+    # compute reads stored partials with dictionary-encoded strings; the artifact must not change.
+    module = EVENT_KINDS[kind]
+    days = [dt.date(2026, 1, 1), dt.date(2026, 1, 2)]
+    partials = []
+    for offset, day in enumerate(days):
+        rows = [
+            {
+                "session_id": f"s{(n + offset) % 6}",
+                "item_id": f"i{(n * (offset + 2)) % 7}",
+                "user_id": f"u{n % 4}" if n % 5 else None,
+                "ts": n * 30,
+            }
+            for n in range(50)
+        ]
+        partials.append((day, module.partial(canonical_events(rows, day), ComputeParams(), DEFAULT_EVENT_WEIGHTS)))
+    encoded = [
+        (day, from_parquet(to_parquet(table, module.PARTIAL_SCHEMA, kind="partial"), dictionaries=True))
+        for day, table in partials
+    ]
+    assert any(pa.types.is_dictionary(field.type) for field in encoded[0][1].schema)
+    window = Window(start=days[0], end=days[-1])
+    assert module.build(encoded, window, ComputeParams()).equals(module.build(partials, window, ComputeParams()))

@@ -89,6 +89,12 @@ def to_parquet(table: pa.Table, schema: pa.Schema, *, kind: str, row_group_size:
     return sink.getvalue().to_pybytes()
 
 
-def from_parquet(data: bytes, columns: list[str] | None = None) -> pa.Table:
-    """The table in `data`; only `columns` (in that order) when given."""
-    return pq.read_table(pa.BufferReader(data), columns=columns)
+def from_parquet(data: bytes, columns: list[str] | None = None, *, dictionaries: bool = False) -> pa.Table:
+    """The table in `data`; only `columns` (in that order) when given; with `dictionaries`, string columns come
+    back dictionary-encoded as Parquet stores them (no string per row)."""
+    if not dictionaries:
+        return pq.read_table(pa.BufferReader(data), columns=columns)
+    schema = pq.read_schema(pa.BufferReader(data))
+    wanted = set(columns if columns is not None else schema.names)
+    strings = [field.name for field in schema if field.type == pa.string() and field.name in wanted]
+    return pq.read_table(pa.BufferReader(data), columns=columns, read_dictionary=strings)

@@ -79,22 +79,39 @@ def weights_param(event_weights: Mapping[str, float]) -> dict[str, float]:
     return {name: float(event_weights[name]) for name in sorted(event_weights)}
 
 
-def stack(partials: list[pa.Table], schema: pa.Schema) -> pa.Table:
-    """Concatenate non-empty partials cast to `schema`; an empty table of `schema` when there are none."""
-    tables = [table.select(schema.names).cast(schema) for table in partials if table.num_rows]
+def with_dictionaries(schema: pa.Schema) -> pa.Schema:
+    """`schema` with every string field dictionary-encoded (int32 indices)."""
+    encoded = pa.dictionary(pa.int32(), pa.string())
+    return pa.schema([field.with_type(encoded) if field.type == pa.string() else field for field in schema])
+
+
+def stack(partials: list[pa.Table], schema: pa.Schema, *, dictionaries: bool = False) -> pa.Table:
+    """Concatenate non-empty partials cast to `schema`; an empty table of `schema` when there are none.
+
+    With `dictionaries`, string columns stay (or become) dictionary-encoded, each chunk with its own dictionary:
+    partials read from Parquet as dictionaries are then never expanded to one string per row
+    (recsys.compute.pairs.sorted_codes codes them through their dictionaries).
+    """
+    target = with_dictionaries(schema) if dictionaries else schema
+    tables = [table.select(schema.names).cast(target) for table in partials if table.num_rows]
     if not tables:
-        return schema.empty_table()
+        return target.empty_table()
     return pa.concat_tables(tables)
 
 
 def decayed_stack(
-    partials: Sequence[tuple[dt.date, pa.Table]], schema: pa.Schema, end_day: dt.date, half_life_days: float | None
+    partials: Sequence[tuple[dt.date, pa.Table]],
+    schema: pa.Schema,
+    end_day: dt.date,
+    half_life_days: float | None,
+    *,
+    dictionaries: bool = False,
 ) -> pa.Table:
-    """The window's partials stacked, each day's `score` multiplied by its decay weight."""
+    """The window's partials stacked (see `stack`), each day's `score` multiplied by its decay weight."""
     decayed = []
     for day, table in sorted(partials, key=lambda pair: pair[0]):
-        part = stack([table], schema)
+        part = stack([table], schema, dictionaries=dictionaries)
         index = schema.get_field_index("score")
         weighted = pc.multiply(part.column("score"), decay_weight(day, end_day, half_life_days))
         decayed.append(part.set_column(index, schema.field("score"), weighted))
-    return stack(decayed, schema)
+    return stack(decayed, schema, dictionaries=dictionaries)

@@ -67,7 +67,7 @@ def partial(events: pa.Table, params: ComputeParams, event_weights: dict[str, fl
 
 
 def build(partials: Sequence[tuple[dt.date, pa.Table]], window: Window, params: ComputeParams) -> pa.Table:
-    merged = stack([table for _, table in partials], PARTIAL_SCHEMA)
+    merged = stack([table for _, table in partials], PARTIAL_SCHEMA, dictionaries=True)
     items, (a, b) = pairs.sorted_codes(merged.column("item_id"), merged.column("neighbor_id"))
     a, b, count = pairs.sum_by_pair(a, b, merged.column("count").to_numpy(), len(items))
     on_diagonal = a == b

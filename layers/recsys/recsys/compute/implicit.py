@@ -107,7 +107,7 @@ def partial(events: pa.Table, params: ComputeParams, event_weights: dict[str, fl
 
 
 def build(partials: Sequence[tuple[dt.date, pa.Table]], window: Window, params: ComputeParams) -> pa.Table:
-    merged = decayed_stack(partials, PARTIAL_SCHEMA, window.end, params.implicit_half_life_days)
+    merged = decayed_stack(partials, PARTIAL_SCHEMA, window.end, params.implicit_half_life_days, dictionaries=True)
     values = {name: merged.column(name).combine_chunks() for name in ("score", "count", "last_ts")}
     summed, user, item = _sum_by_user_item(merged.column("user_id"), merged.column("item_id"), values)
     score = summed.column("score").to_numpy()

@@ -78,7 +78,7 @@ def _user_items(
 ) -> tuple[pa.Array, np.ndarray, np.ndarray]:
     """Item dictionary and the distinct (user, item) codes of the window, sorted by user then item, each user
     capped to their items on the most days."""
-    merged = stack([table for _, table in partials], PARTIAL_SCHEMA)
+    merged = stack([table for _, table in partials], PARTIAL_SCHEMA, dictionaries=True)
     _, (user,) = pairs.sorted_codes(merged.column("user_id"))
     items, (item,) = pairs.sorted_codes(merged.column("item_id"))
     keys, days = pairs.unique_counts(user * len(items) + item)

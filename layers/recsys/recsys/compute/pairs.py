@@ -18,14 +18,27 @@ BATCH_PAIRS = 4_000_000
 
 
 def sorted_codes(*columns: pa.Array | pa.ChunkedArray) -> tuple[pa.Array, list[np.ndarray]]:
-    """One sorted dictionary of the distinct non-null strings of `columns`, and each column as int64 codes into it."""
-    chunks = [c.combine_chunks() if isinstance(c, pa.ChunkedArray) else c for c in columns]
-    dictionary = pc.unique(pa.concat_arrays(chunks) if len(chunks) > 1 else chunks[0]).drop_null()
+    """One sorted dictionary of the distinct non-null strings of `columns`, and each column as int64 codes into it.
+
+    Columns may be strings or dictionary-encoded strings; a dictionary chunk is coded through its dictionary, so
+    its rows are never expanded to strings.
+    """
+    chunked = [c if isinstance(c, pa.ChunkedArray) else pa.chunked_array([c]) for c in columns]
+    values = [chunk.dictionary if pa.types.is_dictionary(chunk.type) else chunk for c in chunked for chunk in c.chunks]
+    dictionary = pc.unique(pa.concat_arrays(values) if values else pa.array([], pa.string())).drop_null()
     dictionary = pc.take(dictionary, pc.array_sort_indices(dictionary))
-    codes = [
-        pc.index_in(chunk, value_set=dictionary).to_numpy(zero_copy_only=False).astype(np.int64) for chunk in chunks
-    ]
-    return dictionary, codes
+    return dictionary, [_codes(c, dictionary) for c in chunked]
+
+
+def _codes(column: pa.ChunkedArray, dictionary: pa.Array) -> np.ndarray:
+    parts = []
+    for chunk in column.chunks:
+        if pa.types.is_dictionary(chunk.type):
+            remap = pc.index_in(chunk.dictionary, value_set=dictionary).to_numpy(zero_copy_only=False)
+            parts.append(remap.astype(np.int64)[chunk.indices.to_numpy(zero_copy_only=False)])
+        else:
+            parts.append(pc.index_in(chunk, value_set=dictionary).to_numpy(zero_copy_only=False).astype(np.int64))
+    return np.concatenate(parts) if parts else np.zeros(0, np.int64)
 
 
 def distinct_pairs(group: np.ndarray, item: np.ndarray, n_items: int) -> tuple[np.ndarray, np.ndarray]:

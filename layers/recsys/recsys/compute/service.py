@@ -61,7 +61,8 @@ def _event_artifact(
             raise DayNotIngested(f"{tenant}/{surface} {day} has not been ingested")
         key = paths.partial(tenant, surface, kind, day, _partial_key(etag, knobs))
         if store.exists(key):
-            partial = from_parquet(store.get(key).data)
+            # Dictionary-encoded strings: the builds code ids through the dictionaries (compute.pairs).
+            partial = from_parquet(store.get(key).data, dictionaries=True)
             reused += 1
         else:
             events = from_parquet(store.get(events_key).data, columns=module.EVENT_COLUMNS)

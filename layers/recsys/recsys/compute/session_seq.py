@@ -83,7 +83,7 @@ def partial(events: pa.Table, params: ComputeParams, event_weights: dict[str, fl
 
 
 def build(partials: Sequence[tuple[dt.date, pa.Table]], window: Window, params: ComputeParams) -> pa.Table:
-    merged = stack([table for _, table in partials], PARTIAL_SCHEMA)
+    merged = stack([table for _, table in partials], PARTIAL_SCHEMA, dictionaries=True)
     items, (item, following) = pairs.sorted_codes(merged.column("item_id"), merged.column("next_item_id"))
     item, following, count = pairs.sum_by_pair(item, following, merged.column("count").to_numpy(), len(items))
     totals = np.bincount(item, weights=count, minlength=len(items))

@@ -83,6 +83,8 @@ def _user_items(
     items, (item,) = pairs.sorted_codes(merged.column("item_id"))
     keys, days = pairs.unique_counts(user * len(items) + item)
     user, item = keys // len(items), keys % len(items)
+    if np.bincount(user).max(initial=0) <= params.item_knn_max_items_per_user:
+        return items, user, item  # nobody is over the cap (the usual case): skip the sort
     rows, _ = pairs.top_k_order(user, [-days, item], params.item_knn_max_items_per_user)
     # top_k_order keeps each user's rows in rank order; back to item order for co_counts.
     rows = np.sort(rows)

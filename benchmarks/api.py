@@ -32,6 +32,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from common import proc_status
 
 ROOT = Path(__file__).resolve().parents[1]
 EVENT_TEMPLATE = ROOT / "events" / "api-recommend.json"
@@ -91,15 +92,6 @@ def _load_handler():
     return module.handler
 
 
-def _status() -> dict[str, float]:
-    values = {}
-    for line in Path("/proc/self/status").read_text().splitlines():
-        name, _, rest = line.partition(":")
-        if name in ("VmRSS", "VmHWM"):
-            values[name] = int(rest.split()[0]) / 1024
-    return values
-
-
 def _pct(values: list[float]) -> dict[str, float]:
     if not values:
         return {}
@@ -146,7 +138,7 @@ def inprocess(store: str, requests: int, warmup: int, users: int, items: int, pr
     started = time.perf_counter()
     _, warm_errors = call(request_bodies(warmup, 101, users, items), 0)
     warm_seconds = time.perf_counter() - started
-    after_warmup = _status()
+    after_warmup = proc_status()
     misses_before, evictions_before = cache.misses, cache.evictions
     started = time.perf_counter()
     timings, errors = call(request_bodies(requests, 202, users, items), warmup)
@@ -214,8 +206,8 @@ def inprocess(store: str, requests: int, warmup: int, users: int, items: int, pr
         "cache_budget": cache.max_bytes,
         "cache_entries": len(cache),
         "rss_after_warmup_mb": after_warmup["VmRSS"],
-        "rss_after_run_mb": _status()["VmRSS"],
-        "peak_rss_mb": _status()["VmHWM"],
+        "rss_after_run_mb": proc_status()["VmRSS"],
+        "peak_rss_mb": proc_status()["VmHWM"],
     }
 
 
@@ -235,7 +227,7 @@ second = handler(api.api_event(template, dict(body, user={{"user_id": "u0500000"
 t_second = time.time()
 print(json.dumps({{"t_start": t_start, "t_imported": t_imported, "t_first": t_first, "t_second": t_second,
                   "status": [first["statusCode"], second["statusCode"]],
-                  "items": len(json.loads(first["body"]).get("items", [])), **api._status()}}))
+                  "items": len(json.loads(first["body"]).get("items", [])), **api.proc_status()}}))
 """
 
 

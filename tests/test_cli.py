@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from recsys import cli
 from tests.conftest import ROOT, SAMPLE_CATALOG, SAMPLE_RAW, event, jsonl
 
 
@@ -164,3 +168,20 @@ def test_recommend_similar_batch_and_serve(tmp_path: Path) -> None:
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+def test_a_reader_that_leaves_early_is_not_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `recsys manifest history --json | head -1`: the pipe closes before recsys is done writing.
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    closed = os.fdopen(write_end, "w", buffering=1)
+    monkeypatch.setattr(sys, "stdout", closed)
+    try:
+        code = cli.main(scoped(f"file://{tmp_path}", "manifest", "history", "--json"))
+    finally:
+        monkeypatch.undo()
+        closed.close()
+    assert code == 0
+    assert capsys.readouterr().err == ""

@@ -456,6 +456,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"recsys: {exc.code}: {exc.detail}", file=sys.stderr)
         return EXIT_USAGE if exc.status < 500 else EXIT_FAILED
+    except BrokenPipeError:
+        # `recsys ... | head`: the reader has what it wanted. Point stdout at /dev/null so the final flush is quiet.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
     except (RecsysError, StoreError, OSError) as exc:
         if args is not None and args.debug:
             raise

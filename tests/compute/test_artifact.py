@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from recsys.compute import EVENT_KINDS
-from recsys.compute.artifact import content_version, decay_weight, from_parquet, to_parquet, top_k_per_group
+from recsys.compute.artifact import content_version, decay_weight, from_parquet, to_parquet
 from recsys.days import Window
 from recsys.settings import DEFAULT_EVENT_WEIGHTS, ComputeParams
 from tests.compute.conftest import canonical_events
@@ -97,34 +97,6 @@ def test_decay_weight() -> None:
     assert decay_weight(dt.date(2026, 1, 1), end, 7.0) == 0.25  # 0.5 ** (14 / 7)
     assert decay_weight(dt.date(2026, 1, 13), end, 4.0) == pytest.approx(0.7071067811865476)  # 0.5 ** (2 / 4)
     assert decay_weight(dt.date(2026, 1, 1), end, None) == 1.0
-
-
-def test_top_k_per_group_ranks_within_each_group() -> None:
-    table = pa.table(
-        {
-            "group": ["b", "a", "a", "b", "a", "c", "a"],
-            "score": [1, 2, 3, 4, 5, 6, 3],
-            "name": ["p", "q", "r", "s", "t", "u", "o"],
-        }
-    )
-    top = top_k_per_group(table, "group", [("score", "descending"), ("name", "ascending")], 3)
-    assert top.schema.field("rank").type == pa.int32()
-    # a: t(5), then the tie o(3) / r(3) broken by name, q(2) cut; b: s(4), p(1); c: u(6)
-    assert top.to_pylist() == [
-        {"group": "a", "score": 5, "name": "t", "rank": 1},
-        {"group": "a", "score": 3, "name": "o", "rank": 2},
-        {"group": "a", "score": 3, "name": "r", "rank": 3},
-        {"group": "b", "score": 4, "name": "s", "rank": 1},
-        {"group": "b", "score": 1, "name": "p", "rank": 2},
-        {"group": "c", "score": 6, "name": "u", "rank": 1},
-    ]
-
-
-def test_top_k_per_group_of_an_empty_table() -> None:
-    empty = pa.table({"group": pa.array([], pa.string()), "score": pa.array([], pa.int64())})
-    top = top_k_per_group(empty, "group", [("score", "descending")], 3)
-    assert top.num_rows == 0
-    assert top.column_names == ["group", "score", "rank"]
 
 
 @pytest.mark.parametrize("kind", sorted(EVENT_KINDS))

@@ -8,8 +8,33 @@ import pyarrow.compute as pc
 import pytest
 
 from recsys.compute import content_sim
-from recsys.compute.artifact import to_parquet, top_k_per_group
+from recsys.compute.artifact import row_numbers, to_parquet
 from recsys.settings import ComputeParams
+
+
+def top_k_per_group(table: pa.Table, group: str, order: list[tuple[str, str]], k: int) -> pa.Table:
+    """The first `k` rows of each `group` after sorting by [group asc] + `order`, with an int32 1-based `rank`
+    (the reference's helper, from the self-join implementation).
+
+    `order` must make the sort total within a group for the result to be deterministic.
+    """
+    ordered = table.sort_by([(group, "ascending"), *order]).combine_chunks()
+    n = ordered.num_rows
+    if n == 0:
+        return ordered.append_column(pa.field("rank", pa.int32()), pa.array([], pa.int32()))
+    keys = ordered.column(group).combine_chunks()
+    position = row_numbers(n)
+    # A row starts a group when its key differs from the previous row's; the running max of the start positions
+    # is each row's group start.
+    is_start = pa.concat_arrays([pa.array([True]), pc.not_equal(keys.slice(1), keys.slice(0, n - 1))])
+    is_start = pc.fill_null(is_start, True)
+    group_start = pc.cumulative_max(pc.if_else(is_start, position, 0))
+    rank = pc.add(pc.subtract(position, group_start), 1)
+    keep = pc.less_equal(rank, k)
+    ranked = ordered.append_column(pa.field("rank", pa.int32()), rank.cast(pa.int32()))
+    return ranked.filter(keep)
+
+
 
 CATALOG = pa.table(
     {

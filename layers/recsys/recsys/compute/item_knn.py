@@ -4,7 +4,7 @@ Only events with a non-null user_id contribute. U_i is the set of distinct users
 window (any event type, not weighted, not decayed). Each user counts at most item_knn_max_items_per_user items:
 their most-interacted ones, "most" meaning on the most UTC days of the window (ties: item_id asc). That bounds the
 pairs to max_items_per_user ** 2 / 2 per user; U_i, and so |U_i|, are taken after this cap. Pairs are counted on
-int codes of the ids (recsys.compute.pairs), over batches of users (memory, not results).
+int codes of the ids (recsys.compute.pairs), by ranges of items (memory, not results).
 
   count(i, j) = |U_i ∩ U_j|                                   users of the window who interacted with both
   score(i, j) = count(i, j) / (sqrt(|U_i| · |U_j|) + item_knn_shrink)

@@ -1,6 +1,7 @@
-"""Helpers shared by the artifact kinds: decay, top-k, event weights.
+"""Helpers shared by the artifact kinds: decay, event weights, stacking partials, the neighbour-list schema.
 
-Everything here is pure pyarrow: identical logical input gives identical output bytes. Content versions and
+Everything here is pure pyarrow: identical logical input gives identical output bytes (top-k and pair counts on int
+codes live in recsys.compute.pairs). Content versions and
 deterministic Parquet live in recsys.tables (the canonical partitions use them too) and are re-exported here.
 """
 

@@ -1,8 +1,8 @@
 """Helpers shared by the artifact kinds: decay, event weights, stacking partials, the neighbour-list schema.
 
-Everything here is pure pyarrow: identical logical input gives identical output bytes (top-k and pair counts on int
-codes live in recsys.compute.pairs). Content versions and
-deterministic Parquet live in recsys.tables (the canonical partitions use them too) and are re-exported here.
+Everything here is pure pyarrow: identical logical input gives identical output bytes. Top-k and pair counts on int
+codes live in recsys.compute.pairs; content versions and deterministic Parquet live in recsys.tables (the canonical
+partitions use them too) and are re-exported here.
 """
 
 from __future__ import annotations

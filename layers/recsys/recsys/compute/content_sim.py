@@ -34,6 +34,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from recsys.compute.pairs import concat_ranges, exclusive_cumsum, unique_counts
 from recsys.settings import ComputeParams
 
 KIND = "content_sim"
@@ -73,30 +74,6 @@ class _Signatures:
         return len(self.size)
 
 
-def _exclusive_cumsum(values: np.ndarray) -> np.ndarray:
-    """int64 [0, v0, v0 + v1, ...]: one more entry than `values`, the offsets of consecutive runs of those lengths."""
-    out = np.zeros(len(values) + 1, np.int64)
-    np.cumsum(values, out=out[1:])
-    return out
-
-
-def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """int64 concatenation of range(starts[i], starts[i] + lengths[i]) for every i, in order."""
-    lengths = lengths.astype(np.int64, copy=False)
-    offsets = _exclusive_cumsum(lengths)
-    return np.repeat(starts.astype(np.int64, copy=False) - offsets[:-1], lengths) + np.arange(offsets[-1])
-
-
-def _unique_counts(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(distinct keys ascending, how often each occurs)."""
-    # Sort-based on purpose: np.unique without return_counts hashes (numpy >= 2.3), far slower on wide int64 keys.
-    ordered = np.sort(keys)
-    is_first = np.ones(len(ordered), bool)
-    is_first[1:] = ordered[1:] != ordered[:-1]
-    starts = np.flatnonzero(is_first)
-    return ordered[starts], np.diff(np.append(starts, len(ordered)))
-
-
 def _item_tags(tags: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray, int]:
     """(item, tag code) of every distinct non-null, non-empty tag of every item, sorted by item then code; and the
     number of tag codes."""
@@ -109,7 +86,7 @@ def _item_tags(tags: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray, int]:
     num_codes = len(encoded.dictionary)
     items = parents.filter(present).to_numpy(zero_copy_only=False).astype(np.int64)
     stride = max(num_codes, 1)
-    keys, _ = _unique_counts(items * stride + codes)
+    keys, _ = unique_counts(items * stride + codes)
     item, code = np.divmod(keys, stride)
     return item, code, num_codes
 
@@ -122,7 +99,7 @@ def _signatures(sizes: np.ndarray, pair_item: np.ndarray, pair_code: np.ndarray)
     keyed = np.flatnonzero(pairing_count)
     # The exact key of an item: its tag count, then its pairing tag codes, as one binary string.
     key_lengths = pairing_count[keyed] + 1
-    key_offsets = _exclusive_cumsum(key_lengths)
+    key_offsets = exclusive_cumsum(key_lengths)
     words = np.empty(key_offsets[-1], np.uint32)
     is_size = np.zeros(key_offsets[-1], bool)
     is_size[key_offsets[:-1]] = True
@@ -138,10 +115,10 @@ def _signatures(sizes: np.ndarray, pair_item: np.ndarray, pair_code: np.ndarray)
     of_item = np.full(n, -1, np.int64)
     of_item[keyed] = signature
     members = keyed[np.argsort(signature, kind="stable")]
-    member_start = _exclusive_cumsum(np.bincount(signature, minlength=count))
+    member_start = exclusive_cumsum(np.bincount(signature, minlength=count))
     first = members[member_start[:-1]]
     tag_lengths = pairing_count[first]
-    rows = _ranges(_exclusive_cumsum(pairing_count)[first], tag_lengths)
+    rows = concat_ranges(exclusive_cumsum(pairing_count)[first], tag_lengths)
     return _Signatures(
         of_item=of_item,
         members=members,
@@ -149,7 +126,7 @@ def _signatures(sizes: np.ndarray, pair_item: np.ndarray, pair_code: np.ndarray)
         size=sizes[first],
         tag_signature=np.repeat(np.arange(count, dtype=np.int64), tag_lengths),
         tag_code=pair_code[rows],
-        tag_start=_exclusive_cumsum(tag_lengths),
+        tag_start=exclusive_cumsum(tag_lengths),
     )
 
 
@@ -165,7 +142,7 @@ class _TagIndex:
     def of(cls, signatures: _Signatures, num_codes: int) -> _TagIndex:
         count = np.bincount(signatures.tag_code, minlength=num_codes)
         carriers = signatures.tag_signature[np.argsort(signatures.tag_code, kind="stable")]
-        return cls(carriers=carriers, start=_exclusive_cumsum(count), count=count)
+        return cls(carriers=carriers, start=exclusive_cumsum(count), count=count)
 
 
 def _signature_lists(signatures: _Signatures, num_codes: int, top_k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -188,7 +165,7 @@ def _signature_lists(signatures: _Signatures, num_codes: int, top_k: int) -> tup
     if not blocks:
         return np.zeros(0, np.int64), np.zeros(0, np.float64), np.zeros(1, np.int64)
     items, scores, lengths = (np.concatenate(parts) for parts in zip(*blocks, strict=True))
-    return items, scores, _exclusive_cumsum(lengths)
+    return items, scores, exclusive_cumsum(lengths)
 
 
 def _block_lists(
@@ -199,8 +176,8 @@ def _block_lists(
     codes = signatures.tag_code[rows]
     # Signature pairs sharing a tag, one row per shared tag, then counted per pair.
     left = np.repeat(signatures.tag_signature[rows] - first, index.count[codes])
-    right = index.carriers[_ranges(index.start[codes], index.count[codes])]
-    pairs, shared = _unique_counts(left * signatures.count + right)
+    right = index.carriers[concat_ranges(index.start[codes], index.count[codes])]
+    pairs, shared = unique_counts(left * signatures.count + right)
     left, right = np.divmod(pairs, signatures.count)
     # The same float64 operations, in the same order, as the cosine's definition: scores must match bit for bit.
     size = signatures.size.astype(np.float64)
@@ -211,12 +188,12 @@ def _block_lists(
         {
             "signature": np.repeat(left, taken),
             "score": np.repeat(score, taken),
-            "item": signatures.members[_ranges(signatures.member_start[right], taken)],
+            "item": signatures.members[concat_ranges(signatures.member_start[right], taken)],
         }
     )
     ordered = candidates.take(pc.sort_indices(candidates, sort_keys=_SORT_KEYS))
     per_signature = np.bincount(ordered.column("signature").to_numpy(), minlength=last - first)
-    rank = np.arange(ordered.num_rows) - np.repeat(_exclusive_cumsum(per_signature)[:-1], per_signature)
+    rank = np.arange(ordered.num_rows) - np.repeat(exclusive_cumsum(per_signature)[:-1], per_signature)
     keep = rank <= top_k
     return (
         ordered.column("item").to_numpy()[keep],
@@ -247,8 +224,8 @@ def _item_lists(
     before = np.where(has_self, np.minimum(self_place, length), length)
     segment_starts = np.column_stack((start, start + before + 1)).ravel()
     segment_lengths = np.column_stack((before, length - before)).ravel()
-    positions = _ranges(segment_starts, segment_lengths)
-    return items[positions], scores[positions], _exclusive_cumsum(length)
+    positions = concat_ranges(segment_starts, segment_lengths)
+    return items[positions], scores[positions], exclusive_cumsum(length)
 
 
 def build_from_catalog(catalog: pa.Table, params: ComputeParams) -> pa.Table:

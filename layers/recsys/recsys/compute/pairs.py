@@ -47,6 +47,20 @@ def distinct_pairs(group: np.ndarray, item: np.ndarray, n_items: int) -> tuple[n
     return keys // n_items, keys % n_items
 
 
+def exclusive_cumsum(values: np.ndarray) -> np.ndarray:
+    """int64 [0, v0, v0 + v1, ...]: one more entry than `values`, the offsets of consecutive runs of those lengths."""
+    out = np.zeros(len(values) + 1, np.int64)
+    np.cumsum(values, out=out[1:])
+    return out
+
+
+def concat_ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """int64 concatenation of range(starts[i], starts[i] + lengths[i]) for every i, in order."""
+    lengths = lengths.astype(np.int64, copy=False)
+    offsets = exclusive_cumsum(lengths)
+    return np.repeat(starts.astype(np.int64, copy=False) - offsets[:-1], lengths) + np.arange(offsets[-1])
+
+
 def unique_counts(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The sorted distinct values of int `keys` and how often each occurs (a sort: faster than np.unique's hash)."""
     keys = np.sort(keys)
@@ -115,9 +129,7 @@ def _range_pairs(
     """Distinct pair keys a * n_items + b and their counts, over the pairs that `rows` start (each row with the
     `partners` rows after it, itself included on the diagonal)."""
     first = np.repeat(rows, partners)
-    # Offset of each generated pair within its row's run: 0, 1, 2, ... partners-1.
-    run_starts = np.cumsum(partners) - partners
-    other = first + np.arange(first.size) - np.repeat(run_starts, partners) + (0 if diagonal else 1)
+    other = concat_ranges(rows + (0 if diagonal else 1), partners)
     return unique_counts(item[first] * n_items + item[other])
 
 

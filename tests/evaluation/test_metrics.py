@@ -202,3 +202,53 @@ def test_evaluate_lists_matches_the_per_user_functions() -> None:
             expected = sum(fn(lists[u], relevant[u], k) for u in users) / len(users)
             assert out[f"{family}@{k}"] == pytest.approx(expected), f"{family}@{k}"
     assert out["mrr"] == pytest.approx(sum(reciprocal_rank(lists[u], relevant[u]) for u in users) / len(users))
+
+
+# compare: a paired bootstrap of the per-user difference of one metric.
+
+
+def test_compare_hand_computed_difference_and_counts() -> None:
+    relevant = {"u1": {"a"}, "u2": {"b"}, "u3": {"z"}, "nobody": set()}
+    first = {"u1": ["a", "x"], "u2": ["b"], "u3": ["q"]}
+    second = {"u1": ["x", "a"], "u2": ["b"]}  # u3 missing: an empty list
+    result = m.compare(first, second, relevant, "ndcg@10")
+    # u1: 1 - 1/log2(3) ; u2: 1 - 1 = 0 ; u3: 0 - 0 = 0 ; "nobody" has nothing relevant and is left out
+    expected = (1 - 1 / math.log2(3)) / 3
+    assert result["difference"] == pytest.approx(expected)
+    assert (result["better"], result["worse"], result["level"], result["users"]) == (1, 0, 2, 3)
+    # resamples of {d, 0, 0}: the mean lies between 0 and d, both of which are reachable
+    assert result["low"] == pytest.approx(0.0) and result["high"] == pytest.approx(1 - 1 / math.log2(3))
+    assert result["verdict"] == "level"
+    assert m.compare(first, second, relevant, "ndcg@10") == result  # same lists, same interval
+
+
+def test_compare_a_constant_difference_has_no_width_and_a_side() -> None:
+    relevant = {f"u{n}": {"a"} for n in range(30)}
+    hits = {user: ["a"] for user in relevant}
+    misses = {user: ["x"] for user in relevant}
+    ahead = m.compare(hits, misses, relevant, "hit_rate@5")
+    assert (ahead["difference"], ahead["low"], ahead["high"], ahead["verdict"]) == (1.0, 1.0, 1.0, "ahead")
+    behind = m.compare(misses, hits, relevant, "recall@5")
+    assert (behind["difference"], behind["low"], behind["high"], behind["verdict"]) == (-1.0, -1.0, -1.0, "behind")
+
+
+def test_compare_swapping_the_recommenders_mirrors_the_interval() -> None:
+    rng = random.Random(3)
+    items = [f"i{n}" for n in range(20)]
+    relevant = {f"u{n}": set(rng.sample(items, 3)) for n in range(50)}
+    first = {user: rng.sample(items, 10) for user in relevant}
+    second = {user: rng.sample(items, 10) for user in relevant}
+    forward = m.compare(first, second, relevant, "map@10")
+    backward = m.compare(second, first, relevant, "map@10")
+    assert backward["difference"] == pytest.approx(-forward["difference"])
+    assert backward["low"] == pytest.approx(-forward["high"]) and backward["high"] == pytest.approx(-forward["low"])
+    assert (backward["better"], backward["worse"]) == (forward["worse"], forward["better"])
+    assert forward["low"] <= forward["difference"] <= forward["high"]
+
+
+def test_compare_rejects_unknown_metrics_and_reports_no_users() -> None:
+    with pytest.raises(ValueError, match="metric 'mrr'"):
+        m.compare({}, {}, {"u": {"a"}}, "mrr")
+    with pytest.raises(ValueError, match="confidence"):
+        m.compare({}, {}, {"u": {"a"}}, "ndcg@10", confidence=1.0)
+    assert m.compare({}, {}, {"u": set()}, "ndcg@10") == {"metric": "ndcg@10", "users": 0}

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from recsys.evaluation.metrics import evaluate_lists
+from recsys.evaluation.metrics import compare, evaluate_lists
 from recsys.evaluation.report import Report, columns, read_report, to_json, to_markdown, write_report
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -27,6 +27,7 @@ def _report() -> Report:
             "recsys (blend)": {"overall": ours, "warm": ours, "cold": {"users": 0}},
             "popularity": {"overall": popular, "warm": popular, "cold": {"users": 0}},
         },
+        comparisons=[{"first": "recsys (blend)", "second": "popularity", **compare(lists, {"u1": ["a"]}, relevant)}],
         notes=["tuned weights: defaults"],
     )
 
@@ -46,7 +47,7 @@ def test_json_is_sorted_indented_and_round_trips(written: list[Path], tmp_path: 
     report = _report()
     json_path = written[0]
     text = json_path.read_text()
-    assert text.startswith('{\n  "dataset": {\n    "catalog": null,')  # sorted keys, indent 2
+    assert text.startswith('{\n  "comparisons": [\n    {\n      "better": 2,')  # sorted keys, indent 2
     assert text.endswith("}\n")
     assert read_report(json_path) == report
     assert json.loads(text)["results"]["recsys (blend)"]["overall"]["users"] == 3  # an int, not 3.0
@@ -59,13 +60,14 @@ def test_json_is_sorted_indented_and_round_trips(written: list[Path], tmp_path: 
 def test_markdown_has_a_table_per_segment_with_a_row_per_recommender(written: list[Path]) -> None:
     report = _report()
     md = written[1].read_text()
-    assert md.count("| recommender |") == 3
+    assert md.count("| recommender | recall@5 |") == 3
     assert [line for line in md.splitlines() if line.startswith("## ")] == [
         "## Dataset",
         "## Split",
         "## overall",
         "## warm",
         "## cold",
+        "## Differences",
         "## Notes",
     ]
     header = next(line for line in md.splitlines() if line.startswith("| recommender |"))
@@ -87,6 +89,12 @@ def test_markdown_has_a_table_per_segment_with_a_row_per_recommender(written: li
     assert cold.split("| recsys (blend) |")[1].splitlines()[0].rstrip().endswith("| 0 |")
     assert "- train: 2026-01-01 – 2026-01-06" in md
     assert "- tuned weights: defaults" in md
+    # u1: ours hits b (rank 2) and d (rank 4), popularity nothing; u2: ours hits y at rank 2; u3: both miss
+    differences = md.split("## Differences")[1].split("## Notes")[0]
+    row = next(line for line in differences.splitlines() if line.startswith("| recsys (blend) |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[:3] == ["recsys (blend)", "popularity", "ndcg@10"]
+    assert cells[5:] == ["2 / 0 / 1", "level"]  # three users cannot tell them apart
 
 
 def test_markdown_coverage_column_without_k_10() -> None:

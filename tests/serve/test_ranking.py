@@ -129,31 +129,30 @@ KNN_HISTORY = {"u1": {"h1": (4.0, 1), "h2": (2.0, 2)}}
 KNN = {"h1": {"x": 0.3, "y": 0.1, "h2": 0.5}, "h2": {"x": 0.2, "z": 0.4}, "a": {"x": 0.6, "w": 0.3}}
 
 
-def test_knn_sums_the_neighbours_of_the_history_weighted_by_history_score():
+def test_knn_sums_the_neighbours_of_the_history_each_history_item_counting_once():
     signals = DictSignals(popularity={}, implicit=KNN_HISTORY, item_knn=KNN)
     ranked = run(signals, request(options={"include_reasons": True, "explain": "full"}), config(weights=KNN_ONLY))
-    # history weights: h1 4/4 = 1.0, h2 2/4 = 0.5
-    # x = 0.3*1.0 + 0.2*0.5 = 0.4 ; z = 0.4*0.5 = 0.2 ; y = 0.1*1.0 = 0.1 ; h2 = 0.5*1.0 (seen: excluded)
-    # normalized by the max over the candidates, 0.4: x 1.0, z 0.5, y 0.25
-    assert scores(ranked) == {"x": 1.0, "z": 0.5, "y": 0.25}
+    # h1 (score 4) and h2 (score 2) count the same: x = 0.3 + 0.2 = 0.5 ; z = 0.4 ; y = 0.1 ; h2 0.5 (seen: excluded)
+    # normalized by the max over the candidates, 0.5: x 1.0, z 0.8, y 0.2
+    assert scores(ranked) == {"x": 1.0, "z": 0.8, "y": 0.2}
     assert ids(ranked) == ["x", "z", "y"]
     assert ranked.items[0].reasons == ["collaborative_similarity"]
-    assert ranked.items[0].explain["raw"]["knn"] == 1.0 and ranked.items[1].explain["signals"]["knn"] == 0.5
+    assert ranked.items[0].explain["raw"]["knn"] == 1.0 and ranked.items[1].explain["signals"]["knn"] == 0.8
     assert ranked.warnings == []
 
 
 def test_knn_normalizes_over_seen_items_when_they_are_candidates():
     signals = DictSignals(popularity={}, implicit=KNN_HISTORY, item_knn=KNN)
     ranked = run(signals, cfg=config(weights=KNN_ONLY, exclude_seen=False))
-    # as above, h2 0.5 is now a candidate and the max: h2 0.5/0.5 = 1.0, x 0.4/0.5 = 0.8, z 0.4, y 0.2 ; h1 0
-    assert scores(ranked) == {"h2": 1.0, "x": 0.8, "z": 0.4, "y": 0.2, "h1": 0.0}
+    # as above, h2 0.5 (h1's neighbour) is now a candidate: h2 0.5/0.5 = 1.0, x 1.0, z 0.8, y 0.2 ; h1 0
+    assert scores(ranked) == {"h2": 1.0, "x": 1.0, "z": 0.8, "y": 0.2, "h1": 0.0}
 
 
 def test_knn_takes_the_max_of_the_history_and_the_request_anchors():
     signals = DictSignals(popularity={}, implicit=KNN_HISTORY, item_knn=KNN)
     ranked = run(signals, request(anchors={"item_ids": ["a"]}), config(weights=KNN_ONLY))
-    # history as above: x 1.0, z 0.5, y 0.25 ; anchor a: x 0.6, w 0.3 -> x max(1.0, 0.6) = 1.0, w 0.3
-    assert scores(ranked) == {"x": 1.0, "z": 0.5, "w": 0.3, "y": 0.25}
+    # history as above: x 1.0, z 0.8, y 0.2 ; anchor a: x 0.6, w 0.3 -> x max(1.0, 0.6) = 1.0, w 0.3
+    assert scores(ranked) == {"x": 1.0, "z": 0.8, "w": 0.3, "y": 0.2}
     # a cold user: the anchor's similarities as they are
     cold = run(signals, request(user={"user_id": "nobody"}, anchors={"item_ids": ["a"]}), config(weights=KNN_ONLY))
     assert scores(cold) == {"x": 0.6, "w": 0.3}
@@ -171,8 +170,8 @@ def test_knn_uses_the_50_strongest_history_items():
     looked_up = [arg for call, arg in signals.calls if call == "item_neighbors"]
     assert len(looked_up) == 50 and looked_up[0] == "h51" and looked_up[-1] == "h00"
     assert "h01" not in looked_up and "zero" not in looked_up
-    # r = 0.5 * 51/51 = 0.5 ; p = 1.0 * 1/51 = 0.0196 ; normalized by 0.5: r 1.0, p 0.039216
-    assert scores(ranked) == {"r": 1.0, "p": 0.039216}
+    # the score picks the 50 items but does not weigh them: r = 0.5, p = 1.0 ; normalized by 1.0
+    assert scores(ranked) == {"p": 1.0, "r": 0.5}
 
 
 def test_knn_is_not_looked_up_with_a_zero_weight_and_warns_only_when_used():

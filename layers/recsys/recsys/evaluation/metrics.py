@@ -217,3 +217,64 @@ def evaluate_lists(
             out[f"novelty@{k}"] = novelty(evaluated, item_popularity, k, n_users=n_users)
     out["users"] = n
     return out
+
+
+# Paired bootstrap of a difference between two recommenders (`compare`): resamples and seed are fixed so the
+# same lists always give the same interval.
+BOOTSTRAP_RESAMPLES = 2000
+BOOTSTRAP_SEED = 0
+_PER_USER = {
+    "recall": recall_at_k,
+    "ndcg": ndcg_at_k,
+    "map": average_precision_at_k,
+    "precision": precision_at_k,
+    "hit_rate": hit_rate_at_k,
+}
+
+
+def compare(
+    lists_a: Mapping[str, Sequence[str]],
+    lists_b: Mapping[str, Sequence[str]],
+    relevant: Mapping[str, set[str]],
+    metric: str = "ndcg@10",
+    confidence: float = 0.95,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = BOOTSTRAP_SEED,
+) -> dict[str, float | int | str]:
+    """How much better A is than B on `metric` ("<family>@K"), over the users of `relevant` with relevant items.
+
+    Per user d = metric(A) - metric(B) (a missing list scores 0). Returns difference = mean d, low / high = the
+    `confidence` percentile interval of the mean over `resamples` bootstrap resamples of the users (paired: a
+    resampled user brings both lists), better / worse / level = users with d > 0, d < 0, d == 0, users, and a
+    verdict: "ahead" (low > 0), "behind" (high < 0) or "level" (the interval contains 0: the test users cannot tell
+    A and B apart). A small test set gives a wide interval.
+    """
+    family, _, k_text = metric.partition("@")
+    if family not in _PER_USER or not k_text.isdigit():
+        raise ValueError(f"metric {metric!r}: use recall|ndcg|map|precision|hit_rate@K")
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    k = int(k_text)
+    _check_k(k)
+    per_user = _PER_USER[family]
+    users = [user for user, items in relevant.items() if items]
+    if not users:
+        return {"metric": metric, "users": 0}
+    diffs = np.array(
+        [per_user(lists_a.get(u, ()), relevant[u], k) - per_user(lists_b.get(u, ()), relevant[u], k) for u in users]
+    )
+    means = diffs[np.random.default_rng(seed).integers(0, len(diffs), size=(resamples, len(diffs)))].mean(axis=1)
+    tail = (1 - confidence) / 2 * 100
+    low, high = (float(v) for v in np.percentile(means, [tail, 100 - tail]))
+    return {
+        "metric": metric,
+        "difference": float(diffs.mean()),
+        "low": low,
+        "high": high,
+        "confidence": confidence,
+        "better": int((diffs > 0).sum()),
+        "worse": int((diffs < 0).sum()),
+        "level": int((diffs == 0).sum()),
+        "users": len(users),
+        "verdict": "ahead" if low > 0 else "behind" if high < 0 else "level",
+    }

@@ -44,6 +44,9 @@ class Report(BaseModel):
     split: dict[str, JsonValue] = Field(default_factory=dict, description="train / test windows")
     ks: list[int]
     results: dict[str, dict[str, Metrics]]
+    comparisons: list[dict[str, JsonValue]] = Field(
+        default_factory=list, description="`metrics.compare` of one recommender against another, overall users"
+    )
     notes: list[str] = Field(default_factory=list)
 
     def segments(self) -> list[str]:
@@ -125,6 +128,21 @@ def to_markdown(report: Report) -> str:
         for name, result in report.results.items():
             metrics = result.get(segment, {})
             lines.append(f"| {_escape(name)} | " + " | ".join(_cell(metrics, c) for c in header) + " |")
+        lines.append("")
+    if report.comparisons:
+        lines += ["## Differences", ""]
+        lines += ["Per test user, metric(first) - metric(second); the interval is a paired bootstrap of the mean.", ""]
+        lines.append(
+            "| recommender | against | metric | difference | interval | better / worse / level users | verdict |"
+        )
+        lines.append("|---|---|---|---:|---|---:|---|")
+        for c in report.comparisons:
+            interval = f"{c.get('confidence', 0):.0%}: {c.get('low', 0):+.4f} .. {c.get('high', 0):+.4f}"
+            users = f"{c.get('better', 0)} / {c.get('worse', 0)} / {c.get('level', 0)}"
+            lines.append(
+                f"| {_escape(str(c.get('first')))} | {_escape(str(c.get('second')))} | {c.get('metric')} | "
+                f"{c.get('difference', 0):+.4f} | {interval} | {users} | {c.get('verdict', MISSING)} |"
+            )
         lines.append("")
     if report.notes:
         lines += ["## Notes", ""]

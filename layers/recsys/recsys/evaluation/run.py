@@ -23,7 +23,7 @@ from recsys import paths
 from recsys.days import Window, day_start
 from recsys.evaluation.baselines import interactions as baseline_index
 from recsys.evaluation.baselines import item_knn_baseline, item_probabilities, popularity_baseline
-from recsys.evaluation.metrics import evaluate_lists
+from recsys.evaluation.metrics import compare, evaluate_lists
 from recsys.evaluation.report import Report
 from recsys.ingest.sources import day_in_path
 from recsys.pipeline import steps
@@ -256,6 +256,7 @@ def run_eval(options: EvalOptions, settings: Settings) -> Report:
     users = sorted(relevant)
     service = RecommendService.from_settings(ServeSettings(RECSYS_STORE=store.uri))
     k = max(options.ks)
+    metric = f"ndcg@{10 if 10 in options.ks else k}"  # the metric ours is compared with each baseline on
     indexed = baseline_index(train.table)  # index the train interactions once for both baselines
     lists = {
         OURS: recommend_all(service, options, users, day_start(split.test.start)),
@@ -278,6 +279,11 @@ def run_eval(options: EvalOptions, settings: Settings) -> Report:
         },
         ks=list(options.ks),
         results=score(lists, relevant, train, options.ks),
+        comparisons=[
+            {"first": OURS, "second": name, **compare(lists[OURS], lists[name], relevant, metric)}
+            for name in lists
+            if name != OURS
+        ],
         notes=notes,
     )
 

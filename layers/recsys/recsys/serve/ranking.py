@@ -27,8 +27,10 @@ Signals, each in 0..1 for a candidate c (0 where the candidate has none):
   session(c)  = max_{i} 0.5^i · share(recent_i -> c),  i = 0 for the most recent item   (session_seq)
   content(c)  = max_{a ∈ anchors} tag_cosine(a, c)                                     (content_sim)
   knn(c)      = min(1, max(user(c), anchor(c)))                                         (item_knn)
-    user(c)   = U(c) / max_{c' ∉ excluded} U(c'),  U(c) = Σ_{h ∈ H} sim(h, c) · history_score(h) / max_H history_score
-                H = the KNN_HISTORY_ITEMS (50) history items with the highest score > 0 (ties: item_id asc)
+    user(c)   = U(c) / max_{c' ∉ excluded} U(c'),  U(c) = Σ_{h ∈ H} sim(h, c)
+                H = the KNN_HISTORY_ITEMS (50) history items with the highest score > 0 (ties: item_id asc); the
+                score picks H but does not weigh it: every item of H counts once, like the item-kNN baseline
+                (weighing by the history score lost NDCG@10 on 8 of 10 synthetic seeds, docs/evaluation.md)
     anchor(c) = max_{a ∈ request anchors} sim(a, c)        (request anchors only: recent items are already in H)
                 sim(x, c) = the item_knn score of c as x's neighbour (shrunk cosine over shared users, 0..1)
   score(c)    = Σ_s w_s · s(c),  w = request weights > surface > tenant > DEFAULT_WEIGHTS (all 0 -> pop 1)
@@ -163,7 +165,6 @@ class _Tags:
 
 
 _NO_CODES = np.zeros(0, np.int64)
-_NO_VALUES = np.zeros(0)
 _WALK_CHUNK = 32
 
 
@@ -269,13 +270,12 @@ def _recent(history: History, count: int) -> list[str]:
     return list(recent)
 
 
-def _strongest(history: History) -> tuple[list[str], np.ndarray]:
-    """The KNN_HISTORY_ITEMS history items with the highest score > 0 (ties: item_id asc), and their scores."""
+def _strongest(history: History) -> list[str]:
+    """The KNN_HISTORY_ITEMS history items with the highest score > 0 (ties: item_id asc)."""
     positive = np.flatnonzero(history.scores > 0)
     names = [history.names[at] for at in positive.tolist()]
-    scores = history.scores[positive]
-    order = _order_desc([scores], names)[:KNN_HISTORY_ITEMS]
-    return [names[at] for at in order], scores[np.array(order, dtype=np.int64)]
+    order = _order_desc([history.scores[positive]], names)[:KNN_HISTORY_ITEMS]
+    return [names[at] for at in order]
 
 
 class _Parts:
@@ -538,13 +538,13 @@ def rank(
         return True
 
     uses = {COOC: used(COOC, anchors), SESSION: used(SESSION, recent), CONTENT: used(CONTENT, anchors), KNN: False}
-    strongest: tuple[list[str], np.ndarray] = ([], _NO_VALUES)
+    strongest: list[str] = []
     if weights[KNN] > 0 and (len(history) or requested):
         if KIND[KNN] not in available:
             missing.add(KNN)
         else:
             strongest = _strongest(history)
-            uses[KNN] = bool(strongest[0] or requested)
+            uses[KNN] = bool(strongest or requested)
     if KIND[POP] not in available:
         missing.add(POP)
     # Load (and code) every kind this request reads before any item id becomes a code.
@@ -577,10 +577,9 @@ def rank(
         neighbours(CONTENT, anchors)
     knn_sums: tuple[int, np.ndarray] | None = None
     if uses[KNN]:
-        names, scores = strongest
-        if names:
-            source, codes, similarity = arrays.neighbours(KIND[KNN], names)
-            knn_sums = (parts.add(codes), similarity * (scores / scores[0])[source])
+        if strongest:
+            _, codes, similarity = arrays.neighbours(KIND[KNN], strongest)
+            knn_sums = (parts.add(codes), similarity)
         if requested:
             _, codes, similarity = arrays.neighbours(KIND[KNN], requested)
             maxed[KNN] = (parts.add(codes), similarity)

@@ -42,6 +42,47 @@ def test_rank_in_segments_and_top_k_order() -> None:
     assert rows.tolist() == [3, 1, 2, 4] and rank.tolist() == [1, 2, 1, 2]
 
 
+def test_sorted_codes_of_dictionary_chunks_match_the_plain_strings() -> None:
+    plain = [["b", "a", "c"], ["c", "d"], ["e", "a"]]
+    encoded = pa.chunked_array([pa.array(chunk).dictionary_encode() for chunk in plain])
+    other = pa.array(["d", "f", "a"])  # a plain string column beside the encoded one
+    dictionary, (first, second) = pairs.sorted_codes(encoded, other)
+    assert dictionary.to_pylist() == ["a", "b", "c", "d", "e", "f"]
+    assert first.tolist() == [1, 0, 2, 2, 3, 4, 0] and second.tolist() == [3, 5, 0]
+
+
+def test_lexsort_order_is_numpys_lexsort() -> None:
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        n = int(rng.integers(1, 2000))
+        key = rng.integers(0, int(rng.integers(1, 10 ** int(rng.integers(1, 18)))), n)
+        score = rng.choice([0.0, -0.0, 0.5, 1 / 3, -1.5, 1e-300], n) * rng.integers(1, 4, n)  # ties, -0.0 == 0.0
+        count = rng.integers(-5, int(rng.integers(1, 2**40)), n)
+        tie = rng.permutation(n)  # makes the order total
+        columns = [key, -score, -count, tie]
+        assert pairs.lexsort_order(columns).tolist() == np.lexsort(columns[::-1]).tolist()
+    assert pairs.lexsort_order([np.zeros(0, np.int64)]).tolist() == []
+
+
+@pytest.mark.parametrize("primary", ["float", "int", "ties"])
+def test_top_k_order_with_crowded_keys_equals_the_full_sort(primary: str) -> None:
+    # Keys with more than k rows take the coarse pre-selection; the result must equal sorting every row.
+    rng = np.random.default_rng(1)
+    n = 5000
+    key = rng.integers(0, 40, n)
+    first = {
+        "float": -rng.random(n),
+        "int": -rng.integers(0, 10**12, n),
+        "ties": -rng.choice([0.0, 1e-9, 2e-9, 0.25, 1 / 3], n),  # closer than one coarse level apart
+    }[primary]
+    second, tie = rng.integers(0, 5, n), rng.permutation(n)
+    for k in (1, 7, 50, 200):
+        rows, rank = pairs.top_k_order(key, [first, second, tie], k)
+        order = np.lexsort([tie, second, first, key])
+        ranks = pairs.rank_in_segments(key[order])
+        assert rows.tolist() == order[ranks <= k].tolist() and rank.tolist() == ranks[ranks <= k].tolist()
+
+
 # Groups (sessions or users) of distinct items, sorted by group then item:
 # g0 {0, 1, 2}, g1 {1, 2}, g2 {2}, g3 {0, 2}
 GROUP = np.array([0, 0, 0, 1, 1, 2, 3, 3])

@@ -81,7 +81,7 @@ def _user_items(
     merged = stack([table for _, table in partials], PARTIAL_SCHEMA, dictionaries=True)
     _, (user,) = pairs.sorted_codes(merged.column("user_id"))
     items, (item,) = pairs.sorted_codes(merged.column("item_id"))
-    keys, days = pairs.unique_counts(user * len(items) + item)
+    keys, days = pairs.unique_counts(user * len(items) + item, runs=True)  # partials are sorted by user, item
     user, item = keys // len(items), keys % len(items)
     if np.bincount(user).max(initial=0) <= params.item_knn_max_items_per_user:
         return items, user, item  # nobody is over the cap (the usual case): skip the sort

@@ -21,24 +21,37 @@ def sorted_codes(*columns: pa.Array | pa.ChunkedArray) -> tuple[pa.Array, list[n
     """One sorted dictionary of the distinct non-null strings of `columns`, and each column as int64 codes into it.
 
     Columns may be strings or dictionary-encoded strings; a dictionary chunk is coded through its dictionary, so
-    its rows are never expanded to strings.
+    its rows are never expanded to strings. The dictionaries of all chunks are looked up in one `index_in` call
+    (one hash table of the result; a window of 30 partials has 60 or more chunk dictionaries).
     """
     chunked = [c if isinstance(c, pa.ChunkedArray) else pa.chunked_array([c]) for c in columns]
-    values = [chunk.dictionary if pa.types.is_dictionary(chunk.type) else chunk for c in chunked for chunk in c.chunks]
+    chunks = [chunk for c in chunked for chunk in c.chunks]
+    encoded = [chunk for chunk in chunks if pa.types.is_dictionary(chunk.type)]
+    values = [chunk.dictionary if pa.types.is_dictionary(chunk.type) else chunk for chunk in chunks]
     dictionary = pc.unique(pa.concat_arrays(values) if values else pa.array([], pa.string())).drop_null()
     dictionary = pc.take(dictionary, pc.array_sort_indices(dictionary))
-    return dictionary, [_codes(c, dictionary) for c in chunked]
+    remaps = iter(_dictionary_codes([chunk.dictionary for chunk in encoded], dictionary))
+    coded = [
+        next(remaps)[chunk.indices.to_numpy(zero_copy_only=False)]
+        if pa.types.is_dictionary(chunk.type)
+        else pc.index_in(chunk, value_set=dictionary).to_numpy(zero_copy_only=False).astype(np.int64)
+        for chunk in chunks
+    ]
+    out, at = [], 0
+    for column in chunked:
+        parts = coded[at : at + column.num_chunks]
+        at += column.num_chunks
+        out.append(np.concatenate(parts) if parts else np.zeros(0, np.int64))
+    return dictionary, out
 
 
-def _codes(column: pa.ChunkedArray, dictionary: pa.Array) -> np.ndarray:
-    parts = []
-    for chunk in column.chunks:
-        if pa.types.is_dictionary(chunk.type):
-            remap = pc.index_in(chunk.dictionary, value_set=dictionary).to_numpy(zero_copy_only=False)
-            parts.append(remap.astype(np.int64)[chunk.indices.to_numpy(zero_copy_only=False)])
-        else:
-            parts.append(pc.index_in(chunk, value_set=dictionary).to_numpy(zero_copy_only=False).astype(np.int64))
-    return np.concatenate(parts) if parts else np.zeros(0, np.int64)
+def _dictionary_codes(dictionaries: list[pa.Array], dictionary: pa.Array) -> list[np.ndarray]:
+    """The int64 code in `dictionary` of every entry of each of `dictionaries`."""
+    if not dictionaries:
+        return []
+    codes = pc.index_in(pa.concat_arrays(dictionaries), value_set=dictionary).to_numpy(zero_copy_only=False)
+    bounds = exclusive_cumsum(np.array([len(d) for d in dictionaries]))
+    return [codes[lo:hi].astype(np.int64) for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)]
 
 
 def distinct_pairs(group: np.ndarray, item: np.ndarray, n_items: int) -> tuple[np.ndarray, np.ndarray]:
@@ -61,9 +74,13 @@ def concat_ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     return np.repeat(starts.astype(np.int64, copy=False) - offsets[:-1], lengths) + np.arange(offsets[-1])
 
 
-def unique_counts(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The sorted distinct values of int `keys` and how often each occurs (a sort: faster than np.unique's hash)."""
-    keys = np.sort(keys)
+def unique_counts(keys: np.ndarray, *, runs: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """The sorted distinct values of int `keys` and how often each occurs (a sort: faster than np.unique's hash).
+
+    `runs`: the keys are a concatenation of sorted runs (e.g. one per partial), which a stable sort (timsort)
+    merges several times faster than the default quicksort; on unordered keys it is slower.
+    """
+    keys = np.sort(keys, kind="stable" if runs else None)
     starts = segment_starts(keys)
     return keys[starts], np.diff(np.append(starts, keys.size))
 
@@ -71,9 +88,13 @@ def unique_counts(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def sum_by_pair(
     a: np.ndarray, b: np.ndarray, count: np.ndarray, n_items: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(a, b, summed count) of every distinct pair, sorted by (a, b)."""
+    """(a, b, summed count) of every distinct pair, sorted by (a, b).
+
+    The rows are expected to be partials stacked in order, each sorted by (a, b): a stable sort (timsort) merges
+    such runs about three times faster than the default quicksort.
+    """
     keys = a * n_items + b
-    order = np.argsort(keys)
+    order = np.argsort(keys, kind="stable")
     keys = keys[order]
     starts = segment_starts(keys)
     if starts.size == 0:
@@ -136,10 +157,73 @@ def _range_pairs(
 def top_k_order(key: np.ndarray, sort_columns: list[np.ndarray], k: int) -> tuple[np.ndarray, np.ndarray]:
     """Row indices of the first `k` rows per `key` after sorting by key asc, then `sort_columns` (first is the most
     significant; negate a column for descending), and their 1-based ranks. The columns must make the order total."""
-    order = np.lexsort([*reversed(sort_columns), key])
+    candidates = _top_k_candidates(key, sort_columns[0], k)
+    if candidates is None:
+        order = lexsort_order([key, *sort_columns])
+    else:
+        order = candidates[lexsort_order([key[candidates], *(column[candidates] for column in sort_columns)])]
     rank = rank_in_segments(key[order])
     keep = rank <= k
     return order[keep], rank[keep]
+
+
+# Bits of the coarse copy of the primary sort column that `_top_k_candidates` sorts with the key.
+_COARSE_BITS = 20
+
+
+def _top_k_candidates(key: np.ndarray, primary: np.ndarray, k: int) -> np.ndarray | None:
+    """Rows that can be among the first `k` of their key (ordered by `primary` asc, then other columns): a superset
+    found with one sort of (key, a coarse copy of `primary`), so the exact sort only sees about k rows per key.
+    None when no key has more than k rows (every row is a candidate) or the key is too wide to pack.
+
+    The coarse copy is a monotone (non-decreasing) map of `primary` onto 2**_COARSE_BITS levels, so a row whose
+    level is above the k-th smallest level of its key is behind at least k rows in the exact order too.
+    """
+    if key.size == 0 or np.bincount(key).max() <= k or int(key.max()).bit_length() + _COARSE_BITS + 1 > 63:
+        return None
+    low, high = primary.min(), primary.max()
+    if high == low:
+        return None
+    levels = (1 << _COARSE_BITS) - 1
+    coarse = ((primary - low) / (float(high) - float(low)) * levels).astype(np.int64)
+    packed = np.sort((key.astype(np.int64) << (_COARSE_BITS + 1)) | coarse)
+    starts = segment_starts(packed >> (_COARSE_BITS + 1))
+    sizes = np.diff(np.append(starts, packed.size))
+    threshold = np.full(int(key.max()) + 1, levels, np.int64)
+    crowded = sizes > k
+    threshold[packed[starts[crowded]] >> (_COARSE_BITS + 1)] = packed[starts[crowded] + k - 1] & levels
+    return np.flatnonzero(coarse <= threshold[key])
+
+
+def lexsort_order(columns: list[np.ndarray]) -> np.ndarray:
+    """The permutation sorting rows by `columns` (int or float; the first is the most significant), which must
+    make the order total: what np.lexsort(columns[::-1]) returns, several times faster.
+
+    Each float column becomes its dense rank (np.unique: equal values, -0.0 and 0.0 included, share a rank), and
+    adjacent columns are packed into one int64 key while their value ranges fit in 63 bits; the packed keys are
+    then sorted from the least significant, each later pass stable (usually a single key: one sort).
+    """
+    if not columns or columns[0].size == 0:
+        return np.zeros(0, np.int64)
+    keys: list[np.ndarray] = []  # packed, least significant first
+    bits_used = 0
+    for column in reversed(columns):
+        if column.dtype.kind == "f":
+            column = np.unique(column, return_inverse=True)[1].reshape(-1)
+        column = column.astype(np.int64, copy=False)
+        low = column.min()
+        column = column - low if low else column
+        bits = max(int(column.max()).bit_length(), 1)
+        if keys and bits_used + bits <= 63:
+            keys[-1] = keys[-1] | (column << bits_used)
+            bits_used += bits
+        else:
+            keys.append(column)
+            bits_used = bits
+    order = np.argsort(keys[0])  # ties here are broken by the later (more significant) keys: the order is total
+    for more_significant in keys[1:]:
+        order = order[np.argsort(more_significant[order], kind="stable")]
+    return order
 
 
 def ranked_neighbors(

@@ -73,23 +73,34 @@ def _sum_by_user_item(
 ) -> tuple[pa.Table, np.ndarray, np.ndarray]:
     """Group rows by (user_id, item_id) on one int64 code per pair: sum `score`, sum `count`, max `last_ts`,
     sorted by user_id, item_id; with the user and item codes of the result's rows (codes order as the ids do).
-    Single-threaded aggregation sums in input order, so float sums are reproducible."""
+
+    A stable sort keeps each pair's rows in input order (day order in a window: stacked partials are sorted runs,
+    which the stable sort merges fast) and np.bincount adds them one after the other in that order, so float sums
+    are reproducible: the same as a sequential, single-threaded group-by over the input.
+    """
     users, (user,) = pairs.sorted_codes(user_id)
     items, (item,) = pairs.sorted_codes(item_id)
-    coded = pa.table({"pair": user * len(items) + item, **values})
-    grouped = coded.group_by("pair", use_threads=False).aggregate(
-        [("score", "sum"), ("count", "sum"), ("last_ts", "max")]
-    )
-    grouped = grouped.take(pc.sort_indices(grouped.column("pair")))
-    pair = grouped.column("pair").to_numpy()
+    pair = user * len(items) + item
+    order = np.argsort(pair, kind="stable")
+    pair = pair[order]
+    first = np.empty(pair.size, bool)
+    first[:1] = True
+    np.not_equal(pair[1:], pair[:-1], out=first[1:])
+    group = np.cumsum(first) - 1  # each row's pair number
+    starts = np.flatnonzero(first)
+    score = np.bincount(group, weights=values["score"].to_numpy(zero_copy_only=False)[order], minlength=starts.size)
+    count = np.bincount(group, weights=values["count"].to_numpy(zero_copy_only=False)[order], minlength=starts.size)
+    last_us = values["last_ts"].cast(pa.int64()).to_numpy(zero_copy_only=False)[order]
+    last = np.maximum.reduceat(last_us, starts) if starts.size else last_us
+    pair = pair[starts]
     user, item = pair // len(items), pair % len(items)
     table = pa.table(
         {
             "user_id": users.take(user),
             "item_id": items.take(item),
-            "score": grouped.column("score_sum"),
-            "count": grouped.column("count_sum"),
-            "last_ts": grouped.column("last_ts_max"),
+            "score": score,
+            "count": count.astype(np.int64),
+            "last_ts": pa.array(last, pa.int64()).cast(pa.timestamp("us", tz="UTC")),
         }
     )
     return table, user, item

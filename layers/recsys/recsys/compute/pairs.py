@@ -25,17 +25,18 @@ def sorted_codes(*columns: pa.Array | pa.ChunkedArray) -> tuple[pa.Array, list[n
     (one hash table of the result; a window of 30 partials has 60 or more chunk dictionaries).
     """
     chunked = [c if isinstance(c, pa.ChunkedArray) else pa.chunked_array([c]) for c in columns]
-    chunks = [chunk for c in chunked for chunk in c.chunks]
-    encoded = [chunk for chunk in chunks if pa.types.is_dictionary(chunk.type)]
-    values = [chunk.dictionary if pa.types.is_dictionary(chunk.type) else chunk for chunk in chunks]
+    # Plain strings are dictionary-encoded first: one hash pass over the rows, the rest works on the dictionaries.
+    chunks = [
+        chunk if pa.types.is_dictionary(chunk.type) else chunk.dictionary_encode()
+        for c in chunked
+        for chunk in c.chunks
+    ]
+    values = [chunk.dictionary for chunk in chunks]
     dictionary = pc.unique(pa.concat_arrays(values) if values else pa.array([], pa.string())).drop_null()
     dictionary = pc.take(dictionary, pc.array_sort_indices(dictionary))
-    remaps = iter(_dictionary_codes([chunk.dictionary for chunk in encoded], dictionary))
     coded = [
-        next(remaps)[chunk.indices.to_numpy(zero_copy_only=False)]
-        if pa.types.is_dictionary(chunk.type)
-        else pc.index_in(chunk, value_set=dictionary).to_numpy(zero_copy_only=False).astype(np.int64)
-        for chunk in chunks
+        remap[chunk.indices.to_numpy(zero_copy_only=False)]
+        for chunk, remap in zip(chunks, _dictionary_codes(values, dictionary), strict=True)
     ]
     out, at = [], 0
     for column in chunked:

@@ -71,8 +71,9 @@ def partial(events: pa.Table, params: ComputeParams, event_weights: dict[str, fl
         return PARTIAL_SCHEMA.empty_table()
     # Sorting on the full canonical key makes the sequence independent of the input's row order; only the two
     # columns the transitions need are gathered in that order, as int codes.
-    order = pc.sort_indices(events, [("session_id", "ascending"), *CANONICAL_SORT])
-    _, (session,) = pairs.sorted_codes(events.column("session_id").take(order))
+    _, (session,) = pairs.sorted_codes(events.column("session_id"))
+    order = _session_order(events, session)
+    session = session[order]
     items, (item,) = pairs.sorted_codes(events.column("item_id").take(order))
     is_transition = (session[:-1] == session[1:]) & (item[:-1] != item[1:])
     keys, count = pairs.unique_counts(item[:-1][is_transition] * len(items) + item[1:][is_transition])
@@ -80,6 +81,24 @@ def partial(events: pa.Table, params: ComputeParams, event_weights: dict[str, fl
         {"item_id": items.take(keys // len(items)), "next_item_id": items.take(keys % len(items)), "count": count}
     )
     return out.cast(PARTIAL_SCHEMA)
+
+
+def _session_order(events: pa.Table, session: np.ndarray) -> np.ndarray:
+    """Row order by session_id, then CANONICAL_SORT: by the int codes of (session, ts), and only the rows that tie
+    on both (events of a session in the same microsecond) sorted again on the full key, in place."""
+    ts = events.column("ts").cast(pa.int64()).to_numpy(zero_copy_only=False)
+    order = pairs.lexsort_order([session, ts, np.arange(session.size)])
+    session_sorted, ts_sorted = session[order], ts[order]
+    tied = np.zeros(order.size, bool)
+    repeated = (session_sorted[1:] == session_sorted[:-1]) & (ts_sorted[1:] == ts_sorted[:-1])
+    tied[1:] |= repeated
+    tied[:-1] |= repeated
+    if tied.any():
+        rows = order[tied]
+        # Each run of tied rows keeps its positions; the full key only orders the rows within it.
+        subset = events.take(rows)
+        order[tied] = rows[pc.sort_indices(subset, [("session_id", "ascending"), *CANONICAL_SORT]).to_numpy()]
+    return order
 
 
 def build(partials: Sequence[tuple[dt.date, pa.Table]], window: Window, params: ComputeParams) -> pa.Table:

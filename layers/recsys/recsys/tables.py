@@ -58,25 +58,29 @@ def canonical_table(table: pa.Table, schema: pa.Schema) -> pa.Table:
     return pa.Table.from_arrays(columns, schema=schema)
 
 
-def content_version(table: pa.Table, schema: pa.Schema) -> str:
+def content_version(table: pa.Table, schema: pa.Schema, *, canonical: bool = False) -> str:
     """sha256 hex of the table as one uncompressed Arrow IPC stream record batch: independent of chunking,
-    of metadata and of how the table was read back."""
-    canonical = canonical_table(table, schema)
-    batch = pa.RecordBatch.from_arrays([column.chunk(0) for column in canonical.columns], schema=canonical.schema)
+    of metadata and of how the table was read back. `canonical`: `table` is already `canonical_table(table,
+    schema)` (skips a copy when the caller also writes it with `to_parquet`)."""
+    canonical_ = table if canonical else canonical_table(table, schema)
+    batch = pa.RecordBatch.from_arrays([column.chunk(0) for column in canonical_.columns], schema=canonical_.schema)
     sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, canonical.schema, options=pa.ipc.IpcWriteOptions(compression=None)) as writer:
+    with pa.ipc.new_stream(sink, canonical_.schema, options=pa.ipc.IpcWriteOptions(compression=None)) as writer:
         writer.write_batch(batch)
-    return hashlib.sha256(sink.getvalue().to_pybytes()).hexdigest()
+    return hashlib.sha256(sink.getvalue()).hexdigest()  # hashes the Arrow buffer in place, no bytes copy
 
 
-def to_parquet(table: pa.Table, schema: pa.Schema, *, kind: str, row_group_size: int = 65_536) -> bytes:
-    """Deterministic Parquet bytes (zstd, dictionaries, statistics, kind metadata).
+def to_parquet(
+    table: pa.Table, schema: pa.Schema, *, kind: str, row_group_size: int = 65_536, canonical: bool = False
+) -> bytes:
+    """Deterministic Parquet bytes (zstd, dictionaries, statistics, kind metadata). `canonical` as in
+    `content_version`.
 
     Keyed artifacts (cooc, implicit, session_seq, content_sim) are sorted by their first column, the lookup key, so
     row-group statistics let a reader fetch one key's rows without reading the whole file.
     """
     metadata = {"recsys.kind": kind, "recsys.schema": SCHEMA_VERSION}
-    out = canonical_table(table, schema).replace_schema_metadata(metadata)
+    out = (table if canonical else canonical_table(table, schema)).replace_schema_metadata(metadata)
     sink = pa.BufferOutputStream()
     pq.write_table(
         out,

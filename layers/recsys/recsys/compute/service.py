@@ -16,7 +16,7 @@ from pydantic import BaseModel
 
 from recsys import paths
 from recsys.compute import EVENT_KINDS, catalog, content_sim
-from recsys.compute.artifact import content_version
+from recsys.compute.artifact import canonical_table, content_version
 from recsys.days import Window
 from recsys.errors import ConfigError, DayNotIngested
 from recsys.settings import Settings
@@ -103,8 +103,9 @@ def compute_kind(
         schema = EVENT_KINDS[kind].SCHEMA
     else:
         raise ConfigError(f"unknown artifact kind {kind!r}")
-    version = content_version(table, schema)
-    data = to_parquet(table, schema, kind=kind)
+    table = canonical_table(table, schema)  # once, for both the version and the bytes
+    version = content_version(table, schema, canonical=True)
+    data = to_parquet(table, schema, kind=kind, canonical=True)
     key = paths.artifact(tenant, surface, kind, version)
     written = store.create(key, data, content_type="application/vnd.apache.parquet")
     ref = ArtifactRef(

@@ -137,7 +137,7 @@ def co_counts(
     keys, counts = [], []
     for lo, hi in _item_ranges(np.bincount(item, weights=partners, minlength=n_items).astype(np.int64)):
         rows = np.flatnonzero((item >= lo) & (item < hi) & (partners > 0))
-        range_keys, range_counts = _range_pairs(item, rows, partners[rows], diagonal, n_items)
+        range_keys, range_counts = _range_pairs(item, rows, partners[rows], diagonal, n_items, lo, hi)
         frequent = range_counts >= min_count
         keys.append(range_keys[frequent])
         counts.append(range_counts[frequent])
@@ -146,13 +146,19 @@ def co_counts(
 
 
 def _range_pairs(
-    item: np.ndarray, rows: np.ndarray, partners: np.ndarray, diagonal: bool, n_items: int
+    item: np.ndarray, rows: np.ndarray, partners: np.ndarray, diagonal: bool, n_items: int, lo: int, hi: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Distinct pair keys a * n_items + b and their counts, over the pairs that `rows` start (each row with the
-    `partners` rows after it, itself included on the diagonal)."""
+    `partners` rows after it, itself included on the diagonal), all with a in [lo, hi).
+
+    The keys are counted relative to the range, (a - lo) * n_items + b, as uint32 when they fit: sorting 32-bit
+    keys is about 1.5 times faster than 64-bit ones, and the sort is most of the work.
+    """
     first = np.repeat(rows, partners)
     other = concat_ranges(rows + (0 if diagonal else 1), partners)
-    return unique_counts(item[first] * n_items + item[other])
+    dtype = np.uint32 if (hi - lo) * n_items <= np.iinfo(np.uint32).max else np.int64
+    keys, counts = unique_counts((item[first] - lo).astype(dtype) * dtype(n_items) + item[other].astype(dtype))
+    return keys.astype(np.int64) + lo * n_items, counts
 
 
 def top_k_order(key: np.ndarray, sort_columns: list[np.ndarray], k: int) -> tuple[np.ndarray, np.ndarray]:

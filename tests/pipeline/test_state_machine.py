@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+import threading
+import time
 from pathlib import Path
 
 import boto3
@@ -55,6 +57,32 @@ def test_a_run_publishes_all_six_kinds_and_a_rerun_rewrites_nothing(store: FileS
     assert {e.function for e in steps} == {"plan", "ingest", "validate", "compute", "quality", "publish"}
     assert first.output["quality"]["enabled"] is False  # the gate is opt-in (RECSYS_QUALITY__METRIC)
     assert len(json.dumps(first.output)) < 16_000  # payloads between states stay small
+
+
+@pytest.mark.parametrize("concurrency", [1, 3])
+def test_local_runs_hold_at_most_concurrency_invocations_at_once(
+    store: FileSystemStore, monkeypatch: pytest.MonkeyPatch, concurrency: int
+) -> None:
+    running, peak = [0], [0]
+    lock = threading.Lock()
+    invoke_now = LocalPipeline._invoke_now
+
+    def counted(self, *args, **kwargs):
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        try:
+            time.sleep(0.02)  # long enough for the Map's other iterations to try to start meanwhile
+            return invoke_now(self, *args, **kwargs)
+        finally:
+            with lock:
+                running[0] -= 1
+
+    monkeypatch.setattr(LocalPipeline, "_invoke_now", counted)
+    with LocalPipeline({"RECSYS_STORE": store.uri}, concurrency=concurrency) as pipeline:
+        execution = pipeline.run(run_input())
+    assert execution.status == "SUCCEEDED", execution.message
+    assert peak[0] == concurrency  # six compute kinds (and seven ingest days) wanted more at once
 
 
 def test_a_failing_gate_stops_the_run_and_keeps_the_current_pointer(store: FileSystemStore, monkeypatch) -> None:

@@ -251,7 +251,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not args.quiet:
         print(f"recsys run {request.tenant}/{request.surface} -> {store}", file=sys.stderr, flush=True)
     with LocalPipeline(
-        {"RECSYS_STORE": store}, passthrough_s3=store.startswith("s3://"), on_step=None if args.quiet else _progress
+        {"RECSYS_STORE": store},
+        passthrough_s3=store.startswith("s3://"),
+        on_step=None if args.quiet else _progress,
+        concurrency=settings.local_concurrency,
     ) as pipeline:
         execution = pipeline.run(request.model_dump(mode="json", exclude_none=True))
     seconds = time.perf_counter() - started

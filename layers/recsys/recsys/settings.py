@@ -93,6 +93,10 @@ class Settings(BaseSettings):
         30, description="days a scheduled run's artifacts cover (ending yesterday); only new days are ingested"
     )
     max_days_per_run: PositiveInt = 366
+    local_concurrency: PositiveInt | None = Field(
+        None,
+        description="local runs only: Lambda invocations executed at once in-process (default: the CPU count)",
+    )
     gates: GateLimits = Field(default_factory=GateLimits)
     compute: ComputeParams = Field(default_factory=ComputeParams)
     quality: QualityGate = Field(default_factory=QualityGate)

@@ -22,12 +22,14 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import os
 import re
 import sys
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
@@ -1124,6 +1126,13 @@ class ArtifactArrays:
         return self._tables[kind]
 
     def prepare(self, kinds: Iterable[str]) -> None:
+        missing = [kind for kind in dict.fromkeys(kinds) if kind not in self._tables]
+        if len(missing) > 1:
+            # A cold start loads every kind at once: Parquet decoding and the numpy index builds release the GIL,
+            # so the loads overlap on the cores there are (the cache loads each key once however many ask).
+            with ThreadPoolExecutor(max_workers=min(len(missing), os.cpu_count() or 1)) as pool:
+                loaded = list(pool.map(self._signals._translated, missing))
+            self._tables.update(zip(missing, loaded, strict=True))
         for kind in kinds:
             self._table(kind)
 

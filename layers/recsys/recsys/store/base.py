@@ -16,8 +16,7 @@ import abc
 import hashlib
 import io
 import os
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
 
 
 class StoreError(Exception):
@@ -39,10 +38,27 @@ class TransientStoreError(StoreError):
     """A retryable failure (throttling, 5xx, connection reset). The state machine retries on it."""
 
 
-@dataclass(frozen=True)
 class Blob:
-    data: bytes
-    etag: str
+    """An object's bytes and its ETag. A store that derives the ETag from the bytes (the filesystem's md5) passes
+    `etag_of` instead, so it is computed only when asked for: most reads (artifacts, partials) never need it."""
+
+    __slots__ = ("data", "_etag", "_etag_of")
+
+    def __init__(self, data: bytes, etag: str | None = None, *, etag_of: Callable[[bytes], str] | None = None):
+        if (etag is None) == (etag_of is None):
+            raise ValueError("a Blob needs exactly one of etag and etag_of")
+        self.data = data
+        self._etag = etag
+        self._etag_of = etag_of
+
+    @property
+    def etag(self) -> str:
+        if self._etag is None:
+            self._etag = self._etag_of(self.data)
+        return self._etag
+
+    def __repr__(self) -> str:
+        return f"Blob({len(self.data)} bytes)"
 
 
 def check_key(key: str) -> str:

@@ -30,7 +30,7 @@ from recsys.store import (
     open_store,
     split_uri,
 )
-from recsys.store.base import StoreFile
+from recsys.store.base import Blob, StoreFile
 
 BUCKET = "recsys-contract"
 S3_PREFIX = "root/prefix"
@@ -635,3 +635,21 @@ def test_split_uri_reads_a_local_file(tmp_path: Path, monkeypatch: pytest.Monkey
 def test_split_uri_rejects_non_object_uris(uri: str) -> None:
     with pytest.raises(ValueError):
         split_uri(uri)
+
+
+def test_a_blob_computes_a_derived_etag_once_and_only_when_asked() -> None:
+    calls: list[bytes] = []
+
+    def md5_like(data: bytes) -> str:
+        calls.append(data)
+        return '"derived"'
+
+    blob = Blob(b"abc", etag_of=md5_like)
+    assert calls == []  # reading the bytes never hashes them
+    assert blob.data == b"abc" and blob.etag == '"derived"' and blob.etag == '"derived"'
+    assert calls == [b"abc"]
+    assert Blob(b"abc", '"given"').etag == '"given"'
+    with pytest.raises(ValueError, match="exactly one"):
+        Blob(b"abc")
+    with pytest.raises(ValueError, match="exactly one"):
+        Blob(b"abc", '"given"', etag_of=md5_like)

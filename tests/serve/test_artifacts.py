@@ -22,6 +22,7 @@ from recsys.compute import implicit, popularity
 from recsys.days import Window
 from recsys.publish.manifest import Manifest
 from recsys.publish.service import publish
+from recsys.serve import artifacts
 from recsys.serve.artifacts import (
     DEFAULT_MANIFEST_TEMPLATE,
     ArtifactCache,
@@ -310,6 +311,31 @@ def test_arrays_agree_with_the_lookups(store: FileSystemStore, reader: ArtifactR
     assert unknown.tolist()[:3] == [-2, -3, -2] and unknown[3] >= 0
     assert fresh.names(unknown) == ["new-1", "new-2", "new-1", items[0]]
     assert len(signals.vocabulary) == size and signals.arrays().codes(["new-2"]).tolist() == [-2]
+
+
+def test_a_cold_view_loads_its_kinds_in_threads_and_a_warm_one_starts_none(
+    reader: ArtifactReader, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pools: list[int] = []
+
+    class CountingPool(artifacts.ThreadPoolExecutor):
+        def __init__(self, max_workers: int) -> None:
+            pools.append(max_workers)
+            super().__init__(max_workers=max_workers)
+
+    monkeypatch.setattr(artifacts, "ThreadPoolExecutor", CountingPool)
+    monkeypatch.setattr(artifacts, "_CORES", 2)
+    kinds = ["popularity", "cooc", "session_seq", "content_sim", "item_knn"]
+    signals = must(reader).signals
+    cold = signals.arrays()
+    cold.prepare(kinds)
+    assert pools == [2]  # one pool for the five unloaded kinds, as wide as the cores
+    warm = signals.arrays()
+    warm.prepare(kinds)
+    assert pools == [2]  # everything is in the cache: no thread
+    for kind in ("cooc", "item_knn"):
+        items = ["no-such-item", *cold.names(cold.popular(20)[0])]
+        assert [a.tolist() for a in cold.neighbours(kind, items)] == [b.tolist() for b in warm.neighbours(kind, items)]
 
 
 @pytest.mark.parametrize(

@@ -68,6 +68,7 @@ from recsys.store import (
 from recsys.store.base import StoreFile
 
 log = logging.getLogger(__name__)
+_CORES = os.cpu_count() or 1
 
 DEFAULT_MANIFEST_TEMPLATE = "{store}/registry/current/{tenant}/{surface}/manifest.json"
 DEFAULT_MANIFEST_TTL = 60.0
@@ -1021,6 +1022,10 @@ class ArtifactSignals:
             self._mark_present(kind)
         return value
 
+    def unloaded(self, kinds: list[str]) -> list[str]:
+        """The kinds of `kinds` in this manifest whose whole artifact is not in the cache (yet)."""
+        return [kind for kind in kinds if kind in self.uris and self.uris[kind] not in self.cache]
+
     def _whole(self, kind: str) -> Any:
         uri = self.uris.get(kind)
         return self._load(kind, None, lambda store, key: load_artifact(kind, uri or "", store, key))
@@ -1126,13 +1131,15 @@ class ArtifactArrays:
         return self._tables[kind]
 
     def prepare(self, kinds: Iterable[str]) -> None:
-        missing = [kind for kind in dict.fromkeys(kinds) if kind not in self._tables]
-        if len(missing) > 1:
-            # A cold start loads every kind at once: Parquet decoding and the numpy index builds release the GIL,
-            # so the loads overlap on the cores there are (the cache loads each key once however many ask).
-            with ThreadPoolExecutor(max_workers=min(len(missing), os.cpu_count() or 1)) as pool:
-                loaded = list(pool.map(self._signals._translated, missing))
-            self._tables.update(zip(missing, loaded, strict=True))
+        kinds = list(kinds)
+        unloaded = self._signals.unloaded([kind for kind in dict.fromkeys(kinds) if kind not in self._tables])
+        if len(unloaded) > 1 and _CORES > 1:
+            # A cold start needs every kind at once: Parquet decoding and the numpy index builds release the GIL,
+            # so the loads overlap on the cores there are (the cache loads each key once however many ask). Warm
+            # requests find everything loaded and never start a thread.
+            with ThreadPoolExecutor(max_workers=min(len(unloaded), _CORES)) as pool:
+                loaded = list(pool.map(self._signals._translated, unloaded))
+            self._tables.update(zip(unloaded, loaded, strict=True))
         for kind in kinds:
             self._table(kind)
 

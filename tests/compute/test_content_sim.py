@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import shutil
+from pathlib import Path
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -9,7 +13,11 @@ import pytest
 
 from recsys.compute import content_sim
 from recsys.compute.artifact import row_numbers, to_parquet
-from recsys.settings import ComputeParams
+from recsys.compute.service import ComputeResult, compute_kind
+from recsys.days import Window
+from recsys.settings import ComputeParams, Settings
+from recsys.store import FileSystemStore
+from tests.conftest import SAMPLE_CATALOG
 
 
 def top_k_per_group(table: pa.Table, group: str, order: list[tuple[str, str]], k: int) -> pa.Table:
@@ -246,3 +254,38 @@ def test_matches_the_reference_when_every_item_has_its_own_tag_set(monkeypatch: 
     )
     params = ComputeParams(content_sim_top_k=5)
     assert content_sim.build_from_catalog(catalog, params).equals(_reference_build(catalog, params))
+
+
+# compute_kind: a catalog built once is not rebuilt while its bytes and the knobs stay the same.
+
+
+def _compute(store: FileSystemStore, catalog_path: Path, params: ComputeParams | None = None) -> ComputeResult:
+    day = dt.date(2026, 1, 1)
+    settings = Settings(store=store.uri, compute=params or ComputeParams())
+    return compute_kind(store, "content_sim", "demo", "home", Window(start=day, end=day), settings, str(catalog_path))
+
+
+def test_an_unchanged_catalog_reuses_the_recorded_build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = FileSystemStore(tmp_path / "store")
+    catalog = tmp_path / "catalog.csv"
+    shutil.copy(SAMPLE_CATALOG, catalog)
+    first = _compute(store, catalog)
+    assert first.written
+
+    def no_build(*args, **kwargs):
+        raise AssertionError("rebuilt an unchanged catalog")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(content_sim, "build_from_catalog", no_build)
+        again = _compute(store, catalog)
+    assert not again.written and again.artifact == first.artifact  # same version, rows, keys, bytes and URI
+
+    # other knobs, other bytes, or a lost artifact: built again
+    assert _compute(store, catalog, ComputeParams(content_sim_top_k=3)).artifact.version != first.artifact.version
+    catalog.write_text(catalog.read_text().replace("category:", "kind:"))
+    changed = _compute(store, catalog)
+    assert changed.written and changed.artifact.version != first.artifact.version
+    shutil.copy(SAMPLE_CATALOG, catalog)
+    (store.root / first.artifact.uri.removeprefix(store.uri + "/")).unlink()
+    rebuilt = _compute(store, catalog)
+    assert rebuilt.written and rebuilt.artifact == first.artifact

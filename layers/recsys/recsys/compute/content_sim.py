@@ -228,6 +228,19 @@ def _item_lists(
     return items[positions], scores[positions], exclusive_cumsum(length)
 
 
+# Bumped whenever build_from_catalog changes meaning, so a recorded build of the old algorithm is not reused.
+BUILD_ALGORITHM = 1
+
+
+def build_params(params: ComputeParams) -> dict:
+    """What the artifact depends on besides the catalog's bytes: a recorded build is reused only if these match."""
+    return {
+        "algorithm": BUILD_ALGORITHM,
+        "content_sim_top_k": params.content_sim_top_k,
+        "content_sim_max_tag_items": params.content_sim_max_tag_items,
+    }
+
+
 def build_from_catalog(catalog: pa.Table, params: ComputeParams) -> pa.Table:
     """The content_sim artifact (SCHEMA) of `catalog` (item_id, tags); ValueError on duplicate item_ids."""
     catalog = catalog.select(["item_id", "tags"]).sort_by("item_id")

@@ -73,13 +73,24 @@ def _event_artifact(
     return module.build(partials, window, settings.compute), built, reused
 
 
-def _catalog_artifact(surface: str, settings: Settings, catalog_uri: str | None, tenant: str) -> pa.Table:
+def _catalog_artifact(
+    store: ObjectStore, tenant: str, surface: str, window: Window, settings: Settings, catalog_uri: str | None
+) -> tuple[pa.Table | ArtifactRef, str]:
+    """content_sim's table to build, or the ref of the artifact this catalog (same bytes: same ETag) with the same
+    knobs gave before, from its build record; and the build record's key."""
     if not catalog_uri:
         raise ConfigError("content_sim needs a catalog: set RECSYS_CATALOG_URI or pass --catalog")
-    uri = catalog_uri.format(tenant=tenant, surface=surface)
-    store, key = split_uri(uri)
-    items = catalog.read_catalog(store.get(key).data, catalog.catalog_format(key), surface)
-    return content_sim.build_from_catalog(items, settings.compute)
+    catalog_store, key = split_uri(catalog_uri.format(tenant=tenant, surface=surface))
+    blob = catalog_store.get(key)  # the ETag of the bytes read, so a catalog replaced meanwhile cannot be mixed up
+    knobs = {"surface": surface, "format": catalog.catalog_format(key), **content_sim.build_params(settings.compute)}
+    record_key = paths.catalog_build(tenant, surface, _partial_key(blob.etag, knobs))
+    if store.exists(record_key):
+        record = json.loads(store.get(record_key).data)
+        artifact_key = paths.artifact(tenant, surface, content_sim.KIND, record["version"])
+        if store.exists(artifact_key):
+            return ArtifactRef(kind=content_sim.KIND, uri=store.url(artifact_key), window=window, **record), record_key
+    items = catalog.read_catalog(blob.data, catalog.catalog_format(key), surface)
+    return content_sim.build_from_catalog(items, settings.compute), record_key
 
 
 def compute_kind(
@@ -93,11 +104,14 @@ def compute_kind(
 ) -> ComputeResult:
     """Build `kind` over `window` and store it create-exclusive; an existing version is reused, never rewritten."""
     built = reused = 0
+    record_key = ""
     if kind == content_sim.KIND:
-        table, schema = (
-            _catalog_artifact(surface, settings, catalog_uri or settings.catalog_uri, tenant),
-            content_sim.SCHEMA,
+        built_or_ref, record_key = _catalog_artifact(
+            store, tenant, surface, window, settings, catalog_uri or settings.catalog_uri
         )
+        if isinstance(built_or_ref, ArtifactRef):  # the daily case: the catalog has not changed since the last build
+            return ComputeResult(artifact=built_or_ref, written=False)
+        table, schema = built_or_ref, content_sim.SCHEMA
     elif kind in EVENT_KINDS:
         table, built, reused = _event_artifact(store, kind, tenant, surface, window, settings)
         schema = EVENT_KINDS[kind].SCHEMA
@@ -117,4 +131,7 @@ def compute_kind(
         keys=pc.count_distinct(table.column(0)).as_py() if table.num_rows else 0,
         bytes=len(data),
     )
+    if record_key:  # content_sim: what this catalog gave, so the next run with it skips the build
+        record = ref.model_dump(include={"version", "rows", "keys", "bytes"})
+        store.create(record_key, json.dumps(record, sort_keys=True).encode(), content_type="application/json")
     return ComputeResult(artifact=ref, written=written, partials_built=built, partials_reused=reused)

@@ -127,6 +127,10 @@ CANONICAL_SCHEMA = pa.schema(
 )
 
 # Sort order of a canonical partition: total over the columns, so reruns give identical bytes.
+# Columns of a canonical partition stored dictionary-encoded: the repetitive ones. ts, request_id and event_id are
+# nearly unique per event (at 1M events: writing 0.65 -> 0.39 s, 18.6 -> 14.2 MB without dictionaries for them).
+CANONICAL_DICTIONARY_COLUMNS = ["tenant", "surface", "user_id", "session_id", "item_id", "rank", "event_type"]
+
 CANONICAL_SORT = [
     ("ts", "ascending"),
     ("session_id", "ascending"),

@@ -15,7 +15,7 @@ import pyarrow.compute as pc
 from pydantic import BaseModel
 
 from recsys import paths
-from recsys.events.contract import CANONICAL_SCHEMA, CANONICAL_SORT
+from recsys.events.contract import CANONICAL_DICTIONARY_COLUMNS, CANONICAL_SCHEMA, CANONICAL_SORT
 from recsys.events.parse import DayScope, ParsedEvents, parse_stream
 from recsys.ingest.sources import raw_files
 from recsys.store import ObjectStore
@@ -145,7 +145,8 @@ def ingest_day(store: ObjectStore, raw_uri: str, scope: DayScope) -> IngestRepor
     pa.default_memory_pool().release_unused()
 
     events_key = paths.canonical_events(scope.tenant, scope.surface, scope.day)
-    store.put_if_changed(events_key, to_parquet(canonical, CANONICAL_SCHEMA, kind="canonical"))
+    data = to_parquet(canonical, CANONICAL_SCHEMA, kind="canonical", dictionary=CANONICAL_DICTIONARY_COLUMNS)
+    store.put_if_changed(events_key, data)
     quarantine_key = paths.quarantine(scope.tenant, scope.surface, scope.day)
     if rejections:
         body = "".join(json.dumps(r.to_json(), ensure_ascii=False) + "\n" for r in rejections)

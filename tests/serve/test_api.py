@@ -312,6 +312,22 @@ def test_transport_errors(client: TestClient) -> None:
         "/v1/recommend", content=b" " * (1 << 20 + 1), headers={**DEMO, "Content-Type": "application/json"}
     )
     assert (too_big.status_code, too_big.json()["code"]) == (413, "RECSYS_PAYLOAD_TOO_LARGE")
+
+    def chunks(total: int):  # no Content-Length: sent with Transfer-Encoding: chunked
+        for _ in range(total // 65536):
+            yield b" " * 65536
+
+    chunked = client.post(
+        "/v1/recommend", content=chunks(2 << 20), headers={**DEMO, "Content-Type": "application/json"}
+    )
+    assert (chunked.status_code, chunked.json()["code"]) == (413, "RECSYS_PAYLOAD_TOO_LARGE")
+    assert chunked.headers["content-type"] == "application/problem+json" and chunked.headers["x-request-id"]
+    small = client.post(
+        "/v1/recommend",
+        content=iter([b'{"surface": "home", "k": 3, ', b'"user": {"user_id": "u00008"}}']),
+        headers={**DEMO, "Content-Type": "application/json"},
+    )
+    assert small.status_code == 200, small.text  # a chunked body within the limit is read as usual
     missing = client.get("/v1/nothing", headers=DEMO)
     assert missing.status_code == 404 and missing.headers["content-type"] == "application/problem+json"
     similar = client.post("/v1/similar", json={"surface": "home"}, headers=DEMO)

@@ -85,7 +85,20 @@ class RequestContext:
                 MutableHeaders(scope=message)["X-Request-Id"] = request_id
             await send(message)
 
-        await self.app(scope, receive, send_with_request_id)
+        received = 0
+
+        async def receive_within_limit() -> Message:
+            # A chunked body declares no length: count what arrives, and stop reading past the limit (the route's
+            # Problem handler answers 413), so no body is held whole beyond max_body_bytes.
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body_bytes:
+                    raise Problem(413, "RECSYS_PAYLOAD_TOO_LARGE", "request body too large")
+            return message
+
+        await self.app(scope, receive_within_limit, send_with_request_id)
 
 
 def _body_schema(model: type) -> dict[str, Any]:

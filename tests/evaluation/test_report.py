@@ -97,6 +97,13 @@ def test_markdown_has_a_table_per_segment_with_a_row_per_recommender(written: li
     assert cells[5:] == ["2 / 0 / 1", "level"]  # three users cannot tell them apart
 
 
+def test_a_comparison_without_users_shows_no_numbers() -> None:
+    nobody = {"first": "recsys (blend)", "second": "popularity", **compare({}, {}, {"u": set()})}
+    md = to_markdown(_report().model_copy(update={"comparisons": [nobody]}))
+    row = next(line for line in md.split("## Differences")[1].splitlines() if line.startswith("| recsys"))
+    assert [c.strip() for c in row.strip("|").split("|")][3:] == ["–"] * 4
+
+
 def test_markdown_coverage_column_without_k_10() -> None:
     report = _report().model_copy(update={"ks": [5, 20]})
     assert columns(report)[-4:] == ["mrr", "coverage@20", "novelty@20", "users"]

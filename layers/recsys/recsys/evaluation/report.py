@@ -137,12 +137,17 @@ def to_markdown(report: Report) -> str:
         )
         lines.append("|---|---|---|---:|---|---:|---|")
         for c in report.comparisons:
-            interval = f"{c.get('confidence', 0):.0%}: {c.get('low', 0):+.4f} .. {c.get('high', 0):+.4f}"
-            users = f"{c.get('better', 0)} / {c.get('worse', 0)} / {c.get('level', 0)}"
-            lines.append(
-                f"| {_escape(str(c.get('first')))} | {_escape(str(c.get('second')))} | {c.get('metric')} | "
-                f"{c.get('difference', 0):+.4f} | {interval} | {users} | {c.get('verdict', MISSING)} |"
-            )
+            if "difference" in c:
+                cells = [
+                    f"{c['difference']:+.4f}",
+                    f"{c['confidence']:.0%}: {c['low']:+.4f} .. {c['high']:+.4f}",
+                    f"{c['better']} / {c['worse']} / {c['level']}",
+                    str(c["verdict"]),
+                ]
+            else:  # no test user with a relevant item: nothing to compare
+                cells = [MISSING] * 4
+            names = f"| {_escape(str(c.get('first')))} | {_escape(str(c.get('second')))} | {c.get('metric')} | "
+            lines.append(names + " | ".join(cells) + " |")
         lines.append("")
     if report.notes:
         lines += ["## Notes", ""]

@@ -72,13 +72,20 @@ def test_build_decays_and_breaks_ties_on_last_ts_then_item_id(events: EventsFact
     ]
 
 
-def test_build_top_n_per_user_without_decay(events: EventsFactory) -> None:
-    out = implicit.build(_partials(events), WINDOW, ComputeParams(implicit_half_life_days=None, implicit_top_n=1))
-    assert out.select(["user_id", "item_id", "score", "rank"]).to_pylist() == [
-        {"user_id": "u1", "item_id": "b", "score": 10.0, "rank": 1},  # b 10 > a 4 + 3 = 7
-        {"user_id": "u2", "item_id": "a", "score": 1.0, "rank": 1},
-        {"user_id": "u3", "item_id": "x", "score": 3.0, "rank": 1},
-    ]
+def test_build_keeps_every_item_of_a_long_history(events: EventsFactory) -> None:
+    # The row is the user's seen set (exclude-seen): no cap, however long the history.
+    day = events(
+        [
+            {"user_id": "u1", "session_id": "s1", "item_id": f"i{n:04d}", "event_type": "click", "ts": n}
+            for n in range(1000)
+        ],
+        day=D1,
+    )
+    part = implicit.partial(day, ComputeParams(), DEFAULT_EVENT_WEIGHTS)
+    out = implicit.build([(D1, part)], WINDOW, ComputeParams(implicit_half_life_days=None))
+    assert out.num_rows == 1000
+    assert sorted(out.column("item_id").to_pylist()) == [f"i{n:04d}" for n in range(1000)]
+    assert out.column("rank").to_pylist() == list(range(1, 1001))
 
 
 def test_partial_of_only_anonymous_events_is_empty(events: EventsFactory) -> None:

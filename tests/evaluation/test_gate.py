@@ -17,7 +17,7 @@ from tests.conftest import SAMPLE_CATALOG, SAMPLE_RAW, run_steps
 KINDS = ["popularity", "cooc", "implicit", "session_seq", "item_knn"]
 WINDOW = Window(start=dt.date(2026, 1, 1), end=dt.date(2026, 1, 7))
 # Keep one neighbour per item and almost no popular items: a broken candidate, by construction.
-DEGRADED = ComputeParams(popularity_top_n=2, cooc_top_k=1, session_seq_top_k=1, item_knn_top_k=1, implicit_top_n=1)
+DEGRADED = ComputeParams(popularity_top_n=2, cooc_top_k=1, session_seq_top_k=1, item_knn_top_k=1)
 
 
 def settings_for(store: FileSystemStore, compute: ComputeParams | None = None, metric: str | None = "ndcg@10"):
@@ -74,7 +74,6 @@ def test_the_state_machine_output_shows_the_refusal(store: FileSystemStore, curr
         "RECSYS_COMPUTE__ITEM_KNN_TOP_K": "1",
         "RECSYS_COMPUTE__SESSION_SEQ_TOP_K": "1",
         "RECSYS_COMPUTE__POPULARITY_TOP_N": "2",
-        "RECSYS_COMPUTE__IMPLICIT_TOP_N": "1",
     }.items():
         monkeypatch.setenv(name, value)
     with LocalPipeline({"RECSYS_STORE": store.uri}) as pipeline:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from recsys.evaluation.run import OURS, EvalOptions, make_split, run_eval, write
+from recsys.evaluation.run import OURS, EvalOptions, choose, make_split, run_eval, tune_candidates, write
 from recsys.serve.tenant_store import TenantDocuments
 from recsys.settings import Settings
 from recsys.store import open_store
@@ -53,21 +53,38 @@ def test_eval_reports_ours_and_the_baselines_deterministically(tmp_path: Path) -
     assert json.loads(again.model_dump_json()) == json.loads(report.model_dump_json())
 
 
-def test_tune_writes_the_chosen_weights_to_the_tenant_config(tmp_path: Path) -> None:
-    # seed 0: one of the four random settings beats the defaults on the sample's validation day
+def test_tune_reports_its_choice_and_writes_only_a_setting_that_beats_the_defaults(tmp_path: Path) -> None:
     report = run_eval(options(tmp_path, tune=True, tune_trials=4, seed=0), Settings())
+    (note,) = [note for note in report.notes if note.startswith("tuned settings")]
+    assert "validation ndcg@10 on 2026-01-05..2026-01-06" in note  # the last two train days, never the test day
     config = TenantDocuments(open_store(f"file://{tmp_path / 'store'}")).get("demo", "config")
-    assert config is not None and set(config.data["weights"]) >= {"pop", "cooc", "session", "content", "knn"}
-    assert any(note.startswith("tuned weights {") for note in report.notes)
-    assert any("wrote the tuned weights" in note for note in report.notes)
+    if "defaults kept" in note:
+        assert config is None and not any("wrote the tuned settings" in n for n in report.notes)
+    else:
+        assert set(config.data["weights"]) >= {"pop", "cooc", "session", "content", "knn"}
+        assert {"history_decay", "anchor_decay"} <= set(config.data)
 
 
-def test_tune_keeps_the_defaults_when_no_setting_beats_them(tmp_path: Path) -> None:
-    # seed 3: none of the four random settings beats the defaults on the validation day
-    report = run_eval(options(tmp_path, tune=True, tune_trials=4, seed=3), Settings())
-    assert TenantDocuments(open_store(f"file://{tmp_path / 'store'}")).get("demo", "config") is None
-    assert any(note.startswith("tuned weights defaults") for note in report.notes)
-    assert not any("wrote the tuned weights" in note for note in report.notes)
+def test_tune_refuses_too_few_validation_users(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="fewer than the minimum 100000"):
+        run_eval(options(tmp_path, tune=True, tune_trials=1, tune_min_users=100_000), Settings())
+
+
+def test_choose_keeps_the_defaults_unless_better_by_more_than_one_standard_error() -> None:
+    default = [0.0, 0.5, 1.0, 0.5]
+    noisy = [1.0, 0.0, 1.0, 0.5]  # +0.125 on average, SE of the differences 0.31: not enough
+    clear = [0.2, 0.7, 1.0, 0.7]  # +0.15, SE 0.05
+    assert choose(default, [({"a": 1}, noisy)])[0] == {}
+    chosen, best, difference, error = choose(default, [({"a": 1}, noisy), ({"b": 2}, clear)])
+    assert (chosen, best) == ({"b": 2}, 1)
+    assert difference == pytest.approx(0.15) and error == pytest.approx(0.05)
+    assert choose(default, []) == ({}, -1, 0.0, 0.0)
+
+
+def test_tune_candidates_are_deterministic_and_never_all_zero() -> None:
+    first = tune_candidates(50, seed=3)
+    assert first == tune_candidates(50, seed=3) and len(first) == 50
+    assert all(any(c["weights"].values()) and 0 < c["history_decay"] <= 1 for c in first)
 
 
 def test_a_window_without_train_days_is_an_error(tmp_path: Path) -> None:

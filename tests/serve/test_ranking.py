@@ -81,7 +81,7 @@ def test_pop_only_cold_user_gets_popularity():
 
 
 def test_cooc_from_a_request_anchor():
-    signals = DictSignals(popularity={"a": 10, "x": 4}, cooc={"a": {"b": 0.5, "c": 0.25}}, implicit={})
+    signals = DictSignals(popularity={"a": 10, "x": 4}, cooc={"a": {"b": 0.5, "c": 0.25}}, implicit={}, session_seq={})
     ranked = run(signals, request(anchors={"item_ids": ["a"]}), config(weights={"content": 0, "knn": 0}))
     # b: 1.0*0.5 = 0.5 ; c: 1.0*0.25 = 0.25 ; x: 0.2 * 4/10 = 0.08 ; the anchor a is excluded
     assert scores(ranked) == {"b": 0.5, "c": 0.25, "x": 0.08}
@@ -108,15 +108,34 @@ def test_session_successors_weighted_by_recency():
         implicit={"u1": {"h1": (1.0, 300), "h2": (1.0, 200), "h3": (1.0, 100)}},  # h1 most recent
         session_seq={"h1": {"s1": 0.6, "s2": 0.4}, "h2": {"s1": 0.2, "s3": 1.0}, "h3": {"s4": 1.0}},
     )
-    ranked = run(signals, cfg=config(weights={**ONLY, "session": 1}, recent_items=3))
-    # recency weights h1 1, h2 0.5, h3 0.25
-    # s1 = max(1*0.6, 0.5*0.2) = 0.6 ; s3 = 0.5*1.0 = 0.5 ; s2 = 1*0.4 = 0.4 ; s4 = 0.25*1.0 = 0.25
+    ranked = run(signals, cfg=config(weights={**ONLY, "session": 1}, recent_items=3, anchor_decay=0.5))
+    # recency weights h1 1, h2 0.5, h3 0.25 (sum 1.75), a decayed mean:
+    # s1 = (0.6 + 0.5*0.2) / 1.75 = 0.4 ; s3 = 0.5 / 1.75 ; s2 = 0.4 / 1.75 ; s4 = 0.25 / 1.75
     assert ids(ranked) == ["s1", "s3", "s2", "s4"]
-    assert scores(ranked) == {"s1": 0.6, "s3": 0.5, "s2": 0.4, "s4": 0.25}
+    assert scores(ranked) == {"s1": 0.4, "s3": 0.285714, "s2": 0.228571, "s4": 0.142857}
+
+
+def test_an_anonymous_visitors_anchors_drive_session_and_cooc_most_recent_first():
+    signals = DictSignals(
+        popularity={"p": 1},
+        implicit={},
+        cooc={"a": {"c1": 1.0}, "b": {"c2": 1.0}},
+        session_seq={"a": {"n1": 1.0}, "b": {"n2": 1.0}},
+    )
+    req = request(user={"session_id": "visitor"}, anchors={"item_ids": ["a", "b"]})  # a is the latest
+    ranked = run(signals, req, config(weights={**ONLY, "cooc": 1, "session": 1}, anchor_decay=0.25))
+    # weights a 1, b 0.25 (sum 1.25): c1 = n1 = 1 / 1.25 = 0.8 ; c2 = n2 = 0.25 / 1.25 = 0.2 ; ties by id
+    assert scores(ranked) == {"c1": 0.8, "n1": 0.8, "c2": 0.2, "n2": 0.2, "p": 0.0}
+    assert ids(ranked)[:4] == ["c1", "n1", "c2", "n2"]
+    # anchor_decay 1: every anchor counts the same
+    flat = run(signals, req, config(weights={**ONLY, "cooc": 1, "session": 1}, anchor_decay=1.0))
+    assert scores(flat) == {"c1": 0.5, "n1": 0.5, "c2": 0.5, "n2": 0.5, "p": 0.0}
 
 
 def test_content_from_an_anchor():
-    signals = DictSignals(popularity={"t2": 10, "a": 5}, content_sim={"a": {"t1": 0.8, "t2": 0.5}}, implicit={})
+    signals = DictSignals(
+        popularity={"t2": 10, "a": 5}, content_sim={"a": {"t1": 0.8, "t2": 0.5}}, implicit={}, session_seq={}
+    )
     ranked = run(signals, request(anchors={"item_ids": ["a"]}), config(weights={"cooc": 0, "knn": 0}))
     # t2: 0.5*0.5 + 0.2*10/10 = 0.45 ; t1: 0.5*0.8 = 0.4 ; a is the anchor
     assert scores(ranked) == {"t2": 0.45, "t1": 0.4}
@@ -131,7 +150,8 @@ KNN = {"h1": {"x": 0.3, "y": 0.1, "h2": 0.5}, "h2": {"x": 0.2, "z": 0.4}, "a": {
 
 def test_knn_sums_the_neighbours_of_the_history_each_history_item_counting_once():
     signals = DictSignals(popularity={}, implicit=KNN_HISTORY, item_knn=KNN)
-    ranked = run(signals, request(options={"include_reasons": True, "explain": "full"}), config(weights=KNN_ONLY))
+    req = request(options={"include_reasons": True, "explain": "full"})
+    ranked = run(signals, req, config(weights=KNN_ONLY, history_decay=1.0))
     # h1 (score 4) and h2 (score 2) count the same: x = 0.3 + 0.2 = 0.5 ; z = 0.4 ; y = 0.1 ; h2 0.5 (seen: excluded)
     # normalized by the max over the candidates, 0.5: x 1.0, z 0.8, y 0.2
     assert scores(ranked) == {"x": 1.0, "z": 0.8, "y": 0.2}
@@ -141,37 +161,53 @@ def test_knn_sums_the_neighbours_of_the_history_each_history_item_counting_once(
     assert ranked.warnings == []
 
 
+def test_knn_weighs_the_history_by_recency_in_the_users_own_timeline():
+    signals = DictSignals(popularity={}, implicit=KNN_HISTORY, item_knn=KNN)
+    ranked = run(signals, cfg=config(weights=KNN_ONLY, history_decay=0.5))
+    # h2 (last_us 2) is the latest: weight 1 ; h1: 0.5. x = 0.2 + 0.5*0.3 = 0.35 ; z = 0.4 ; y = 0.5*0.1 = 0.05
+    # normalized by 0.4: z 1.0, x 0.875, y 0.125
+    assert scores(ranked) == {"z": 1.0, "x": 0.875, "y": 0.125}
+
+
 def test_knn_normalizes_over_seen_items_when_they_are_candidates():
     signals = DictSignals(popularity={}, implicit=KNN_HISTORY, item_knn=KNN)
-    ranked = run(signals, cfg=config(weights=KNN_ONLY, exclude_seen=False))
+    ranked = run(signals, cfg=config(weights=KNN_ONLY, exclude_seen=False, history_decay=1.0))
     # as above, h2 0.5 (h1's neighbour) is now a candidate: h2 0.5/0.5 = 1.0, x 1.0, z 0.8, y 0.2 ; h1 0
     assert scores(ranked) == {"h2": 1.0, "x": 1.0, "z": 0.8, "y": 0.2, "h1": 0.0}
 
 
-def test_knn_takes_the_max_of_the_history_and_the_request_anchors():
+def test_knn_puts_the_request_anchors_first_in_the_visitors_timeline():
     signals = DictSignals(popularity={}, implicit=KNN_HISTORY, item_knn=KNN)
-    ranked = run(signals, request(anchors={"item_ids": ["a"]}), config(weights=KNN_ONLY))
-    # history as above: x 1.0, z 0.8, y 0.2 ; anchor a: x 0.6, w 0.3 -> x max(1.0, 0.6) = 1.0, w 0.3
-    assert scores(ranked) == {"x": 1.0, "z": 0.8, "w": 0.3, "y": 0.2}
-    # a cold user: the anchor's similarities as they are
+    ranked = run(signals, request(anchors={"item_ids": ["a"]}), config(weights=KNN_ONLY, history_decay=0.5))
+    # a (weight 1), then h2 (0.5), then h1 (0.25): x = 0.6 + 0.1 + 0.075 = 0.775 ; w = 0.3 ; z = 0.2 ; y = 0.025
+    assert scores(ranked) == {"x": 1.0, "w": 0.387097, "z": 0.258065, "y": 0.032258}
+    # a visitor without history: the anchor's similarities, normalized by the best
     cold = run(signals, request(user={"user_id": "nobody"}, anchors={"item_ids": ["a"]}), config(weights=KNN_ONLY))
-    assert scores(cold) == {"x": 0.6, "w": 0.3}
+    assert scores(cold) == {"x": 1.0, "w": 0.5}
 
 
-def test_knn_uses_the_50_strongest_history_items():
-    history = {f"h{n:02}": (float(n), n) for n in range(3, 52)}  # 49 items: h03 (score 3) .. h51 (score 51)
-    history["h01"] = (1.0, 1)
-    history["h00"] = (1.0, 0)  # ties h01 on score: item_id asc keeps h00 (the 50th), drops h01
+def test_knn_uses_the_50_most_recent_history_items():
+    history = {f"h{n:02}": (1.0, n) for n in range(3, 52)}  # 49 items: h03 (last_us 3) .. h51 (the latest)
+    history["h01"] = (2.0, 1)
+    history["h00"] = (1.0, 1)  # ties h01 on last_us: the higher score keeps h01 (the 50th), drops h00
     history["zero"] = (0.0, 99)  # a zero score never counts
     signals = DictSignals(
         popularity={}, implicit={"u1": history}, item_knn={"h00": {"p": 1.0}, "h01": {"q": 1.0}, "h51": {"r": 0.5}}
     )
-    ranked = run(signals, cfg=config(weights=KNN_ONLY))
+    ranked = run(signals, cfg=config(weights=KNN_ONLY, history_decay=1.0))
     looked_up = [arg for call, arg in signals.calls if call == "item_neighbors"]
-    assert len(looked_up) == 50 and looked_up[0] == "h51" and looked_up[-1] == "h00"
-    assert "h01" not in looked_up and "zero" not in looked_up
-    # the score picks the 50 items but does not weigh them: r = 0.5, p = 1.0 ; normalized by 1.0
-    assert scores(ranked) == {"p": 1.0, "r": 0.5}
+    assert len(looked_up) == 50 and looked_up[0] == "h51" and looked_up[-1] == "h01"
+    assert "h00" not in looked_up and "zero" not in looked_up
+    assert scores(ranked) == {"q": 1.0, "r": 0.5}
+
+
+def test_exclude_seen_drops_every_item_of_a_1000_item_history():
+    history = {f"h{n:04}": (1.0, n) for n in range(1000)}
+    neighbours = {f"h{n:04}": {f"h{(n + 1) % 1000:04}": 0.9, f"new{n}": 0.1} for n in range(1000)}
+    popular = {f"h{n:04}": 1000 - n for n in range(1000)} | {"p": 1}
+    signals = DictSignals(popularity=popular, implicit={"u1": history}, item_knn=neighbours, cooc=neighbours)
+    ranked = run(signals, request(k=200), config(weights={**ONLY, "pop": 1, "cooc": 1, "knn": 1}))
+    assert ranked.items and not any(item.item_id in history for item in ranked.items)
 
 
 def test_knn_is_not_looked_up_with_a_zero_weight_and_warns_only_when_used():
@@ -428,13 +464,14 @@ def test_unavailable_signals_warn_only_when_the_request_would_use_them():
     assert warnings(ranked) == [
         ("SIGNAL_UNAVAILABLE", "cooc unavailable: not in manifest"),
         ("SIGNAL_UNAVAILABLE", "collaborative unavailable: not in manifest"),
+        ("SIGNAL_UNAVAILABLE", "session unavailable: not in manifest"),
         ("SIGNAL_UNAVAILABLE", "content unavailable: not in manifest"),
         ("SIGNAL_UNAVAILABLE", "item_knn unavailable: not in manifest"),
     ]
     # Without anchors (and without history, so no session and no item_knn): only collaborative.
     assert warnings(run(signals)) == [("SIGNAL_UNAVAILABLE", "collaborative unavailable: not in manifest")]
     # A zero weight means the signal is not used.
-    cfg = config(weights={"cooc": 0, "content": 0, "knn": 0})
+    cfg = config(weights={"cooc": 0, "session": 0, "content": 0, "knn": 0})
     assert len(run(signals, request(anchors={"item_ids": ["x"]}), cfg).warnings) == 1
 
 

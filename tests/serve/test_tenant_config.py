@@ -10,10 +10,10 @@ from recsys.serve.tenant_config import DEFAULT_WEIGHTS, EffectiveConfig, TenantC
 
 def test_default_weights_are_documented_values():
     assert dict(DEFAULT_WEIGHTS) == {
-        "pop": 0.125,
+        "pop": 0.01,
         "cooc": 0.125,
         "implicit": 0.5,
-        "session": 0.05,
+        "session": 0.125,
         "content": 0.05,
         "knn": 1.0,
     }
@@ -25,6 +25,17 @@ def test_no_config_is_all_defaults(data):
     assert effective == EffectiveConfig()
     assert effective.weights == dict(DEFAULT_WEIGHTS)
     assert (effective.exclude_seen, effective.recent_items, effective.fanout, effective.max_pins) == (True, 5, 200, 3)
+    assert (effective.anchor_decay, effective.history_decay) == (0.5, 0.8)
+
+
+def test_decays_are_checked_and_overridable_per_surface():
+    config = TenantConfig.parse({"history_decay": 1.0, "surfaces": {"pdp": {"anchor_decay": 0.25}}})
+    assert (config.for_surface("pdp").anchor_decay, config.for_surface("pdp").history_decay) == (0.25, 1.0)
+    assert config.for_surface("home").anchor_decay == 0.5
+    with pytest.raises(ValueError, match="history_decay must be at most 1"):
+        TenantConfig.parse({"history_decay": 1.5})
+    with pytest.raises(ValueError, match="anchor_decay must be non-negative"):
+        TenantConfig.parse({"anchor_decay": -0.1})
 
 
 def test_seed_tutorial_payload_parses_and_keeps_unknown_keys():
@@ -39,7 +50,7 @@ def test_seed_tutorial_payload_parses_and_keeps_unknown_keys():
     assert config.model_extra == {"owner": "merch-team"}
     effective = config.for_surface("home")
     # pop/cooc/emb from the tenant; emb is content; implicit/session/knn keep their defaults.
-    assert effective.weights == {"pop": 1.0, "cooc": 0.0, "implicit": 0.5, "session": 0.05, "content": 0.0, "knn": 1.0}
+    assert effective.weights == {"pop": 1.0, "cooc": 0.0, "implicit": 0.5, "session": 0.125, "content": 0.0, "knn": 1.0}
     assert effective.algo == "blend"
     assert effective.flags == {"enable_rules": True}
 

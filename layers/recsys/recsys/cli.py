@@ -145,9 +145,14 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--tune",
         action="store_true",
-        help="choose blend weights on a validation day and write them to the tenant config",
+        help="choose blend weights and decays on the last train days (validation) and write them to the tenant "
+        "config when they beat the defaults by more than one standard error",
     )
-    evaluate.add_argument("--trials", type=int, default=24, help="weight settings tried by --tune")
+    evaluate.add_argument("--trials", type=int, default=24, help="settings tried by --tune")
+    evaluate.add_argument("--tune-days", type=int, default=2, help="train days --tune holds out (default 2)")
+    evaluate.add_argument(
+        "--tune-min-users", type=int, default=30, help="--tune refuses fewer validation users (default 30)"
+    )
     evaluate.add_argument("--seed", type=int, default=7, help="seed of --tune's search (results are deterministic)")
 
     api_key = commands.add_parser("api-key", help="manage API keys (stored hashed in the store)")
@@ -401,6 +406,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         ks=ks,
         tune=args.tune,
         tune_trials=args.trials,
+        tune_days=args.tune_days,
+        tune_min_users=args.tune_min_users,
         seed=args.seed,
     )
     print(f"recsys eval {args.tenant}/{args.surface}: raw {args.raw} -> {options.store}", file=sys.stderr)

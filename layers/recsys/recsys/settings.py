@@ -47,7 +47,6 @@ class ComputeParams(BaseModel):
     cooc_min_support: PositiveInt = 2
     cooc_top_k: PositiveInt = 50
     cooc_max_items_per_session: PositiveInt = 200
-    implicit_top_n: PositiveInt = 200
     implicit_half_life_days: PositiveFloat | None = 30.0
     session_seq_top_k: PositiveInt = 50
     content_sim_top_k: PositiveInt = 50

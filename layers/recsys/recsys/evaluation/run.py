@@ -15,6 +15,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel, Field
@@ -23,7 +24,7 @@ from recsys import paths
 from recsys.days import Window, day_start
 from recsys.evaluation.baselines import interactions as baseline_index
 from recsys.evaluation.baselines import item_knn_baseline, item_probabilities, popularity_baseline
-from recsys.evaluation.metrics import compare, evaluate_lists
+from recsys.evaluation.metrics import compare, evaluate_lists, ndcg_at_k
 from recsys.evaluation.report import Report
 from recsys.ingest.sources import day_in_path
 from recsys.pipeline import steps
@@ -40,6 +41,9 @@ from recsys.tables import from_parquet
 
 OURS = "recsys (blend)"
 TUNED_SIGNALS = ("pop", "cooc", "session", "content", "knn")
+TUNED_WEIGHT_VALUES = (0.0, 0.01, 0.05, 0.125, 0.25, 0.5, 1.0, 2.0)
+TUNED_DECAYS = {"history_decay": (0.6, 0.7, 0.8, 0.9, 1.0), "anchor_decay": (0.25, 0.5, 0.75, 1.0)}
+TUNE_METRIC = "ndcg@10"
 
 
 class Split(BaseModel):
@@ -59,6 +63,8 @@ class EvalOptions(BaseModel):
     ks: tuple[int, ...] = (5, 10, 20)
     tune: bool = False
     tune_trials: int = 24
+    tune_days: int = Field(2, ge=1, description="--tune validates on the last tune_days train days")
+    tune_min_users: int = Field(30, ge=1, description="--tune refuses a validation window with fewer users")
     seed: int = 7
 
 
@@ -199,57 +205,139 @@ def score(
     }
 
 
-def tune_weights(options: EvalOptions, settings: Settings, split: Split) -> tuple[dict[str, float], float]:
-    """Blend weights maximizing NDCG@10 on a validation day held out from the end of the train window."""
-    if split.train.start >= split.train.end:
-        raise ValueError("--tune needs at least two train days (one is held out for validation)")
-    validation = Split(
-        train=Window(start=split.train.start, end=split.train.end - dt.timedelta(days=1)),
-        test=Window(start=split.train.end, end=split.train.end),
-    )
-    if validation.train.end < validation.train.start:
-        raise ValueError("--tune needs at least two train days (one is held out for validation)")
+@dataclass
+class TuneResult:
+    """What --tune chose: `settings` ({} = the defaults) and why."""
+
+    settings: dict
+    default_score: float
+    best: dict
+    best_score: float
+    difference: float
+    standard_error: float
+    users: int
+
+    @property
+    def kept_defaults(self) -> bool:
+        return not self.settings
+
+    def note(self, window: Window) -> str:
+        head = f"validation {TUNE_METRIC} on {window.start}..{window.end}, {self.users} users"
+        if self.kept_defaults:
+            return (
+                f"tuned settings: defaults kept ({head}: defaults {self.default_score:.4f}; the best other setting "
+                f"{self.best or 'none'} scored {self.best_score:.4f}, {self.difference:+.4f}, not more than one "
+                f"standard error {self.standard_error:.4f} better)"
+            )
+        return (
+            f"tuned settings {self.settings} ({head}: {self.best_score:.4f} vs defaults {self.default_score:.4f}, "
+            f"{self.difference:+.4f}, more than one standard error {self.standard_error:.4f})"
+        )
+
+
+def choose(default: list[float], candidates: list[tuple[dict, list[float]]]) -> tuple[dict, int, float, float]:
+    """The candidate with the best mean per-user score, if it beats the defaults by more than one standard error
+    of the paired per-user difference; else {} (keep the defaults). Returns (chosen, best index, difference, SE).
+
+    `default` and each candidate's scores are per validation user, in the same user order.
+    """
+    if not candidates:
+        return {}, -1, 0.0, 0.0
+    base = np.asarray(default, dtype=np.float64)
+    means = [float(np.mean(scores)) if len(scores) else 0.0 for _, scores in candidates]
+    best = int(np.argmax(means))  # the first of equal means: candidates come in a fixed order
+    diffs = np.asarray(candidates[best][1], dtype=np.float64) - base
+    difference = float(diffs.mean()) if len(diffs) else 0.0
+    error = float(diffs.std(ddof=1) / np.sqrt(len(diffs))) if len(diffs) > 1 else float("inf")
+    return (candidates[best][0] if difference > error else {}), best, difference, error
+
+
+def tune_candidates(trials: int, seed: int) -> list[dict]:
+    """`trials` random tenant settings (blend weights and the two decays), the same for the same seed."""
+    rng = random.Random(seed)
+    out = []
+    while len(out) < trials:
+        weights = {name: rng.choice(TUNED_WEIGHT_VALUES) for name in TUNED_SIGNALS}
+        if not any(weights.values()):
+            continue
+        out.append({"weights": weights, **{name: rng.choice(values) for name, values in TUNED_DECAYS.items()}})
+    return out
+
+
+def _per_user(lists: dict[str, list[str]], relevant: dict[str, set[str]], users: list[str]) -> list[float]:
+    k = int(TUNE_METRIC.partition("@")[2])
+    return [ndcg_at_k(lists.get(user, []), relevant[user], k) for user in users]
+
+
+def validation_split(split: Split, tune_days: int) -> Split:
+    """The last `tune_days` train days held out, the days before them as train (deployment-shaped: several days
+    of new users and items, not one day's handful)."""
+    test = Window(start=split.train.end - dt.timedelta(days=tune_days - 1), end=split.train.end)
+    train_end = test.start - dt.timedelta(days=1)
+    if train_end < split.train.start:
+        raise ValueError(f"--tune needs more than {tune_days} train days (the last {tune_days} are held out)")
+    return Split(train=Window(start=split.train.start, end=train_end), test=test)
+
+
+def tune_settings(options: EvalOptions, settings: Settings, split: Split) -> tuple[TuneResult, Split]:
+    """Tenant settings (blend weights, history_decay, anchor_decay) chosen on a validation window held out from
+    the end of the train window: the defaults unless a setting beats them by more than one standard error."""
+    validation = validation_split(split, options.tune_days)
     tuning = options.model_copy(update={"store": options.store.rstrip("/") + "-tuning"})
     store = build(tuning, settings, validation)
     train = interactions(store, options.tenant, options.surface, validation.train)
     relevant = relevant_items(train, interactions(store, options.tenant, options.surface, validation.test))
-    service = RecommendService.from_settings(ServeSettings(RECSYS_STORE=store.uri))
-    rng = random.Random(options.seed)
-    candidates = [None] + [
-        {s: round(rng.choice([0.0, 0.1, 0.25, 0.5, 1.0, 2.0]), 2) for s in TUNED_SIGNALS}
-        for _ in range(options.tune_trials)
-    ]
-    best, best_score = {}, -1.0
+    users = sorted(relevant)
+    if len(users) < options.tune_min_users:
+        raise ValueError(
+            f"--tune: the validation window {validation.test.start}..{validation.test.end} has {len(users)} users "
+            f"with new items, fewer than the minimum {options.tune_min_users}; hold out more days (--tune-days) or "
+            "evaluate on more data"
+        )
+    documents = TenantDocuments(store)
     now = day_start(validation.test.start)
-    for weights in candidates:
-        if weights is not None and not any(weights.values()):
-            continue
-        lists = recommend_all(service, options, sorted(relevant), now, weights)
-        value = evaluate_lists(lists, relevant, ks=(10,)).get("ndcg@10", 0.0)
-        if value > best_score + 1e-12:
-            best, best_score = (weights or {}), value
-    return best, best_score
+
+    def scores(config: dict | None) -> list[float]:
+        current = documents.get(options.tenant, "config")  # {} is the defaults
+        version = current.version if current else None
+        documents.put(options.tenant, "config", config or {}, if_match=version, actor="recsys eval --tune")
+        service = RecommendService.from_settings(ServeSettings(RECSYS_STORE=store.uri))
+        return _per_user(recommend_all(service, options, users, now), relevant, users)
+
+    default = scores(None)
+    candidates = [(config, scores(config)) for config in tune_candidates(options.tune_trials, options.seed)]
+    chosen, best, difference, error = choose(default, candidates)
+    result = TuneResult(
+        settings=chosen,
+        default_score=float(np.mean(default)),
+        best=candidates[best][0] if candidates else {},
+        best_score=float(np.mean(candidates[best][1])) if candidates else float(np.mean(default)),
+        difference=difference,
+        standard_error=error,
+        users=len(users),
+    )
+    return result, validation
 
 
 def run_eval(options: EvalOptions, settings: Settings) -> Report:
     split = make_split(options)
     notes = []
-    tuned = None
+    tuned: dict = {}
     if options.tune:
-        tuned, validation_ndcg = tune_weights(options, settings, split)
-        notes.append(
-            f"tuned weights {tuned or 'defaults'} (validation NDCG@10 {validation_ndcg:.4f} on {split.train.end})"
-        )
+        result, validation = tune_settings(options, settings, split)
+        tuned = result.settings
+        notes.append(result.note(validation.test))
     store = build(options, settings, split)
     if tuned:
         documents = TenantDocuments(store)
         current = documents.get(options.tenant, "config")
         config = dict(current.data) if current else {}
-        config["weights"] = {**config.get("weights", {}), **tuned}
+        config.update({key: value for key, value in tuned.items() if key != "weights"})
+        config["weights"] = {**config.get("weights", {}), **tuned["weights"]}
         documents.put(
             options.tenant, "config", config, if_match=current.version if current else None, actor="recsys eval --tune"
         )
-        notes.append(f"wrote the tuned weights to the tenant config of {options.tenant} in {store.uri}")
+        notes.append(f"wrote the tuned settings to the tenant config of {options.tenant} in {store.uri}")
     train = interactions(store, options.tenant, options.surface, split.train)
     test = interactions(store, options.tenant, options.surface, split.test)
     relevant = relevant_items(train, test)

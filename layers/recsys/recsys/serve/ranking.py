@@ -11,29 +11,34 @@ recommend (`rank`)
   subject  = request.subject (user_id, else session_id, else anonymous_id)
   history  = signals.user_items(subject)                          the implicit row; [] without the artifact
   recent   = the config.recent_items history items with the latest last_us (ties: score desc, item_id asc)
-  anchors  = request anchors (first max_anchors) + recent, deduplicated, request anchors first
+  anchors  = request anchors (first max_anchors, most recent first) + recent, deduplicated, request anchors first
   excluded = request anchors ∪ candidates.exclude_ids ∪ (history if config.exclude_seen)
 
 Candidates: popularity top F with F = max(k, fanout) + min(|excluded|, 200) (so exclusions rarely starve a cold
-user), the cooc and content_sim neighbours of every anchor, the session_seq successors of every recent item, the
-item_knn neighbours of the strongest history items and of the request anchors, the history items when exclude_seen
-is false, and candidates.include_ids (so an allow-list can return them).
+user), the cooc and content_sim neighbours and the session_seq successors of every anchor, the item_knn
+neighbours of the visitor's most recent items (below), the history items when exclude_seen is false, and
+candidates.include_ids (so an allow-list can return them).
 The cooc, session_seq, content_sim and item_knn lookups are skipped when their weight is 0.
 
-Signals, each in 0..1 for a candidate c (0 where the candidate has none):
+Signals, each in 0..1 for a candidate c (0 where the candidate has none). Anchor a_i is the i-th anchor above
+(most recent first: request anchors in the order given, then the user's recent items); d = config.anchor_decay:
   pop(c)      = popularity(c) / max_{top F} popularity
-  cooc(c)     = max_{a ∈ anchors} cosine(a, c)                                         (cooc)
+  cooc(c)     = Σ_i d^i · cosine(a_i, c) / Σ_i d^i                                     (cooc)
   implicit(c) = history_score(c) / max history_score                                  (implicit)
-  session(c)  = max_{i} 0.5^i · share(recent_i -> c),  i = 0 for the most recent item   (session_seq)
+  session(c)  = Σ_i d^i · share(a_i -> c) / Σ_i d^i                                    (session_seq)
   content(c)  = max_{a ∈ anchors} tag_cosine(a, c)                                     (content_sim)
-  knn(c)      = min(1, max(user(c), anchor(c)))                                         (item_knn)
-    user(c)   = U(c) / max_{c' ∉ excluded} U(c'),  U(c) = Σ_{h ∈ H} sim(h, c)
-                H = the KNN_HISTORY_ITEMS (50) history items with the highest score > 0 (ties: item_id asc); the
-                score picks H but does not weigh it: every item of H counts once, like the item-kNN baseline
-                (weighing by the history score lost NDCG@10 on 8 of 10 synthetic seeds, docs/evaluation.md)
-    anchor(c) = max_{a ∈ request anchors} sim(a, c)        (request anchors only: recent items are already in H)
+  knn(c)      = U(c) / max_{c' ∉ excluded} U(c'),  U(c) = Σ_j h^j · sim(s_j, c)         (item_knn)
+                s_j = the j-th of the KNN_HISTORY_ITEMS (50) most recent items of the visitor: the request anchors
+                in order, then the history items with a score > 0 from the latest last_us (ties: score desc,
+                item_id asc), each once; h = config.history_decay. Recency is the user's own timeline (the order
+                of their items), not the age against the window end: a user's next item follows their latest ones
+                whether they were active yesterday or a month ago.
                 sim(x, c) = the item_knn score of c as x's neighbour (shrunk cosine over shared users, 0..1)
   score(c)    = Σ_s w_s · s(c),  w = request weights > surface > tenant > DEFAULT_WEIGHTS (all 0 -> pop 1)
+
+Why sums over anchors, decayed by position: every anchor a visitor touched is evidence, the latest the most; on
+real session data a decayed sum beat the max over anchors (and the last anchor alone) by a wide margin, and it
+lets an anonymous visitor's `anchors` drive the session signal (docs/explanation/ranking.md, docs/evaluation.md).
 
 Then, in this order:
   1. filters: excluded items go; required_tags keeps items carrying any of them (items without tags go);
@@ -45,9 +50,9 @@ Then, in this order:
      then the include_ids allow-list drops items not in it; later items backfill (unlike the seed).
 
 Warnings, in this order: SIGNAL_UNAVAILABLE "<signal> unavailable: not in manifest" for signals this request
-would have used (popularity always, collaborative always (history), cooc/content with anchors and a positive
-weight, session with recent items and a positive weight, item_knn with history or request anchors and a positive
-weight), in signal order; TAG_LOOKUP_FAILED when tag constraints are given but content_sim (the tag source) is
+would have used (popularity always, collaborative always (history), cooc/session/content with anchors and a
+positive weight, item_knn with history or request anchors and a positive weight), in signal order;
+TAG_LOOKUP_FAILED when tag constraints are given but content_sim (the tag source) is
 absent; RULE_PIN_INJECTED for returned pins that were not candidates; CONSTRAINTS_FILTERED (items dropped by tag
 constraints while filling k); CANDIDATES_INCLUDE_FILTERED (how many of the first k items were not in the
 allow-list) or CANDIDATES_INCLUDE_EMPTY.
@@ -119,11 +124,8 @@ WARNING_NAME = {
 MAX_EXTRA_FANOUT = 200
 """At most this many extra popularity candidates make up for excluded items."""
 
-SESSION_DECAY = 0.5
-"""Recency weight of the i-th most recent item's successors: SESSION_DECAY ** i."""
-
 KNN_HISTORY_ITEMS = 50
-"""The knn signal looks up the item_knn neighbours of at most this many history items (the highest scores)."""
+"""The knn signal looks up the item_knn neighbours of at most this many of the visitor's most recent items."""
 
 _ZERO = dict.fromkeys(SIGNAL_NAMES, 0.0)
 _ITEMS = TypeAdapter(list[Item])
@@ -270,12 +272,23 @@ def _recent(history: History, count: int) -> list[str]:
     return list(recent)
 
 
-def _strongest(history: History) -> list[str]:
-    """The KNN_HISTORY_ITEMS history items with the highest score > 0 (ties: item_id asc)."""
+def _latest(requested: list[str], history: History) -> list[str]:
+    """The KNN_HISTORY_ITEMS most recent items of the visitor: the request anchors, then the history items with a
+    score > 0 by last_us desc (ties: score desc, item_id asc), each once."""
+    latest = dict.fromkeys(requested[:KNN_HISTORY_ITEMS])
     positive = np.flatnonzero(history.scores > 0)
-    names = [history.names[at] for at in positive.tolist()]
-    order = _order_desc([history.scores[positive]], names)[:KNN_HISTORY_ITEMS]
-    return [names[at] for at in order]
+    if len(latest) < KNN_HISTORY_ITEMS and len(positive):
+        names = [history.names[at] for at in positive.tolist()]
+        for at in _order_desc([history.last_us[positive], history.scores[positive]], names):
+            latest.setdefault(names[at])
+            if len(latest) >= KNN_HISTORY_ITEMS:
+                break
+    return list(latest)
+
+
+def _decayed(n: int, at: np.ndarray, sources: np.ndarray, values: np.ndarray, decay: float) -> np.ndarray:
+    """Per number, Σ decay^source · value over its entries (added in lookup order)."""
+    return np.bincount(at, weights=decay ** sources.astype(np.float64) * values, minlength=n)
 
 
 class _Parts:
@@ -537,14 +550,14 @@ def rank(
             return False
         return True
 
-    uses = {COOC: used(COOC, anchors), SESSION: used(SESSION, recent), CONTENT: used(CONTENT, anchors), KNN: False}
-    strongest: list[str] = []
+    uses = {COOC: used(COOC, anchors), SESSION: used(SESSION, anchors), CONTENT: used(CONTENT, anchors), KNN: False}
+    latest: list[str] = []
     if weights[KNN] > 0 and (len(history) or requested):
         if KIND[KNN] not in available:
             missing.add(KNN)
         else:
-            strongest = _strongest(history)
-            uses[KNN] = bool(strongest or requested)
+            latest = _latest(requested, history)
+            uses[KNN] = bool(latest)
     if KIND[POP] not in available:
         missing.add(POP)
     # Load (and code) every kind this request reads before any item id becomes a code.
@@ -561,29 +574,16 @@ def rank(
         max_pop = float(scores.max()) if len(scores) else 0.0
         pop = (parts.add(codes), scores / max_pop if max_pop > 0 else np.zeros(len(scores)))
         pool.append(pop[0])
-    maxed: dict[str, tuple[int, np.ndarray]] = {}
+    found: dict[str, tuple[int, np.ndarray, np.ndarray]] = {}  # signal -> (part, source index, score)
 
-    def neighbours(name: str, sources: list[str], decay: float = 1.0) -> None:
+    def neighbours(name: str, sources: list[str]) -> None:
         source, codes, scores = arrays.neighbours(KIND[name], sources)
-        factors = np.array([decay**index for index in range(len(sources))])
-        maxed[name] = (parts.add(codes), factors[source] * scores)
-        pool.append(maxed[name][0])
+        found[name] = (parts.add(codes), source, scores)
+        pool.append(found[name][0])
 
-    if uses[COOC]:
-        neighbours(COOC, anchors)
-    if uses[SESSION]:
-        neighbours(SESSION, recent, SESSION_DECAY)
-    if uses[CONTENT]:
-        neighbours(CONTENT, anchors)
-    knn_sums: tuple[int, np.ndarray] | None = None
-    if uses[KNN]:
-        if strongest:
-            _, codes, similarity = arrays.neighbours(KIND[KNN], strongest)
-            knn_sums = (parts.add(codes), similarity)
-        if requested:
-            _, codes, similarity = arrays.neighbours(KIND[KNN], requested)
-            maxed[KNN] = (parts.add(codes), similarity)
-            pool.append(maxed[KNN][0])
+    for name, sources in ((COOC, anchors), (SESSION, anchors), (CONTENT, anchors), (KNN, latest)):
+        if uses[name]:
+            neighbours(name, sources)
     seen = parts.add(arrays.codes(history.names))
     if not config.exclude_seen:
         pool.append(seen)
@@ -596,21 +596,23 @@ def rank(
     n = parts.number()
     is_excluded = parts.mark([excluded_part, seen if config.exclude_seen else None])
     in_pool = parts.mark(pool)
-    values = {name: _max_of(n, parts.at(part), found) for name, (part, found) in maxed.items()}
-    if knn_sums is not None:  # knn(c) = max(user(c), anchor(c)): the user part first (module docstring)
-        at = parts.at(knn_sums[0])
-        summed = np.bincount(at, weights=knn_sums[1], minlength=n)  # adds each item's terms in lookup order
-        summed_items = parts.mark([knn_sums[0]])
-        counted = summed[summed_items & ~is_excluded]
+    values: dict[str, np.ndarray] = {}
+    decay = config.anchor_decay
+    for name in (COOC, SESSION):  # decayed means over the anchors
+        if name in found:
+            part, source, scores = found[name]
+            total = sum(decay**index for index in range(len(anchors)))
+            values[name] = _decayed(n, parts.at(part), source, scores, decay) / total
+    if CONTENT in found:
+        part, _, scores = found[CONTENT]
+        values[CONTENT] = _max_of(n, parts.at(part), scores)
+    if KNN in found:  # knn(c) = U(c) / max U over the items not excluded
+        part, source, scores = found[KNN]
+        summed = _decayed(n, parts.at(part), source, scores, config.history_decay)
+        counted = summed[parts.mark([part]) & ~is_excluded]
         top = float(counted.max()) if len(counted) else 0.0
         if top > 0:
-            user = np.where(summed_items, np.minimum(summed / top, 1.0), -np.inf)
-            if KNN in values:  # anchor similarities: the larger of the two
-                anchor = parts.at(maxed[KNN][0])
-                np.maximum.at(user, anchor, maxed[KNN][1])
-            user[user == -np.inf] = 0.0
-            values[KNN] = user
-            in_pool |= summed_items
+            values[KNN] = np.minimum(summed / top, 1.0)
     max_history = float(history.scores.max()) if len(history) else 0.0
     if max_history > 0:
         values[IMPLICIT] = np.zeros(n)

@@ -72,7 +72,7 @@ def test_partial_keeps_a_session_at_the_cap(events: EventsFactory) -> None:
 
 
 def test_build_mirrors_pairs_and_scores_by_cosine(events: EventsFactory) -> None:
-    out = cooc.build(_partials(events), WINDOW, ComputeParams(cooc_min_support=2, cooc_top_k=10))
+    out = cooc.build(_partials(events), WINDOW, ComputeParams(cooc_min_support=2, cooc_top_k=10, cooc_shrink=0))
     assert out.schema == cooc.SCHEMA
     # window sessions: a 2 + 1 = 3, b 3, c 2 + 2 = 4; pairs: ab 2, ac 1 + 1 = 2, bc 2, de 1 (< support 2: dropped)
     assert out.select(["item_id", "neighbor_id", "count", "rank"]).to_pylist() == [
@@ -96,7 +96,7 @@ def test_build_mirrors_pairs_and_scores_by_cosine(events: EventsFactory) -> None
 
 
 def test_build_min_support_and_top_k(events: EventsFactory) -> None:
-    out = cooc.build(_partials(events), WINDOW, ComputeParams(cooc_min_support=1, cooc_top_k=1))
+    out = cooc.build(_partials(events), WINDOW, ComputeParams(cooc_min_support=1, cooc_top_k=1, cooc_shrink=0))
     assert out.to_pylist() == [
         {"item_id": "a", "neighbor_id": "b", "count": 2, "score": pytest.approx(0.6666666666666666), "rank": 1},
         {"item_id": "b", "neighbor_id": "a", "count": 2, "score": pytest.approx(0.6666666666666666), "rank": 1},
@@ -106,6 +106,14 @@ def test_build_min_support_and_top_k(events: EventsFactory) -> None:
     ]
 
 
+def test_shrink_pulls_pairs_of_rare_items_towards_zero(events: EventsFactory) -> None:
+    # the defaults: minimum support 1, shrink 5. de: 1 / (sqrt(1 * 1) + 5) = 1/6 ; ab: 2 / (sqrt(3 * 3) + 5) = 0.25
+    out = cooc.build(_partials(events), WINDOW, ComputeParams())
+    scores = {(row["item_id"], row["neighbor_id"]): row["score"] for row in out.to_pylist()}
+    assert scores[("d", "e")] == pytest.approx(1 / 6) and scores[("a", "b")] == pytest.approx(0.25)
+    assert scores[("a", "b")] > scores[("d", "e")]  # a plain cosine puts d-e (1.0) above a-b (0.67)
+
+
 def test_build_ranks_count_before_score(events: EventsFactory) -> None:
     day = _sessions(
         events,
@@ -113,7 +121,7 @@ def test_build_ranks_count_before_score(events: EventsFactory) -> None:
         D1,
     )
     partials = [(D1, cooc.partial(day, CAP, DEFAULT_EVENT_WEIGHTS))]
-    out = cooc.build(partials, Window(start=D1, end=D1), ComputeParams(cooc_min_support=1))
+    out = cooc.build(partials, Window(start=D1, end=D1), ComputeParams(cooc_min_support=1, cooc_shrink=0))
     x = out.filter(pc.equal(out.column("item_id"), "x")).to_pylist()
     # sessions x 3, y 6, z 1: xy count 2 score 2 / sqrt(18) ranks above xz count 1 score 1 / sqrt(3)
     assert [(row["neighbor_id"], row["count"], row["rank"]) for row in x] == [("y", 2, 1), ("z", 1, 2)]

@@ -61,8 +61,7 @@ def test_tune_reports_its_choice_and_writes_only_a_setting_that_beats_the_defaul
     if "defaults kept" in note:
         assert config is None and not any("wrote the tuned settings" in n for n in report.notes)
     else:
-        assert set(config.data["weights"]) >= {"pop", "cooc", "session", "content", "knn"}
-        assert {"history_decay", "anchor_decay"} <= set(config.data)
+        assert config is not None and set(config.data) & {"weights", "history_decay", "anchor_decay"}
 
 
 def test_tune_refuses_too_few_validation_users(tmp_path: Path) -> None:
@@ -84,7 +83,10 @@ def test_choose_keeps_the_defaults_unless_better_by_more_than_one_standard_error
 def test_tune_candidates_are_deterministic_and_never_all_zero() -> None:
     first = tune_candidates(50, seed=3)
     assert first == tune_candidates(50, seed=3) and len(first) == 50
-    assert all(any(c["weights"].values()) and 0 < c["history_decay"] <= 1 for c in first)
+    # the defaults with one decay changed come first, then random settings
+    assert first[:3] == [{"history_decay": 0.6}, {"history_decay": 0.7}, {"history_decay": 0.9}]
+    assert {"anchor_decay": 0.25} in first[:7] and "weights" in first[7]
+    assert all(any(c["weights"].values()) and 0 < c["history_decay"] <= 1 for c in first[7:])
 
 
 def test_a_window_without_train_days_is_an_error(tmp_path: Path) -> None:

@@ -44,8 +44,9 @@ class ComputeParams(BaseModel):
 
     popularity_top_n: PositiveInt = 1000
     popularity_half_life_days: PositiveFloat | None = 7.0
-    cooc_min_support: PositiveInt = 2
+    cooc_min_support: PositiveInt = 1
     cooc_top_k: PositiveInt = 50
+    cooc_shrink: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 5.0
     cooc_max_items_per_session: PositiveInt = 200
     implicit_half_life_days: PositiveFloat | None = 30.0
     session_seq_top_k: PositiveInt = 50

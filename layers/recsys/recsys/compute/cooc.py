@@ -1,4 +1,4 @@
-"""Co-occurrence: items seen in the same sessions, with cosine-normalised scores.
+"""Co-occurrence: items seen in the same sessions, with shrunk-cosine scores.
 
 A session is an exact session_id within one UTC day; each session contributes its DISTINCT items once. Sessions
 with more than cooc_max_items_per_session distinct items are skipped (bots, crawlers).
@@ -12,7 +12,8 @@ SCHEMA (the artifact), sorted by item_id, rank:
   item_id      string not null
   neighbor_id  string not null   never item_id itself
   count        int64             sessions of the window containing both items (not decayed)
-  score        float64           count / sqrt(sessions(item_id) * sessions(neighbor_id))  (cosine)
+  score        float64           count / (sqrt(sessions(item_id) * sessions(neighbor_id)) + cooc_shrink)
+                                 (a cosine pulled towards 0 for pairs of rarely seen items)
   rank         int32             1-based per item_id; count desc, score desc, neighbor_id asc
 
 Pairs with count < cooc_min_support are dropped, then at most cooc_top_k neighbours are kept per item; items
@@ -79,7 +80,8 @@ def build(partials: Sequence[tuple[dt.date, pa.Table]], window: Window, params: 
         a[upper],
         b[upper],
         count[upper],
-        lambda item, neighbor, count: count / np.sqrt(sessions[item].astype(np.float64) * sessions[neighbor]),
+        lambda item, neighbor, count: count
+        / (np.sqrt(sessions[item].astype(np.float64) * sessions[neighbor]) + params.cooc_shrink),
         lambda score, count, neighbor: [-count, -score, neighbor],
         params.cooc_top_k,
     )

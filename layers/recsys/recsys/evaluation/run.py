@@ -34,6 +34,7 @@ from recsys.serve.auth import Caller
 from recsys.serve.models import NormalizedRecommend, Options, User, Weights
 from recsys.serve.service import RecommendService
 from recsys.serve.settings import ServeSettings
+from recsys.serve.tenant_config import EffectiveConfig
 from recsys.serve.tenant_store import TenantDocuments
 from recsys.settings import Settings
 from recsys.store import ObjectStore, open_store
@@ -44,6 +45,7 @@ TUNED_SIGNALS = ("pop", "cooc", "session", "content", "knn")
 TUNED_WEIGHT_VALUES = (0.0, 0.01, 0.05, 0.125, 0.25, 0.5, 1.0, 2.0)
 TUNED_DECAYS = {"history_decay": (0.6, 0.7, 0.8, 0.9, 1.0), "anchor_decay": (0.25, 0.5, 0.75, 1.0)}
 TUNE_METRIC = "ndcg@10"
+DEFAULTS = EffectiveConfig().model_dump()
 
 
 class Split(BaseModel):
@@ -253,9 +255,12 @@ def choose(default: list[float], candidates: list[tuple[dict, list[float]]]) -> 
 
 
 def tune_candidates(trials: int, seed: int) -> list[dict]:
-    """`trials` random tenant settings (blend weights and the two decays), the same for the same seed."""
+    """`trials` tenant settings to try besides the defaults, the same for the same seed: first the defaults with one
+    decay changed (the knobs datasets disagree on most: stable tastes want history_decay 1, drifting ones less),
+    then random settings of every blend weight and both decays."""
+    single = [{name: value} for name, values in TUNED_DECAYS.items() for value in values if value != DEFAULTS[name]]
     rng = random.Random(seed)
-    out = []
+    out = single[:trials]
     while len(out) < trials:
         weights = {name: rng.choice(TUNED_WEIGHT_VALUES) for name in TUNED_SIGNALS}
         if not any(weights.values()):
@@ -333,7 +338,8 @@ def run_eval(options: EvalOptions, settings: Settings) -> Report:
         current = documents.get(options.tenant, "config")
         config = dict(current.data) if current else {}
         config.update({key: value for key, value in tuned.items() if key != "weights"})
-        config["weights"] = {**config.get("weights", {}), **tuned["weights"]}
+        if "weights" in tuned:
+            config["weights"] = {**config.get("weights", {}), **tuned["weights"]}
         documents.put(
             options.tenant, "config", config, if_match=current.version if current else None, actor="recsys eval --tune"
         )

@@ -6,7 +6,7 @@ SAM_VENV := .venv-sam
 DEMO_STORE := file://.out/demo
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: venv sam demo test unit lint template-lint package-size bench clean serve
+.PHONY: venv sam demo test unit lint template-lint package-size bench clean serve eval-real
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml layers/recsys/requirements.txt
@@ -62,6 +62,13 @@ serve: venv
 # docs/benchmarks.md (about 15 minutes on 2 cores). Not part of `make test`. Options: benchmarks/run.py --help.
 bench: venv
 	$(BIN)/python benchmarks/run.py --sizes 100k,1m --out docs/benchmarks.md
+
+# Every figure of docs/evaluation.md: real sessions and user histories (REAL_DATA, read in place) and the synthetic
+# datasets, validation and test splits, ours against each baseline with intervals. Reports and summary.md go to
+# .out/eval-real (about 15 minutes on 2 cores, most of it EASE; EVAL_REAL_FLAGS=--no-ease skips it).
+REAL_DATA ?= ../shared/data/real
+eval-real: venv
+	$(BIN)/python -m recsys.evaluation.suite --real $(REAL_DATA) --out .out/eval-real $(EVAL_REAL_FLAGS)
 
 clean:
 	rm -rf .out .aws-sam

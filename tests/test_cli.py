@@ -185,3 +185,32 @@ def test_a_reader_that_leaves_early_is_not_an_error(
         closed.close()
     assert code == 0
     assert capsys.readouterr().err == ""
+
+
+def test_eval_on_a_real_session_dataset_and_its_usage_errors(tmp_path: Path) -> None:
+    import gzip
+
+    data = tmp_path / "sessions"
+    data.mkdir()
+    # two items that always follow each other in train; the test sessions replay a -> b
+    day = 1_396_310_400  # 2014-04-01 00:00 UTC
+    train = [f"{s}\t{item}\t{day + 3600 * (s % 20) + n}" for s in range(1, 40) for n, item in enumerate(("a", "b"))]
+    test = [
+        f"{s}\t{item}\t{day + 86_400 * 2 + s * 10 + n}" for s in range(100, 105) for n, item in enumerate(("a", "b"))
+    ]
+    for name, rows in (("train.tsv.gz", train), ("valid.tsv.gz", test)):
+        with gzip.open(data / name, "wt") as out:
+            out.write("SessionId\tItemId\tTime\n" + "\n".join(rows) + "\n")
+    work, out = tmp_path / "work", tmp_path / "report"
+    done = recsys(
+        "eval", "--protocol", "sessions", "--data", str(data), "--split", "test", "--work", str(work), "--out", str(out)
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads((out / "report.json").read_text())
+    assert report["results"]["recsys (blend)"]["new-target"]["hit_rate@20"] == 1.0  # b always follows a
+    assert report["dataset"]["positions"] == 5
+
+    no_raw = recsys("eval")
+    assert no_raw.returncode == 2 and "--raw is required" in no_raw.stderr
+    no_data = recsys("eval", "--protocol", "holdout")
+    assert no_data.returncode == 2 and "--data is required" in no_data.stderr

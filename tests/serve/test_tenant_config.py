@@ -10,7 +10,7 @@ from recsys.serve.tenant_config import DEFAULT_WEIGHTS, EffectiveConfig, TenantC
 
 def test_default_weights_are_documented_values():
     assert dict(DEFAULT_WEIGHTS) == {
-        "pop": 0.01,
+        "pop": 0.002,
         "cooc": 0.125,
         "implicit": 0.5,
         "session": 0.125,

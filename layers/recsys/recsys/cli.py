@@ -129,10 +129,29 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = commands.add_parser(
         "eval",
-        help="offline evaluation: temporal split, real pipeline and ranking, baselines, report",
-        description="offline evaluation: temporal split, real pipeline and ranking, baselines, report",
+        help="offline evaluation: real pipeline and ranking against baselines, on raw events or real datasets",
+        description="offline evaluation: the real pipeline and ranking against baselines, with intervals. "
+        "Protocols: temporal (raw events, the last days held out), sessions (next item of anonymous sessions, "
+        "YOOCHOOSE format), holdout (each user's last items held out, `user item` sequences)",
     )
-    evaluate.add_argument("--raw", required=True, help="raw events laid out in dt=YYYY-MM-DD/ folders")
+    evaluate.add_argument(
+        "--protocol", choices=("temporal", "sessions", "holdout"), default="temporal", help="default temporal"
+    )
+    evaluate.add_argument("--raw", help="temporal: raw events laid out in dt=YYYY-MM-DD/ folders")
+    evaluate.add_argument(
+        "--data",
+        help="sessions: a folder with train.tsv.gz and valid.tsv.gz (SessionId ItemId Time); "
+        "holdout: a sequences file (`user_id item_id` lines, each user's in time order)",
+    )
+    evaluate.add_argument(
+        "--split",
+        choices=("validation", "test"),
+        default="validation",
+        help="sessions/holdout: validation (choose settings here) or test (report here), default validation",
+    )
+    evaluate.add_argument(
+        "--work", default=".out/eval-work", help="sessions/holdout: converted raw events, stores and caches"
+    )
     evaluate.add_argument("--catalog", help="catalog CSV or JSONL (content_sim)")
     evaluate.add_argument("--tenant", default="demo")
     evaluate.add_argument("--surface", default="home")
@@ -143,12 +162,17 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--end", type=_day, help="last test day (default: the last day in the raw data)")
     evaluate.add_argument("--k", default="5,10,20", help="cut-offs, comma-separated (default 5,10,20)")
     evaluate.add_argument(
+        "--config", help="temporal: a tenant config to evaluate with, JSON or @FILE (e.g. '{\"history_decay\": 1}')"
+    )
+    evaluate.add_argument(
         "--tune",
         action="store_true",
         help="choose blend weights and decays on the last train days (validation) and write them to the tenant "
         "config when they beat the defaults by more than one standard error",
     )
-    evaluate.add_argument("--trials", type=int, default=24, help="settings tried by --tune")
+    evaluate.add_argument(
+        "--trials", type=int, default=8, help="random blend-weight settings --tune tries after the decays (default 8)"
+    )
     evaluate.add_argument("--tune-days", type=int, default=2, help="train days --tune holds out (default 2)")
     evaluate.add_argument(
         "--tune-min-users", type=int, default=30, help="--tune refuses fewer validation users (default 30)"
@@ -390,6 +414,10 @@ def cmd_similar(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from recsys.evaluation.run import EvalOptions, run_eval, write
 
+    if args.protocol != "temporal":
+        return _eval_real(args)
+    if not args.raw:
+        raise UsageError("recsys eval: --raw is required (or use --protocol sessions|holdout with --data)")
     try:
         ks = tuple(sorted({int(k) for k in args.k.split(",") if k.strip()}))
     except ValueError:
@@ -404,6 +432,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         test_days=args.test_days,
         end=args.end,
         ks=ks,
+        config=_json_arg(args.config, "--config") if args.config else None,
         tune=args.tune,
         tune_trials=args.trials,
         tune_days=args.tune_days,
@@ -413,6 +442,48 @@ def cmd_eval(args: argparse.Namespace) -> int:
     print(f"recsys eval {args.tenant}/{args.surface}: raw {args.raw} -> {options.store}", file=sys.stderr)
     report = run_eval(options, load_settings())
     written = write(report, Path(args.out))
+    print((Path(args.out) / "report.md").read_text())
+    print("wrote " + ", ".join(str(p) for p in written), file=sys.stderr)
+    return EXIT_OK
+
+
+def _json_arg(text: str, option: str) -> dict:
+    """A JSON object given inline or as @FILE."""
+    if text.startswith("@"):
+        text = Path(text[1:]).read_text()
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{option}: not JSON ({exc.msg})") from None
+    if not isinstance(value, dict):
+        raise UsageError(f"{option}: a JSON object is expected")
+    return value
+
+
+def _eval_real(args: argparse.Namespace) -> int:
+    """recsys eval --protocol sessions|holdout: a real dataset's split through the pipeline and the ranking."""
+    from recsys.evaluation.report import write_report
+
+    if not args.data:
+        raise UsageError(f"recsys eval --protocol {args.protocol}: --data is required")
+    if args.tune or args.config:
+        raise UsageError("--tune and --config work with --protocol temporal; real-data protocols use the defaults")
+    print(f"recsys eval --protocol {args.protocol} --split {args.split}: {args.data}", file=sys.stderr)
+    if args.protocol == "sessions":
+        from recsys.evaluation.sessions import SessionEvalOptions, run_sessions
+
+        options = SessionEvalOptions(
+            data=args.data, work=args.work, split=args.split, tenant=args.tenant, surface=args.surface
+        )
+        report = run_sessions(options, load_settings())
+    else:
+        from recsys.evaluation.holdout import HoldoutOptions, run_holdout
+
+        options = HoldoutOptions(
+            sequences=args.data, work_dir=args.work, split=args.split, tenant=args.tenant, surface=args.surface
+        )
+        report = run_holdout(options, load_settings())
+    written = write_report(report, Path(args.out))
     print((Path(args.out) / "report.md").read_text())
     print("wrote " + ", ".join(str(p) for p in written), file=sys.stderr)
     return EXIT_OK

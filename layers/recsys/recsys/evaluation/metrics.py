@@ -260,10 +260,42 @@ def compare(
     users = [user for user, items in relevant.items() if items]
     if not users:
         return {"metric": metric, "users": 0}
-    diffs = np.array(
-        [per_user(lists_a.get(u, ()), relevant[u], k) - per_user(lists_b.get(u, ()), relevant[u], k) for u in users]
+    values_a = [per_user(lists_a.get(u, ()), relevant[u], k) for u in users]
+    values_b = [per_user(lists_b.get(u, ()), relevant[u], k) for u in users]
+    return paired_bootstrap(values_a, values_b, metric, confidence, resamples, seed)
+
+
+def paired_bootstrap(
+    values_a: Sequence[float] | np.ndarray,
+    values_b: Sequence[float] | np.ndarray,
+    metric: str,
+    confidence: float = 0.95,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = BOOTSTRAP_SEED,
+    chunk: int = 100,
+) -> dict[str, float | int | str]:
+    """`compare` for per-unit metric values already computed (units: users, session positions, ...).
+
+    values_a[i] and values_b[i] are the metric of A and B on unit i; `metric` only labels the result. Same keys,
+    resampling and verdict as `compare` ("users" = the number of units), and the same interval for the same
+    values: the resamples are drawn from the same generator in the same order, `chunk` rows at a time so that
+    memory stays bounded on many units.
+    """
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    a, b = np.asarray(values_a, dtype=np.float64), np.asarray(values_b, dtype=np.float64)
+    if a.shape != b.shape or a.ndim != 1:
+        raise ValueError("values_a and values_b must be 1-d and of the same length")
+    if not len(a):
+        return {"metric": metric, "users": 0}
+    diffs = a - b
+    rng = np.random.default_rng(seed)
+    means = np.concatenate(
+        [
+            diffs[rng.integers(0, len(diffs), size=(min(chunk, resamples - start), len(diffs)))].mean(axis=1)
+            for start in range(0, resamples, chunk)
+        ]
     )
-    means = diffs[np.random.default_rng(seed).integers(0, len(diffs), size=(resamples, len(diffs)))].mean(axis=1)
     tail = (1 - confidence) / 2 * 100
     low, high = (float(v) for v in np.percentile(means, [tail, 100 - tail]))
     return {
@@ -275,6 +307,6 @@ def compare(
         "better": int((diffs > 0).sum()),
         "worse": int((diffs < 0).sum()),
         "level": int((diffs == 0).sum()),
-        "users": len(users),
+        "users": len(diffs),
         "verdict": "ahead" if low > 0 else "behind" if high < 0 else "level",
     }

@@ -63,8 +63,9 @@ class EvalOptions(BaseModel):
     test_days: int = 1
     end: dt.date | None = Field(None, description="last test day; default the last day found in the raw data")
     ks: tuple[int, ...] = (5, 10, 20)
+    config: dict | None = Field(None, description="a tenant config to evaluate with (and to start --tune from)")
     tune: bool = False
-    tune_trials: int = 24
+    tune_trials: int = Field(8, ge=0, description="random blend-weight settings --tune tries after the decays")
     tune_days: int = Field(2, ge=1, description="--tune validates on the last tune_days train days")
     tune_min_users: int = Field(30, ge=1, description="--tune refuses a validation window with fewer users")
     seed: int = 7
@@ -208,64 +209,78 @@ def score(
 
 
 @dataclass
+class TuneStep:
+    """One step of --tune: the settings tried against the current ones, and whether the best one was taken."""
+
+    knob: str
+    best: dict
+    difference: float
+    standard_error: float
+    taken: bool
+
+    def describe(self) -> str:
+        verdict = "taken" if self.taken else "not taken"
+        return (
+            f"{self.knob}: best {self.best or 'none'} {self.difference:+.4f} on the confirming half "
+            f"(one standard error {self.standard_error:.4f}): {verdict}"
+        )
+
+
+@dataclass
 class TuneResult:
-    """What --tune chose: `settings` ({} = the defaults) and why."""
+    """What --tune chose: `settings` ({} = the defaults), the validation scores and the steps that led there."""
 
     settings: dict
     default_score: float
-    best: dict
-    best_score: float
-    difference: float
-    standard_error: float
+    score: float
     users: int
+    steps: list[TuneStep]
 
     @property
     def kept_defaults(self) -> bool:
-        return not self.settings
+        return not any(step.taken for step in self.steps)
 
     def note(self, window: Window) -> str:
         head = f"validation {TUNE_METRIC} on {window.start}..{window.end}, {self.users} users"
+        steps = "; ".join(step.describe() for step in self.steps)
         if self.kept_defaults:
-            return (
-                f"tuned settings: defaults kept ({head}: defaults {self.default_score:.4f}; the best other setting "
-                f"{self.best or 'none'} scored {self.best_score:.4f}, {self.difference:+.4f}, not more than one "
-                f"standard error {self.standard_error:.4f} better)"
-            )
+            return f"tuned settings: kept {self.settings or 'the defaults'} ({head}: {self.default_score:.4f}; {steps})"
         return (
-            f"tuned settings {self.settings} ({head}: {self.best_score:.4f} vs defaults {self.default_score:.4f}, "
-            f"{self.difference:+.4f}, more than one standard error {self.standard_error:.4f})"
+            f"tuned settings {self.settings} ({head}: {self.score:.4f} vs defaults {self.default_score:.4f}; {steps})"
         )
 
 
 def choose(default: list[float], candidates: list[tuple[dict, list[float]]]) -> tuple[dict, int, float, float]:
-    """The candidate with the best mean per-user score, if it beats the defaults by more than one standard error
-    of the paired per-user difference; else {} (keep the defaults). Returns (chosen, best index, difference, SE).
+    """Pick on one half of the validation users, confirm on the other: the candidate with the best mean on the
+    even-numbered users is taken only if, on the odd-numbered users (which played no part in picking it), it beats
+    the defaults by more than one standard error of the paired per-user difference; else {} (keep the defaults).
+    Returns (chosen, best index, difference, SE), the last two measured on the confirming half.
 
+    Confirming on users the pick never saw keeps the best of many noisy candidates from looking better than it is.
     `default` and each candidate's scores are per validation user, in the same user order.
     """
     if not candidates:
         return {}, -1, 0.0, 0.0
     base = np.asarray(default, dtype=np.float64)
-    means = [float(np.mean(scores)) if len(scores) else 0.0 for _, scores in candidates]
+    means = [float(np.mean(np.asarray(scores)[0::2])) if len(scores) else 0.0 for _, scores in candidates]
     best = int(np.argmax(means))  # the first of equal means: candidates come in a fixed order
-    diffs = np.asarray(candidates[best][1], dtype=np.float64) - base
+    picked = np.asarray(candidates[best][1], dtype=np.float64)
+    if not len(base) or means[best] <= float(np.mean(base[0::2])):
+        return {}, best, 0.0, 0.0
+    diffs = (picked - base)[1::2]
     difference = float(diffs.mean()) if len(diffs) else 0.0
     error = float(diffs.std(ddof=1) / np.sqrt(len(diffs))) if len(diffs) > 1 else float("inf")
     return (candidates[best][0] if difference > error else {}), best, difference, error
 
 
 def tune_candidates(trials: int, seed: int) -> list[dict]:
-    """`trials` tenant settings to try besides the defaults, the same for the same seed: first the defaults with one
-    decay changed (the knobs datasets disagree on most: stable tastes want history_decay 1, drifting ones less),
-    then random settings of every blend weight and both decays."""
-    single = [{name: value} for name, values in TUNED_DECAYS.items() for value in values if value != DEFAULTS[name]]
+    """`trials` random blend-weight settings (never all zero), the same for the same seed."""
     rng = random.Random(seed)
-    out = single[:trials]
+    out: list[dict] = []
     while len(out) < trials:
         weights = {name: rng.choice(TUNED_WEIGHT_VALUES) for name in TUNED_SIGNALS}
-        if not any(weights.values()):
-            continue
-        out.append({"weights": weights, **{name: rng.choice(values) for name, values in TUNED_DECAYS.items()}})
+        if any(weights.values()):
+            out.append({"weights": weights})
     return out
 
 
@@ -302,24 +317,36 @@ def tune_settings(options: EvalOptions, settings: Settings, split: Split) -> tup
     documents = TenantDocuments(store)
     now = day_start(validation.test.start)
 
-    def scores(config: dict | None) -> list[float]:
-        current = documents.get(options.tenant, "config")  # {} is the defaults
-        version = current.version if current else None
-        documents.put(options.tenant, "config", config or {}, if_match=version, actor="recsys eval --tune")
+    def scores(config: dict) -> list[float]:
+        stored = documents.get(options.tenant, "config")
+        version = stored.version if stored else None
+        documents.put(options.tenant, "config", config, if_match=version, actor="recsys eval --tune")  # {}: defaults
         service = RecommendService.from_settings(ServeSettings(RECSYS_STORE=store.uri))
         return _per_user(recommend_all(service, options, users, now), relevant, users)
 
-    default = scores(None)
-    candidates = [(config, scores(config)) for config in tune_candidates(options.tune_trials, options.seed)]
-    chosen, best, difference, error = choose(default, candidates)
+    current: dict = dict(options.config or {})
+    current_scores = default = scores(current)
+    steps: list[TuneStep] = []
+    # Greedy, one knob at a time, each step taken only when it beats the current settings by more than one
+    # standard error: first the decays (where datasets disagree most), then random blend weights.
+    groups = [
+        (name, [{name: value} for value in values if value != DEFAULTS[name]]) for name, values in TUNED_DECAYS.items()
+    ]
+    groups.append(("weights", tune_candidates(options.tune_trials, options.seed)))
+    for knob, changes in groups:
+        if not changes:
+            continue
+        tried = [({**current, **change}, scores({**current, **change})) for change in changes]
+        chosen, best, difference, error = choose(current_scores, tried)
+        steps.append(TuneStep(knob, tried[best][0], difference, error, taken=bool(chosen)))
+        if chosen:
+            current, current_scores = chosen, tried[best][1]
     result = TuneResult(
-        settings=chosen,
+        settings=current,
         default_score=float(np.mean(default)),
-        best=candidates[best][0] if candidates else {},
-        best_score=float(np.mean(candidates[best][1])) if candidates else float(np.mean(default)),
-        difference=difference,
-        standard_error=error,
+        score=float(np.mean(current_scores)),
         users=len(users),
+        steps=steps,
     )
     return result, validation
 
@@ -327,23 +354,24 @@ def tune_settings(options: EvalOptions, settings: Settings, split: Split) -> tup
 def run_eval(options: EvalOptions, settings: Settings) -> Report:
     split = make_split(options)
     notes = []
-    tuned: dict = {}
+    chosen: dict = dict(options.config or {})
     if options.tune:
         result, validation = tune_settings(options, settings, split)
-        tuned = result.settings
+        chosen = result.settings
         notes.append(result.note(validation.test))
+    elif options.config:
+        notes.append(f"tenant config {options.config}")
     store = build(options, settings, split)
-    if tuned:
+    if chosen:
         documents = TenantDocuments(store)
         current = documents.get(options.tenant, "config")
         config = dict(current.data) if current else {}
-        config.update({key: value for key, value in tuned.items() if key != "weights"})
-        if "weights" in tuned:
-            config["weights"] = {**config.get("weights", {}), **tuned["weights"]}
-        documents.put(
-            options.tenant, "config", config, if_match=current.version if current else None, actor="recsys eval --tune"
-        )
-        notes.append(f"wrote the tuned settings to the tenant config of {options.tenant} in {store.uri}")
+        config.update({key: value for key, value in chosen.items() if key != "weights"})
+        if "weights" in chosen:
+            config["weights"] = {**config.get("weights", {}), **chosen["weights"]}
+        actor = "recsys eval --tune" if options.tune else "recsys eval --config"
+        documents.put(options.tenant, "config", config, if_match=current.version if current else None, actor=actor)
+        notes.append(f"wrote {chosen} to the tenant config of {options.tenant} in {store.uri}")
     train = interactions(store, options.tenant, options.surface, split.train)
     test = interactions(store, options.tenant, options.surface, split.test)
     relevant = relevant_items(train, test)

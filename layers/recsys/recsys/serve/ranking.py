@@ -14,10 +14,10 @@ recommend (`rank`)
   anchors  = request anchors (first max_anchors, most recent first) + recent, deduplicated, request anchors first
   excluded = request anchors ∪ candidates.exclude_ids ∪ (history if config.exclude_seen)
 
-Candidates: popularity top F with F = max(k, fanout) + min(|excluded|, 200) (so exclusions rarely starve a cold
-user), the cooc and content_sim neighbours and the session_seq successors of every anchor, the item_knn
-neighbours of the visitor's most recent items (below), the history items when exclude_seen is false, and
-candidates.include_ids (so an allow-list can return them).
+Candidates: popularity top F with F = max(k, fanout) + |excluded| (so exclusions never starve a request of
+popular items, however long the history), the cooc and content_sim neighbours and the session_seq successors of
+every anchor, the item_knn neighbours of the visitor's most recent items (below), the history items when
+exclude_seen is false, and candidates.include_ids (so an allow-list can return them).
 The cooc, session_seq, content_sim and item_knn lookups are skipped when their weight is 0.
 
 Signals, each in 0..1 for a candidate c (0 where the candidate has none). Anchor a_i is the i-th anchor above
@@ -120,9 +120,6 @@ WARNING_NAME = {
     KNN: "item_knn",
 }
 """The seed's signal names in SIGNAL_UNAVAILABLE details."""
-
-MAX_EXTRA_FANOUT = 200
-"""At most this many extra popularity candidates make up for excluded items."""
 
 KNN_HISTORY_ITEMS = 50
 """The knn signal looks up the item_knn neighbours of at most this many of the visitor's most recent items."""
@@ -570,7 +567,7 @@ def rank(
     max_pop = 0.0
     pop: tuple[int, np.ndarray] | None = None
     if KIND[POP] in available:
-        codes, scores = arrays.popular(max(k, config.fanout) + min(len(excluded), MAX_EXTRA_FANOUT))
+        codes, scores = arrays.popular(max(k, config.fanout) + len(excluded))
         max_pop = float(scores.max()) if len(scores) else 0.0
         pop = (parts.add(codes), scores / max_pop if max_pop > 0 else np.zeros(len(scores)))
         pool.append(pop[0])

@@ -1,0 +1,59 @@
+"""`make eval-real`'s suite: the synthetic datasets it generates and the summary rows it writes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from recsys.evaluation.report import Report
+from recsys.evaluation.run import OURS
+from recsys.evaluation.suite import SuiteOptions, _differences, _ndcg_row, synthetic_datasets
+
+
+def test_synthetic_datasets_are_generated_once_and_deterministically(tmp_path: Path) -> None:
+    options = SuiteOptions(real=str(tmp_path), out=str(tmp_path / "a"), seeds=1)
+    first = synthetic_datasets(options)
+    assert list(first) == ["sample", "synthetic-14d", "default-seed0"]
+    assert Path(first["sample"][0]).name == "raw" and Path(first["sample"][1]).is_file()
+    again = synthetic_datasets(SuiteOptions(real=str(tmp_path), out=str(tmp_path / "b"), seeds=1))
+    day = "dt=2026-01-01/events.jsonl"
+    assert (Path(first["default-seed0"][0]) / day).read_bytes() == (Path(again["default-seed0"][0]) / day).read_bytes()
+
+
+def _report() -> Report:
+    results = {
+        OURS: {"overall": {"ndcg@10": 0.25, "users": 40}},
+        "popularity": {"overall": {"ndcg@10": 0.05, "users": 40}},
+        "item-kNN": {"overall": {"ndcg@10": 0.2, "users": 40}},
+    }
+    comparisons = [
+        {
+            "first": OURS,
+            "second": "popularity",
+            "metric": "ndcg@10",
+            "difference": 0.2,
+            "low": 0.1,
+            "high": 0.3,
+            "verdict": "ahead",
+        },
+        {
+            "first": OURS,
+            "second": "item-kNN",
+            "metric": "ndcg@10",
+            "difference": 0.05,
+            "low": -0.01,
+            "high": 0.1,
+            "verdict": "level",
+        },
+        {"first": OURS, "second": "nobody", "metric": "ndcg@10", "users": 0},
+    ]
+    return Report(ks=[10], results=results, comparisons=comparisons)
+
+
+def test_summary_rows_show_ours_the_baselines_and_the_interval_against_item_knn() -> None:
+    row = _ndcg_row("sample", "test", "defaults", _report())
+    assert row == "| sample | test | defaults | 0.2500 | 0.0500 | 0.2000 | +0.0500 | -0.0100 .. +0.1000 | level | 40 |"
+    lines = _differences(_report())
+    assert lines[2:] == [
+        "| popularity | ndcg@10 | +0.2000 | +0.1000 .. +0.3000 | ahead |",
+        "| item-kNN | ndcg@10 | +0.0500 | -0.0100 .. +0.1000 | level |",
+    ]  # a comparison without users has no interval and no row

@@ -13,7 +13,7 @@ Shapes (deterministic, seeded):
   item_knn     the same distribution (item_knn_top_k 50)
   session_seq  per item: 25 successors for the 20% most popular items, 3-12 for the others
   content_sim  every item: 3 tags, 50 similar items for the 20% most popular, 5-25 for the others
-  implicit     every user: geometric(mean 20) items, at most 200 (implicit_top_n); ~20M rows
+  implicit     every user: geometric(mean 20) items, at most 200; ~20M rows
 Neighbours and histories are popularity-weighted picks (Zipf 1.1), deduplicated, ranked by a random score.
 """
 

@@ -20,10 +20,10 @@ from recsys.evaluation.holdout import (
     prepare_holdout,
     read_sequences,
     run_holdout,
-    seen_share,
     split_sequences,
     targets_in_train,
 )
+from recsys.evaluation.metrics import seen_share
 from recsys.evaluation.run import OURS
 from recsys.events.parse import DayScope, parse_events
 from recsys.settings import DEFAULT_EVENT_WEIGHTS, Settings

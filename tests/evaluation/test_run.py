@@ -47,6 +47,9 @@ def test_eval_reports_ours_and_the_baselines_deterministically(tmp_path: Path) -
     assert differences["item-kNN"]["difference"] == pytest.approx(
         overall[OURS]["ndcg@10"] - overall["item-kNN"]["ndcg@10"]
     )
+    # exclude-seen: no list holds an item its user had already seen (the baselines exclude them too)
+    (share,) = [note for note in report.notes if note.startswith("share of recommended slots")]
+    assert share.endswith(f"{OURS} 0.0000, popularity 0.0000, item-kNN 0.0000")
     written = write(report, tmp_path / "out")
     assert [p.name for p in written] == ["report.json", "report.md", "report.png"]
     again = run_eval(options(tmp_path), Settings())  # rerun over the same store: same numbers

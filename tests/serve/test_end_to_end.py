@@ -21,15 +21,9 @@ def session(user: str, sid: str, *items: str, hour: int = 8) -> list[dict]:
     ]
 
 
-def test_pipeline_output_serves_the_planted_recommendations(tmp_path: Path) -> None:
-    events = []
-    for n in range(4):  # shoe is followed by sock in 4 sessions ...
-        events += session(f"u{n}", f"a{n}", "shoe", "sock")
-    for n in range(2):  # ... and by lace in 2
-        events += session(f"v{n}", f"b{n}", "shoe", "lace")
-    for n in range(10):  # hat is the most popular item, always alone
-        events += session(f"w{n}", f"c{n}", "hat", hour=9)
-    events += session("alice", "z1", "shoe", hour=10)
+def serve(events: list[dict], tmp_path: Path) -> tuple[TestClient, dict]:
+    """One day of `events` through the real state machine (every kind but content_sim), then the API over it;
+    with the run's output."""
     raw = tmp_path / "raw" / "dt=2026-02-01" / "events.jsonl"
     raw.parent.mkdir(parents=True)
     raw.write_bytes(jsonl(*events))
@@ -46,8 +40,20 @@ def test_pipeline_output_serves_the_planted_recommendations(tmp_path: Path) -> N
             }
         )
     assert run.status == "SUCCEEDED", run.message
+    app = create_app(ServeSettings(RECSYS_STORE=store.uri), AuthSettings(DEV_AUTH_ENABLED=True))
+    return TestClient(app), run.output
 
-    client = TestClient(create_app(ServeSettings(RECSYS_STORE=store.uri), AuthSettings(DEV_AUTH_ENABLED=True)))
+
+def test_pipeline_output_serves_the_planted_recommendations(tmp_path: Path) -> None:
+    events = []
+    for n in range(4):  # shoe is followed by sock in 4 sessions ...
+        events += session(f"u{n}", f"a{n}", "shoe", "sock")
+    for n in range(2):  # ... and by lace in 2
+        events += session(f"v{n}", f"b{n}", "shoe", "lace")
+    for n in range(10):  # hat is the most popular item, always alone
+        events += session(f"w{n}", f"c{n}", "hat", hour=9)
+    events += session("alice", "z1", "shoe", hour=10)
+    client, output = serve(events, tmp_path)
     headers = {"X-Dev-Org-Id": "shop"}
     alice = client.post(
         "/v1/recommend",
@@ -69,7 +75,7 @@ def test_pipeline_output_serves_the_planted_recommendations(tmp_path: Path) -> N
         "session_sequence",
         "collaborative_similarity",
     ]
-    assert alice["meta"]["manifest_version"] == run.output["published"]["manifest_version"]
+    assert alice["meta"]["manifest_version"] == output["published"]["manifest_version"]
     cold = client.post(
         "/v1/recommend", headers=headers, json={"surface": "home", "k": 1, "user": {"user_id": "new"}}
     ).json()
@@ -95,23 +101,7 @@ def test_a_1000_item_history_gets_no_item_back_it_already_saw(tmp_path: Path) ->
     for n in range(0, 1000, 10):  # other users pair some seen items with new ones, each new item the most popular
         for copy in range(3):
             events += session(f"o{n}-{copy}", f"o{n}-{copy}", f"i{n:04d}", f"new{n}", hour=20)
-    raw = tmp_path / "raw" / "dt=2026-02-01" / "events.jsonl"
-    raw.parent.mkdir(parents=True)
-    raw.write_bytes(jsonl(*events))
-    store = FileSystemStore(tmp_path / "store")
-    with LocalPipeline({"RECSYS_STORE": store.uri}) as pipeline:
-        run = pipeline.run(
-            {
-                "tenant": "shop",
-                "surface": "home",
-                "start": "2026-02-01",
-                "end": "2026-02-01",
-                "raw": str(tmp_path / "raw"),
-                "kinds": ["popularity", "cooc", "implicit", "session_seq", "item_knn"],
-            }
-        )
-    assert run.status == "SUCCEEDED", run.message
-    client = TestClient(create_app(ServeSettings(RECSYS_STORE=store.uri), AuthSettings(DEV_AUTH_ENABLED=True)))
+    client, _ = serve(events, tmp_path)
     body = {"surface": "home", "k": 100, "user": {"user_id": "bob"}}
     response = client.post("/v1/recommend", headers={"X-Dev-Org-Id": "shop"}, json=body).json()
     items = [item["item_id"] for item in response["items"]]

@@ -49,7 +49,7 @@ from recsys.days import Window, day_start
 from recsys.evaluation import ease
 from recsys.evaluation.baselines import Interactions, item_knn_baseline, item_probabilities, popularity_baseline
 from recsys.evaluation.baselines import interactions as index_interactions
-from recsys.evaluation.metrics import compare, evaluate_lists
+from recsys.evaluation.metrics import compare, evaluate_lists, seen_share
 from recsys.evaluation.report import Report
 from recsys.evaluation.run import OURS, EvalOptions, Split, build, recommend_all
 from recsys.serve.service import RecommendService
@@ -291,13 +291,6 @@ def tune_ease(options: HoldoutOptions, validation: Holdout) -> EaseChoice:
 
 
 # --- the protocol ---------------------------------------------------------------------------------------------------
-
-
-def seen_share(lists: Mapping[str, Sequence[str]], train: Mapping[str, Sequence[str]]) -> float:
-    """Recommended slots holding an item of the user's own train items / all recommended slots (0.0 if none)."""
-    slots = sum(len(items) for items in lists.values())
-    seen = sum(sum(item in set(train.get(user, ())) for item in items) for user, items in lists.items())
-    return seen / slots if slots else 0.0
 
 
 def targets_in_train(holdout: Holdout) -> int:

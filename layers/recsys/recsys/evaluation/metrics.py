@@ -219,6 +219,17 @@ def evaluate_lists(
     return out
 
 
+def seen_share(lists: Mapping[str, Sequence[str]], seen: Mapping[str, Iterable[str]]) -> float:
+    """Recommended slots holding an item the user had already seen / all recommended slots (0.0 if none): must be 0
+    for a recommender that excludes seen items."""
+    slots = sum(len(items) for items in lists.values())
+    repeated = 0
+    for user, items in lists.items():
+        known = set(seen.get(user, ()))
+        repeated += sum(item in known for item in items)
+    return repeated / slots if slots else 0.0
+
+
 # Paired bootstrap of a difference between two recommenders (`compare`): resamples and seed are fixed so the
 # same lists always give the same interval.
 BOOTSTRAP_RESAMPLES = 2000

@@ -24,7 +24,7 @@ from recsys import paths
 from recsys.days import Window, day_start
 from recsys.evaluation.baselines import interactions as baseline_index
 from recsys.evaluation.baselines import item_knn_baseline, item_probabilities, popularity_baseline
-from recsys.evaluation.metrics import compare, evaluate_lists, ndcg_at_k
+from recsys.evaluation.metrics import compare, evaluate_lists, ndcg_at_k, seen_share
 from recsys.evaluation.report import Report
 from recsys.ingest.sources import day_in_path
 from recsys.pipeline import steps
@@ -385,6 +385,11 @@ def run_eval(options: EvalOptions, settings: Settings) -> Report:
         "popularity": popularity_baseline(indexed, users, k),
         "item-kNN": item_knn_baseline(indexed, users, k),
     }
+    seen = train.by_user()
+    notes.append(
+        "share of recommended slots holding an item the user had already seen in the train window: "
+        + ", ".join(f"{name} {seen_share(recommended, seen):.4f}" for name, recommended in lists.items())
+    )
     return Report(
         dataset={
             "raw": options.raw,

@@ -23,7 +23,7 @@ The cooc, session_seq, content_sim and item_knn lookups are skipped when their w
 Signals, each in 0..1 for a candidate c (0 where the candidate has none). Anchor a_i is the i-th anchor above
 (most recent first: request anchors in the order given, then the user's recent items); d = config.anchor_decay:
   pop(c)      = popularity(c) / max_{top F} popularity
-  cooc(c)     = Σ_i d^i · cosine(a_i, c) / Σ_i d^i                                     (cooc)
+  cooc(c)     = Σ_i d^i · cosine(a_i, c) / Σ_i d^i     (cosine: the cooc score, shrunk for rare pairs)     (cooc)
   implicit(c) = history_score(c) / max history_score                                  (implicit)
   session(c)  = Σ_i d^i · share(a_i -> c) / Σ_i d^i                                    (session_seq)
   content(c)  = max_{a ∈ anchors} tag_cosine(a, c)                                     (content_sim)
@@ -65,7 +65,7 @@ Explain (options.explain): summary = {"signals": {pop, cooc, implicit, session, 
 
 similar (`similar`)
 -------------------
-  cooc(c) = cosine(item, c), knn(c) = sim(item, c) (item_knn), content(c) = tag_cosine(item, c),
+  cooc(c) = cosine(item, c) (the cooc score), knn(c) = sim(item, c) (item_knn), content(c) = tag_cosine(item, c),
   score = w_cooc · cooc + w_knn · knn + w_content · content with the config's weights (all three 0 -> the default
   cooc/knn/content weights); the item itself is never returned; reasons co_visitation / content_similarity /
   collaborative_similarity; the same tag constraints as recommend; no rules, no history. A kind with a positive

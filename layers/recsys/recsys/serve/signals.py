@@ -43,7 +43,7 @@ class Signals(Protocol):
         """An item's popularity score (0 if it is not in the artifact)."""
 
     def co_visited(self, item_id: str) -> list[Scored]:
-        """cooc neighbours of `item_id`, score = cosine (0..1), best first."""
+        """cooc neighbours of `item_id`, score = shrunk cosine (0..1), best first."""
 
     def co_visit_counts(self, item_id: str) -> dict[str, int]:
         """cooc raw session counts of `item_id`'s neighbours (the seed's /v1/similar score)."""

@@ -272,15 +272,11 @@ def _recent(history: History, count: int) -> list[str]:
 def _latest(requested: list[str], history: History) -> list[str]:
     """The KNN_HISTORY_ITEMS most recent items of the visitor: the request anchors, then the history items with a
     score > 0 by last_us desc (ties: score desc, item_id asc), each once."""
-    latest = dict.fromkeys(requested[:KNN_HISTORY_ITEMS])
-    positive = np.flatnonzero(history.scores > 0)
-    if len(latest) < KNN_HISTORY_ITEMS and len(positive):
-        names = [history.names[at] for at in positive.tolist()]
-        for at in _order_desc([history.last_us[positive], history.scores[positive]], names):
-            latest.setdefault(names[at])
-            if len(latest) >= KNN_HISTORY_ITEMS:
-                break
-    return list(latest)
+    keep = np.flatnonzero(history.scores > 0)
+    positive = History(
+        [history.names[at] for at in keep.tolist()], history.scores[keep], history.counts[keep], history.last_us[keep]
+    )
+    return list(dict.fromkeys(requested + _recent(positive, KNN_HISTORY_ITEMS)))[:KNN_HISTORY_ITEMS]
 
 
 def _decayed(n: int, at: np.ndarray, sources: np.ndarray, values: np.ndarray, decay: float) -> np.ndarray:

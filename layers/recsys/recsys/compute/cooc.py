@@ -82,7 +82,9 @@ def build(partials: Sequence[tuple[dt.date, pa.Table]], window: Window, params: 
         count[upper],
         lambda item, neighbor, count: count
         / (np.sqrt(sessions[item].astype(np.float64) * sessions[neighbor]) + params.cooc_shrink),
-        lambda score, count, neighbor: [-count, -score, neighbor],
+        # For one item and count the score falls as sessions(neighbor) grows: that int orders as -score does,
+        # without ranking a float column (the slowest part with many pairs seen once).
+        lambda score, count, neighbor: [-count, sessions[neighbor], neighbor],
         params.cooc_top_k,
     )
     return out.cast(SCHEMA)

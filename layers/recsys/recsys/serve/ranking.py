@@ -281,7 +281,8 @@ def _latest(requested: list[str], history: History) -> list[str]:
 
 def _decayed(n: int, at: np.ndarray, sources: np.ndarray, values: np.ndarray, decay: float) -> np.ndarray:
     """Per number, Σ decay^source · value over its entries (added in lookup order)."""
-    return np.bincount(at, weights=decay ** sources.astype(np.float64) * values, minlength=n)
+    factors = decay ** np.arange(int(sources.max()) + 1 if len(sources) else 0, dtype=np.float64)  # one per source
+    return np.bincount(at, weights=factors[sources] * values, minlength=n)
 
 
 class _Parts:

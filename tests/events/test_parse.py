@@ -279,3 +279,26 @@ def test_newlines_are_found_across_search_steps() -> None:
     for step in (1, 2, 3, 100):
         assert _newlines(buf, step=step).tolist() == [2, 3, 6, 13, 14]
     assert _newlines(np.frombuffer(b"", dtype=np.uint8)).tolist() == []
+
+
+HOSTILE_LINES = {
+    # an integer past Python's 4,300-digit conversion limit (ValueError inside json.loads)
+    "huge_integer": ('{"v": 1, "rank": ' + "9" * 4301 + "}").encode(),
+    # arrays nested past the recursion limit (RecursionError inside json.loads)
+    "deep_nesting": ('{"v": 1, "extra": ' + "[" * 5000 + "]" * 5000 + "}").encode(),
+    # a ts at the calendar's edge that overflows when converted, on a line with another bad field
+    "edge_timestamp": json.dumps(
+        {"v": 1, "ts": "0001-01-01T00:00:00+01:00", "tenant": "demo", "surface": "home", "item_id": 5}
+    ).encode(),
+}
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE_LINES))
+def test_a_hostile_line_is_quarantined_and_never_aborts_the_day(name: str) -> None:
+    bad = HOSTILE_LINES[name]
+    reason, detail = explain_line(bad)
+    assert isinstance(reason, Reason) and detail
+    good = jsonl(event())
+    parsed = parse_events(good + bad + b"\n" + good, source="raw.jsonl", scope=SCOPE, dated=True)
+    assert parsed.events.num_rows == 2
+    assert [rejected.line for rejected in parsed.rejections] == [2]

@@ -227,6 +227,12 @@ ERRORS = [
         "RECSYS_INVALID_REQUEST",
         "context.now must be RFC3339",
     ),
+    (  # the calendar's edge: before year 1 once converted to UTC (was a 500)
+        {"surface": "home", "context": {"now": "0001-01-01T00:00:00+01:00"}, **U},
+        400,
+        "RECSYS_INVALID_REQUEST",
+        "context.now must be RFC3339",
+    ),
     (
         {"surface": "home", "anchors": {"item_ids": [f"i{n}" for n in range(51)]}, **U},
         400,

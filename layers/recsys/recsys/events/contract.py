@@ -54,7 +54,10 @@ def parse_timestamp(text: str) -> dt.datetime:
     if hours > 23 or minutes > 59:
         raise ValueError("ts zone offset out of range")
     offset = dt.timedelta(hours=hours, minutes=minutes) * (-1 if zone.startswith("-") else 1)
-    return (parsed - offset).replace(tzinfo=dt.UTC)
+    try:
+        return (parsed - offset).replace(tzinfo=dt.UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00 is before year 1 in UTC
+        raise ValueError("ts is out of range once converted to UTC") from None
 
 
 class RawEvent(BaseModel):

@@ -206,6 +206,10 @@ def explain_line(text: bytes) -> tuple[Reason, str] | dict:
         obj = json.loads(decoded)
     except json.JSONDecodeError as exc:
         return Reason.MALFORMED_JSON, exc.msg
+    except ValueError:  # an integer beyond Python's digit limit for int()
+        return Reason.MALFORMED_JSON, "a number is too long to parse"
+    except RecursionError:
+        return Reason.MALFORMED_JSON, "nested too deeply to parse"
     if not isinstance(obj, dict):
         return Reason.MALFORMED_JSON, f"expected a JSON object, got {type(obj).__name__}"
     for name in RAW_SCHEMA.names:

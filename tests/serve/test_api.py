@@ -210,6 +210,20 @@ ERRORS = [
     (b'{"surface": "home"', 400, "RECSYS_INVALID_REQUEST", None),
     (b'{"surface": "home", "user": {"user_id": "u"}} {}', 400, "RECSYS_INVALID_REQUEST", "unexpected trailing data"),
     ({"surface": "home", "foo": 1, **U}, 400, "RECSYS_INVALID_REQUEST", 'unknown field "foo"'),
+    # bodies json.loads cannot decode at all (each was a 500): not UTF-8, a 4,301-digit number, deep nesting
+    (b'{"surface": "h\xffome"}', 400, "RECSYS_INVALID_REQUEST", "invalid JSON: the body is not UTF-8"),
+    (
+        b'{"surface": "home", "k": ' + b"9" * 4301 + b"}",
+        400,
+        "RECSYS_INVALID_REQUEST",
+        "invalid JSON: a number is too long to parse",
+    ),
+    (
+        b'{"x": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+        400,
+        "RECSYS_INVALID_REQUEST",
+        "invalid JSON: nested too deeply to parse",
+    ),
     ({**U}, 400, "RECSYS_INVALID_REQUEST", "surface is required"),
     ({"surface": "../x", **U}, 400, "RECSYS_INVALID_REQUEST", "surface contains invalid path segment"),
     (
@@ -383,6 +397,9 @@ def test_config_get_put_with_etag_and_if_match(client: TestClient) -> None:
     assert (invalid.status_code, invalid.json()["code"]) == (422, "RECSYS_INVALID_CONFIG")
     not_json = client.put(base, content=b"{", headers={**DEMO, "Content-Type": "application/json"})
     assert (not_json.status_code, not_json.json()["code"]) == (400, "RECSYS_INVALID_CONFIG")
+    for undecodable in (b'{"a": "\xff"}', b'{"a": ' + b"9" * 4301 + b"}", b"[" * 5000 + b"]" * 5000):
+        refused = client.put(base, content=undecodable, headers={**DEMO, "Content-Type": "application/json"})
+        assert (refused.status_code, refused.json()["code"]) == (400, "RECSYS_INVALID_CONFIG")
 
 
 def test_config_weights_change_the_ranking(client: TestClient) -> None:
@@ -424,6 +441,8 @@ def test_cache_invalidate(client: TestClient) -> None:
     assert (missing.status_code, missing.json()["code"]) == (400, "RECSYS_INVALID_TARGETS")
     unknown = client.post(url, json={"targets": ["everything"]}, headers=DEMO)
     assert (unknown.status_code, unknown.json()["code"]) == (422, "RECSYS_INVALID_TARGETS")
+    not_utf8 = client.post(url, content=b'{"targets": ["\xff"]}', headers={**DEMO, "Content-Type": "application/json"})
+    assert (not_utf8.status_code, not_utf8.json()["code"]) == (400, "RECSYS_INVALID_TARGETS")
 
 
 # --- manifests and caches ---------------------------------------------------------------------------------------

@@ -6,7 +6,6 @@ stable `code` and the `request_id`, and `X-Request-Id` is echoed or generated on
 
 from __future__ import annotations
 
-import json
 import uuid
 from typing import Any
 
@@ -22,7 +21,15 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from recsys import __version__
 from recsys.serve.auth import AuthSettings, Caller, check_path_tenant, require_role, resolve_caller
-from recsys.serve.models import RecommendRequest, RecommendResponse, SimilarRequest, ValidateResponse, parse_body
+from recsys.serve.models import (
+    BodyError,
+    RecommendRequest,
+    RecommendResponse,
+    SimilarRequest,
+    ValidateResponse,
+    load_json,
+    parse_body,
+)
 from recsys.serve.problems import Problem, invalid
 from recsys.serve.service import RecommendService
 from recsys.serve.settings import ServeSettings
@@ -252,8 +259,8 @@ def create_app(
             caller = admin_caller(request, tenant_id)
             code = "RECSYS_INVALID_CONFIG" if kind == "config" else "RECSYS_INVALID_RULES"
             try:
-                data = json.loads(await request.body())
-            except json.JSONDecodeError:
+                data = load_json(await request.body())
+            except BodyError:
                 raise Problem(400, code, f"{kind} must be valid JSON") from None
             document = await run_in_threadpool(
                 service.put_document, caller, tenant_id, kind, data, request.headers.get("if-match")
@@ -280,8 +287,8 @@ def create_app(
     async def invalidate(request: Request, tenant_id: str) -> JSONResponse:
         admin_caller(request, tenant_id)
         try:
-            body = json.loads(await request.body() or b"{}")
-        except json.JSONDecodeError:
+            body = load_json(await request.body() or b"{}")
+        except BodyError:
             raise Problem(400, "RECSYS_INVALID_TARGETS", "body must be JSON") from None
         targets = body.get("targets") if isinstance(body, dict) else None
         if not targets or not isinstance(targets, list) or not all(isinstance(t, str) for t in targets):

@@ -145,14 +145,33 @@ def default_applied(detail: str) -> Warning_:
     return Warning_(code="DEFAULT_APPLIED", detail=detail)
 
 
+class BodyError(ValueError):
+    """A request body that is not one decodable JSON document; the message is one line for the problem detail."""
+
+
+def load_json(raw: bytes) -> Any:
+    """json.loads for a request body. Whatever the body, the only error is BodyError: bad JSON, trailing data,
+    bytes that are not UTF-8, a number past int()'s digit limit, nesting past the recursion limit."""
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as exc:
+        if exc.msg == "Extra data":
+            raise BodyError("unexpected trailing data") from None
+        raise BodyError(f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except UnicodeDecodeError:
+        raise BodyError("invalid JSON: the body is not UTF-8") from None
+    except ValueError:
+        raise BodyError("invalid JSON: a number is too long to parse") from None
+    except RecursionError:
+        raise BodyError("invalid JSON: nested too deeply to parse") from None
+
+
 def parse_body(raw: bytes, model: type[BaseModel]) -> BaseModel:
     """Decode exactly one JSON object into `model`; errors are 400 RECSYS_INVALID_REQUEST like the seed's decoder."""
     try:
-        data = json.loads(raw or b"null")
-    except json.JSONDecodeError as exc:
-        if exc.msg == "Extra data":
-            raise invalid("unexpected trailing data") from None
-        raise invalid(f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+        data = load_json(raw or b"null")
+    except BodyError as exc:
+        raise invalid(str(exc)) from None
     if not isinstance(data, dict):
         raise invalid("request body must be a JSON object")
     try:

@@ -29,6 +29,7 @@ new-target MRR@20), never on the test split; each recommender's docstring gives 
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -104,7 +105,9 @@ def _top(scores: np.ndarray, candidates: np.ndarray, excluded: set[int], k: int)
     return candidates[np.lexsort((candidates, -scores))[:k]]
 
 
-class _Recommender:
+class _Recommender(ABC):
+    """A baseline: `recommend` codes the prefix and leaves out its items; subclasses rank in `_rank`."""
+
     index: SessionIndex
 
     def _codes(self, prefix: Sequence[str]) -> np.ndarray:
@@ -115,8 +118,9 @@ class _Recommender:
         excluded = {int(c) for c in codes if c >= 0}
         return self.index.items[self._rank(codes, excluded, k)].tolist()
 
-    def _rank(self, codes: np.ndarray, excluded: set[int], k: int) -> np.ndarray:  # pragma: no cover
-        raise NotImplementedError
+    @abstractmethod
+    def _rank(self, codes: np.ndarray, excluded: set[int], k: int) -> np.ndarray:
+        """Up to k item codes for the prefix `codes` (oldest first; -1 = unknown), none of `excluded`."""
 
 
 class Popularity(_Recommender):

@@ -119,71 +119,80 @@ def _differences(report: Report) -> list[str]:
     return lines
 
 
+# A result table: its header, then one row per recommender from its results.
+Table = tuple[str, Callable[[str, dict], str]]
+
+SESSIONS_TABLE: Table = (
+    "| recommender | HR@20 all | MRR@20 all | HR@20 new-target | MRR@20 new-target |\n|---|---:|---:|---:|---:|",
+    lambda name, r: (
+        f"| {name} | {r['all']['hit_rate@20']:.4f} | {r['all']['mrr@20']:.4f} | "
+        f"{r['new-target']['hit_rate@20']:.4f} | {r['new-target']['mrr@20']:.4f} |"
+    ),
+)
+HOLDOUT_TABLE: Table = (
+    "| recommender | NDCG@10 | HR@10 | NDCG@20 | HR@20 | users |\n|---|---:|---:|---:|---:|---:|",
+    lambda name, r: (
+        f"| {name} | {r['overall']['ndcg@10']:.4f} | {r['overall']['hit_rate@10']:.4f} | "
+        f"{r['overall']['ndcg@20']:.4f} | {r['overall']['hit_rate@20']:.4f} | {r['overall']['users']} |"
+    ),
+)
+
+
+def _split_section(
+    work: Path, run: Callable[[str], Report], table: Table, describe: Callable[[Report], list[str]]
+) -> list[str]:
+    """Run each split, write its report under work/<split>/report, and render its table and differences."""
+    lines: list[str] = []
+    header, row = table
+    for split in SPLITS:
+        report = run(split)
+        write_report(report, work / split / "report")
+        lines += [f"### {split}", "", header, *(row(name, r) for name, r in report.results.items())]
+        lines += ["", *describe(report), "", *_differences(report), ""]
+    return lines
+
+
 def sessions_section(options: SuiteOptions, progress: Callable[[str], None]) -> list[str]:
     from recsys.evaluation.sessions import SessionEvalOptions, run_sessions
 
-    lines = ["## Real sessions: YOOCHOOSE (session next-item)", ""]
-    for split in SPLITS:
+    work = Path(options.out) / "yoochoose"
+    data = str(Path(options.real) / "yoochoose-100k")
+
+    def run(split: str) -> Report:
         progress(f"sessions {split}")
-        work = Path(options.out) / "yoochoose"
-        report = run_sessions(
-            SessionEvalOptions(data=str(Path(options.real) / "yoochoose-100k"), work=str(work / "work"), split=split),
-            Settings(),
-        )
-        write_report(report, work / split / "report")
-        lines += [
-            f"### {split}",
-            "",
-            "| recommender | HR@20 all | MRR@20 all | HR@20 new-target | MRR@20 new-target |",
-            "|---|---:|---:|---:|---:|",
-        ]
-        for name, result in report.results.items():
-            every, new = result["all"], result["new-target"]
-            lines.append(
-                f"| {name} | {every['hit_rate@20']:.4f} | {every['mrr@20']:.4f} | {new['hit_rate@20']:.4f} | "
-                f"{new['mrr@20']:.4f} |"
-            )
-        positions = report.dataset.get("positions"), report.dataset.get("new_target_positions")
-        lines += ["", f"Positions: {positions[0]} all, {positions[1]} new-target. Ours minus each baseline, "
-                  "new-target positions:", "", *_differences(report), ""]
-    return lines
+        return run_sessions(SessionEvalOptions(data=data, work=str(work / "work"), split=split), Settings())
+
+    def describe(report: Report) -> list[str]:
+        every, new = report.dataset.get("positions"), report.dataset.get("new_target_positions")
+        return [f"Positions: {every} all, {new} new-target. Ours minus each baseline, new-target positions:"]
+
+    head = ["## Real sessions: YOOCHOOSE (session next-item)", ""]
+    return head + _split_section(work, run, SESSIONS_TABLE, describe)
 
 
 def holdout_section(options: SuiteOptions, progress: Callable[[str], None]) -> list[str]:
     from recsys.evaluation.holdout import HoldoutOptions, run_holdout
 
-    lines = ["## Real user histories: Amazon Video Games (last item held out)", ""]
-    sequences = Path(options.real) / "amazon-video-games" / "sequences.txt.gz"
-    for split in SPLITS:
+    work = Path(options.out) / "amazon"
+    sequences = str(Path(options.real) / "amazon-video-games" / "sequences.txt.gz")
+
+    def run(split: str) -> Report:
         progress(f"holdout {split}")
-        work = Path(options.out) / "amazon"
-        report = run_holdout(
-            HoldoutOptions(
-                sequences=str(sequences),
-                work_dir=str(work / "work"),
-                split=split,
-                ease=options.ease,
-                ease_lambdas=EASE_LAMBDAS,
-                recency_decays=EASE_DECAYS,
-            ),
-            Settings(),
+        holdout = HoldoutOptions(
+            sequences=sequences,
+            work_dir=str(work / "work"),
+            split=split,
+            ease=options.ease,
+            ease_lambdas=EASE_LAMBDAS,
+            recency_decays=EASE_DECAYS,
         )
-        write_report(report, work / split / "report")
-        lines += [
-            f"### {split}",
-            "",
-            "| recommender | NDCG@10 | HR@10 | NDCG@20 | HR@20 | users |",
-            "|---|---:|---:|---:|---:|---:|",
-        ]
-        for name, result in report.results.items():
-            overall = result["overall"]
-            lines.append(
-                f"| {name} | {overall['ndcg@10']:.4f} | {overall['hit_rate@10']:.4f} | {overall['ndcg@20']:.4f} | "
-                f"{overall['hit_rate@20']:.4f} | {overall['users']} |"
-            )
-        lines += ["", "Ours minus each baseline:", "", *_differences(report), ""]
-        lines += [f"- {note}" for note in report.notes] + [""]
-    return lines
+        return run_holdout(holdout, Settings())
+
+    def describe(report: Report) -> list[str]:
+        return [*(f"- {note}" for note in report.notes), "", "Ours minus each baseline:"]
+
+    head = ["## Real user histories: Amazon Video Games (last item held out)", ""]
+    return head + _split_section(work, run, HOLDOUT_TABLE, describe)
 
 
 def run_suite(options: SuiteOptions, progress: Callable[[str], None] = lambda _: None) -> str:

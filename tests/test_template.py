@@ -2,7 +2,7 @@
 
 cfn-lint checks the template against the CloudFormation schema; these tests check it against the repo
 (code folders, layer contents, state machine placeholders) and against the design (least privilege,
-bucket hardening, the schedule running "yesterday").
+bucket hardening, the schedule building the window ending yesterday).
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ PIPELINE_FUNCTIONS = (
     "ComputeFunction",
     "QualityGateFunction",
     "PublishFunction",
+    "ReleaseFunction",
 )
 ALL_FUNCTIONS = (*PIPELINE_FUNCTIONS, "RollbackFunction", "RecommendFunction")
 # Served without the JWT authorizer: health, version and the API docs (everything else needs a token).
@@ -73,6 +74,9 @@ def _policy_names(resources: dict[str, Any], fn: str) -> list[tuple[str, Any]]:
     for policy in _props(resources, fn).get("Policies", []):
         if isinstance(policy, dict):
             for name, args in policy.items():
+                if name == "!Ref":  # a managed policy of the template
+                    out.append(("ManagedPolicy", {"!Ref": args}))
+                    continue
                 target = args.get("BucketName", args.get("FunctionName")) if isinstance(args, dict) else None
                 out.append((name, target))
     return out
@@ -142,15 +146,16 @@ def test_every_function_has_a_30_day_log_group(resources: dict[str, Any], fn: st
 
 
 def test_least_privilege_s3_policies(resources: dict[str, Any]) -> None:
-    artifact, raw = "ArtifactBucket", "RawEventsBucket"
+    artifact, raw, lease = "ArtifactBucket", "RawEventsBucket", "RunLeasePolicy"
     expected = {
-        "PlanFunction": {("S3ReadPolicy", artifact)},
+        "PlanFunction": {("S3ReadPolicy", artifact), ("ManagedPolicy", lease)},
         "IngestFunction": {("S3ReadPolicy", raw), ("S3CrudPolicy", artifact)},
-        "ValidateFunction": {("S3ReadPolicy", artifact)},
+        "ValidateFunction": {("S3ReadPolicy", artifact), ("ManagedPolicy", lease)},
         "ComputeFunction": {("S3ReadPolicy", raw), ("S3CrudPolicy", artifact)},
         "QualityGateFunction": {("S3ReadPolicy", raw), ("S3CrudPolicy", artifact)},
         "PublishFunction": {("S3CrudPolicy", artifact)},
         "RollbackFunction": {("S3CrudPolicy", artifact)},
+        "ReleaseFunction": {("ManagedPolicy", lease)},
     }
     for fn, want in expected.items():
         got = {(name, target["!Ref"]) for name, target in _policy_names(resources, fn)}
@@ -346,8 +351,17 @@ def test_schedule_runs_yesterday_for_one_tenant_surface(template: dict[str, Any]
     rendered = PLACEHOLDER.sub(lambda m: params[m.group(1)]["Default"], props["Input"]["!Sub"])
     payload = json.loads(rendered)
     assert payload == {"tenant": "demo", "surface": "home"}
-    # No window: the plan step defaults to yesterday (UTC).
+    # No window: the plan step defaults to the trailing window ending yesterday (UTC).
     assert "start" not in payload and "end" not in payload
+
+
+def test_schedule_descriptions_name_the_window_plan_builds(template: dict[str, Any], resources: dict[str, Any]) -> None:
+    from recsys.settings import Settings
+
+    window = f"{Settings.model_fields['window_days'].default} days ending yesterday"
+    schedule = _props(resources, "PipelineStateMachine")["Events"]["DailySchedule"]["Properties"]
+    assert window in schedule["Description"]
+    assert window in template["Parameters"]["ScheduleExpression"]["Description"]
 
 
 def test_parameters_and_defaults(template: dict[str, Any]) -> None:
@@ -417,3 +431,9 @@ def test_samconfig() -> None:
     assert deploy["confirm_changeset"] is True
     # Stack parameters are per deployment; none may be committed.
     assert "parameter_overrides" not in deploy
+
+
+def test_run_lease_policy_reaches_only_the_leases(resources: dict[str, Any]) -> None:
+    statements = resources["RunLeasePolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    assert [s["Action"] for s in statements] == [["s3:GetObject", "s3:PutObject"]]
+    assert all(s["Resource"]["!Sub"].endswith("${ArtifactBucket}/registry/leases/*") for s in statements)

@@ -16,6 +16,7 @@ import yaml
 from recsys import paths
 from recsys.days import yesterday
 from recsys.local.runner import LocalPipeline, StepEvent
+from recsys.pipeline import lease
 from recsys.publish.service import read_pointer
 from recsys.store import FileSystemStore, S3Store, TransientStoreError
 from tests.conftest import ROOT, SAMPLE_CATALOG, SAMPLE_RAW, event, jsonl
@@ -36,7 +37,13 @@ def run_input(start: str = "2026-01-01", end: str = "2026-01-07", **extra) -> di
 
 
 def files_with_mtimes(root: Path) -> dict[Path, int]:
-    return {p: p.stat().st_mtime_ns for p in root.rglob("*") if p.is_file() and not p.name.startswith(".")}
+    """Every data file with its mtime; the run lease (taken and given back by every run) is not data."""
+    leases = root / "registry" / "leases"
+    return {
+        p: p.stat().st_mtime_ns
+        for p in root.rglob("*")
+        if p.is_file() and not p.name.startswith(".") and leases not in p.parents
+    }
 
 
 def test_a_run_publishes_all_six_kinds_and_a_rerun_rewrites_nothing(store: FileSystemStore) -> None:
@@ -54,7 +61,8 @@ def test_a_run_publishes_all_six_kinds_and_a_rerun_rewrites_nothing(store: FileS
     manifest = read_pointer(store, "demo", "home").manifest
     assert set(manifest.current) == KINDS and manifest.run_id == first.output["plan"]["run_id"]
     assert [d["quarantined"] for d in first.output["ingested"]] == [1, 0, 1, 0, 1, 0, 0]
-    assert {e.function for e in steps} == {"plan", "ingest", "validate", "compute", "quality", "publish"}
+    assert {e.function for e in steps} == {"plan", "ingest", "validate", "compute", "quality", "publish", "release"}
+    assert lease.read_lease(store, "demo", "home").released_at is not None
     assert first.output["quality"]["enabled"] is False  # the gate is opt-in (RECSYS_QUALITY__METRIC)
     assert len(json.dumps(first.output)) < 16_000  # payloads between states stay small
 
@@ -94,6 +102,23 @@ def test_a_failing_gate_stops_the_run_and_keeps_the_current_pointer(store: FileS
     assert failed.status == "FAILED"
     assert failed.error == "GateFailed" and "error_budget: 2026-01-01: quarantined 1 of 493 lines" in failed.message
     assert store.get(paths.current_manifest("demo", "home")).data == good
+    # The failed run gave its lease back: the next run starts at once.
+    assert lease.read_lease(store, "demo", "home").released_at is not None
+
+
+def test_a_run_waits_while_another_run_holds_the_lease(store: FileSystemStore) -> None:
+    lease.acquire(store, "demo", "home", "backfill-in-progress", dt.timedelta(hours=1))
+    finish = threading.Timer(1.0, lease.release, (store, "demo", "home", "backfill-in-progress"))
+    steps: list[StepEvent] = []
+    with LocalPipeline({"RECSYS_STORE": store.uri}, on_step=steps.append) as pipeline:
+        finish.start()
+        started = time.monotonic()
+        run = pipeline.run(run_input())
+    assert run.status == "SUCCEEDED", run.message
+    plans = [e for e in steps if e.function == "plan"]
+    assert plans[0].error.startswith("RunInProgress: demo/home is being run by backfill-in-progress")
+    assert plans[-1].error is None and time.monotonic() - started < 60
+    assert lease.read_lease(store, "demo", "home").run_id == run.output["plan"]["run_id"]
 
 
 def test_an_empty_window_fails_the_min_events_gate(store: FileSystemStore, tmp_path: Path) -> None:

@@ -194,7 +194,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _progress(event: StepEvent) -> None:
     r, took = event.result or {}, f"{event.seconds:5.2f}s"
-    if event.error:
+    if event.error and event.error.startswith("RunInProgress: "):
+        line = f"waiting (the state machine retries): {event.error.removeprefix('RunInProgress: ')}"
+    elif event.error:
         line = f"{event.function} failed: {event.error}"
     elif event.function == "plan":
         window = (dt.date.fromisoformat(r["end"]) - dt.date.fromisoformat(r["start"])).days + 1
@@ -222,6 +224,8 @@ def _progress(event: StepEvent) -> None:
             f"({'new' if r['written'] else 'reused'}; partials {r['partials_built']} built, "
             f"{r['partials_reused']} reused)"
         )
+    elif event.function == "release":
+        line = "run lease given back" if r["released"] else "run lease not held any more (nothing to give back)"
     else:
         line = f"{event.function}: {r.get('decision', 'done')}"
     sys.stderr.write(f"  [{took}] {line}\n")  # one write per line: steps report from parallel threads

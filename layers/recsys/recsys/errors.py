@@ -31,3 +31,11 @@ class PointerConflict(RecsysError):
 
 class ManifestNotFound(RecsysError):
     """No such manifest (version) for the tenant/surface."""
+
+
+class RunInProgress(RecsysError):
+    """Another run of the tenant/surface holds the run lease; the state machine retries Plan on it."""
+
+
+class LeaseLost(RecsysError):
+    """A run's lease expired and another run took it: the run stops before writing anything more."""

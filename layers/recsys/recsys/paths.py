@@ -9,6 +9,7 @@ Layout (relative to the store root):
   artifacts/{tenant}/{surface}/{kind}/{version}.parquet      artifacts (immutable, content-addressed)
   registry/manifests/{tenant}/{surface}/{version}.json       every manifest version (immutable)
   registry/current/{tenant}/{surface}/manifest.json          the current pointer (moved by CAS only)
+  registry/leases/{tenant}/{surface}.json                    the run lease (one run at a time, CAS only)
 Files starting with "_" are ignored by Athena/Hive, so a table over canonical/ sees only events.
 """
 
@@ -71,3 +72,7 @@ def manifests_prefix(tenant: str, surface: str) -> str:
 
 def current_manifest(tenant: str, surface: str) -> str:
     return f"registry/current/{safe_segment(tenant, 'tenant')}/{safe_segment(surface, 'surface')}/manifest.json"
+
+
+def run_lease(tenant: str, surface: str) -> str:
+    return f"registry/leases/{safe_segment(tenant, 'tenant')}/{safe_segment(surface, 'surface')}.json"

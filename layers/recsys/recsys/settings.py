@@ -93,6 +93,11 @@ class Settings(BaseSettings):
         30, description="days a scheduled run's artifacts cover (ending yesterday); only new days are ingested"
     )
     max_days_per_run: PositiveInt = 366
+    run_lease_seconds: PositiveInt = Field(
+        3600,
+        description="a run's lease on its tenant/surface lasts this long past its latest step (keep it above twice "
+        "the longest step); a run that died without releasing it blocks the next one until then",
+    )
     local_concurrency: PositiveInt | None = Field(
         None,
         description="local runs only: Lambda invocations executed at once in-process (default: the CPU count)",

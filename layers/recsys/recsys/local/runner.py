@@ -46,6 +46,7 @@ FUNCTIONS = {
     "ComputeFunction": "compute",
     "QualityGateFunction": "quality",
     "PublishFunction": "publish",
+    "ReleaseFunction": "release",
     "RollbackFunction": "rollback",
 }
 

@@ -109,5 +109,13 @@ class PublishRequest(_Step):
     quality: QualityResult | None = None
 
 
+class ReleaseRequest(_Step):
+    run_id: str
+
+
+class ReleaseResult(BaseModel):
+    released: bool = Field(description="False: the run did not hold the lease (it never took it, or lost it)")
+
+
 class RollbackRequest(_Step):
     to: str | None = Field(None, description="manifest version; default the current manifest's previous version")

@@ -12,6 +12,7 @@ from recsys.errors import ConfigError
 from recsys.evaluation.quality import QualityResult
 from recsys.events.parse import DayScope
 from recsys.ingest.service import IngestReport, ingest_day
+from recsys.pipeline import lease
 from recsys.pipeline.models import (
     ComputeRequest,
     IngestRequest,
@@ -19,12 +20,14 @@ from recsys.pipeline.models import (
     PlanRequest,
     PublishRequest,
     QualityRequest,
+    ReleaseRequest,
+    ReleaseResult,
     RollbackRequest,
     ValidateRequest,
 )
 from recsys.publish.service import PublishResult, RollbackResult, publish, rollback
 from recsys.settings import Settings
-from recsys.store import open_store
+from recsys.store import ObjectStore, open_store
 from recsys.validate.service import ValidationResult, validate_window
 
 
@@ -33,7 +36,8 @@ def plan(planned: PlanRequest, settings: Settings) -> Plan:
 
     An explicit window (a backfill) re-ingests every day of it. Without one (the daily schedule) the window is the
     `window_days` days ending yesterday, and only yesterday plus days never ingested are ingested: the other days'
-    partitions and partials are reused.
+    partitions and partials are reused. Last, the run takes the tenant/surface's run lease (RunInProgress while
+    another run holds it), which its last state releases.
     """
     request = planned.input
     store = open_store(settings.store)
@@ -60,6 +64,7 @@ def plan(planned: PlanRequest, settings: Settings) -> Plan:
             raise ConfigError("content_sim needs a catalog: set RECSYS_CATALOG_URI or pass catalog")
         kinds = [kind for kind in kinds if kind != content_sim.KIND]
         skipped[content_sim.KIND] = "no catalog configured (RECSYS_CATALOG_URI)"
+    lease.acquire(store, request.tenant, request.surface, planned.run_id, _lease_ttl(settings))
     return Plan(
         tenant=request.tenant,
         surface=request.surface,
@@ -75,43 +80,54 @@ def plan(planned: PlanRequest, settings: Settings) -> Plan:
     )
 
 
+def _lease_ttl(settings: Settings) -> dt.timedelta:
+    return dt.timedelta(seconds=settings.run_lease_seconds)
+
+
+def _leased_store(
+    request: IngestRequest | ValidateRequest | ComputeRequest | QualityRequest | PublishRequest, settings: Settings
+) -> ObjectStore:
+    """The store, once this step's run is known to still hold the tenant/surface lease (renewed)."""
+    store = open_store(settings.store)
+    lease.hold(store, request.tenant, request.surface, request.run_id, _lease_ttl(settings))
+    return store
+
+
 def ingest(request: IngestRequest, settings: Settings) -> IngestReport:
     raw = request.raw or settings.raw_uri
     if not raw:
         raise ConfigError("no raw events location: set RECSYS_RAW_URI or pass raw")
     scope = DayScope(request.tenant, request.surface, request.day, frozenset(settings.event_types))
-    return ingest_day(open_store(settings.store), raw.format(tenant=request.tenant, surface=request.surface), scope)
+    store = _leased_store(request, settings)
+    return ingest_day(store, raw.format(tenant=request.tenant, surface=request.surface), scope)
 
 
 def validate(request: ValidateRequest, settings: Settings) -> ValidationResult:
     window = Window(start=request.start, end=request.end)
-    result = validate_window(
-        open_store(settings.store), request.tenant, request.surface, window, settings.gates, judge=request.days
-    )
+    store = _leased_store(request, settings)
+    result = validate_window(store, request.tenant, request.surface, window, settings.gates, judge=request.days)
     result.raise_for_failures()
     return result
 
 
 def compute(request: ComputeRequest, settings: Settings) -> ComputeResult:
     window = Window(start=request.start, end=request.end)
-    return compute_kind(
-        open_store(settings.store), request.kind, request.tenant, request.surface, window, settings, request.catalog
-    )
+    store = _leased_store(request, settings)
+    return compute_kind(store, request.kind, request.tenant, request.surface, window, settings, request.catalog)
 
 
 def quality(request: QualityRequest, settings: Settings) -> QualityResult:
     from recsys.evaluation.gate import quality_gate  # ranking and metrics: only this step needs them
 
     window = Window(start=request.start, end=request.end)
-    return quality_gate(
-        open_store(settings.store), request.tenant, request.surface, window, request.kinds, settings, request.catalog
-    )
+    store = _leased_store(request, settings)
+    return quality_gate(store, request.tenant, request.surface, window, request.kinds, settings, request.catalog)
 
 
 def publish_run(request: PublishRequest, settings: Settings) -> PublishResult:
     window = Window(start=request.start, end=request.end)
     return publish(
-        open_store(settings.store),
+        _leased_store(request, settings),
         request.tenant,
         request.surface,
         window,
@@ -120,6 +136,12 @@ def publish_run(request: PublishRequest, settings: Settings) -> PublishResult:
         run_id=request.run_id,
         quality=request.quality,
     )
+
+
+def release_run(request: ReleaseRequest, settings: Settings) -> ReleaseResult:
+    """The run's last state, after success or failure: give the tenant/surface lease back."""
+    released = lease.release(open_store(settings.store), request.tenant, request.surface, request.run_id)
+    return ReleaseResult(released=released)
 
 
 def rollback_pointer(request: RollbackRequest, settings: Settings) -> RollbackResult:

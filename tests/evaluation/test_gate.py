@@ -93,8 +93,38 @@ def test_the_state_machine_output_shows_the_refusal(store: FileSystemStore, curr
     assert read_pointer(store, "demo", "home").manifest.manifest_version == current
 
 
-def test_a_rerun_over_a_served_day_is_not_judged(store: FileSystemStore) -> None:
-    refs = run_steps(settings_for(store), "2026-01-01", "2026-01-07")
-    publish(store, "demo", "home", WINDOW, refs)
+def test_a_worse_rerun_of_the_served_window_is_judged_against_its_recorded_score(store: FileSystemStore) -> None:
+    healthy = settings_for(store)
+    refs = run_steps(healthy, "2026-01-01", "2026-01-07")
+    first = quality_gate(store, "demo", "home", WINDOW, KINDS, healthy)
+    assert first.passed and first.candidate is not None and "recorded for later reruns" in first.reason
+    served = publish(store, "demo", "home", WINDOW, refs, quality=first).manifest_version
+
+    degraded = settings_for(store, DEGRADED)
+    refs = run_steps(degraded, "2026-01-01", "2026-01-07")
+    rerun = quality_gate(store, "demo", "home", WINDOW, KINDS, degraded)
+    assert not rerun.passed and rerun.compared_with == "recorded", rerun.reason
+    assert rerun.current == first.candidate and rerun.current_manifest_version == served
+    assert publish(store, "demo", "home", WINDOW, refs, quality=rerun).decision == Decision.REFUSED_QUALITY
+    assert read_pointer(store, "demo", "home").manifest.manifest_version == served
+
+
+def test_without_a_recorded_score_a_rerun_is_judged_against_the_manifest_served_before(
+    store: FileSystemStore, current: str
+) -> None:
+    ungated = settings_for(store, metric=None)
+    served = publish(store, "demo", "home", WINDOW, run_steps(ungated, "2026-01-01", "2026-01-07")).manifest_version
+    degraded = settings_for(store, DEGRADED)
+    run_steps(degraded, "2026-01-01", "2026-01-07")
+    rerun = quality_gate(store, "demo", "home", WINDOW, KINDS, degraded)
+    assert not rerun.passed and rerun.compared_with == "baseline", rerun.reason
+    assert rerun.current_manifest_version == current != served
+    assert "the newest that has not seen it" in rerun.reason
+
+
+def test_a_rerun_with_nothing_comparable_passes_and_says_so(store: FileSystemStore) -> None:
+    ungated = settings_for(store, metric=None)
+    publish(store, "demo", "home", WINDOW, run_steps(ungated, "2026-01-01", "2026-01-07"))
     result = quality_gate(store, "demo", "home", WINDOW, KINDS, settings_for(store, DEGRADED))
-    assert result.enabled and result.passed and "already covers 2026-01-07" in result.reason
+    assert result.passed and result.compared_with is None and result.candidate is not None
+    assert "no stored manifest that has not seen it to compare with" in result.reason

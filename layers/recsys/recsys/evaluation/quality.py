@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Literal
 
 from pydantic import BaseModel
 
@@ -19,4 +20,7 @@ class QualityResult(BaseModel):
     candidate: float | None = None
     current: float | None = None
     max_drop: float | None = None
-    current_manifest_version: str | None = None
+    current_manifest_version: str | None = None  # the manifest the candidate was compared with
+    # "current": the served manifest ranked the held-out day; "recorded": the served manifest had seen that day, so
+    # its own score from when it was published was used; "baseline": the newest stored manifest that had not.
+    compared_with: Literal["current", "recorded", "baseline"] | None = None

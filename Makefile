@@ -6,7 +6,7 @@ SAM_VENV := .venv-sam
 DEMO_STORE := file://.out/demo
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: venv sam demo test unit lint template-lint package-size bench clean serve eval-real
+.PHONY: venv sam demo test test-slow unit lint template-lint package-size bench clean serve eval-real
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml layers/recsys/requirements.txt
@@ -41,7 +41,11 @@ lint: venv
 	$(BIN)/ruff check .
 
 unit: venv
-	$(BIN)/pytest
+	$(BIN)/pytest -m "not slow"
+
+# Crash injection: runs killed at random points, then reruns (minutes; not in `make test`).
+test-slow: venv
+	$(BIN)/pytest -m slow
 
 test: lint template-lint unit
 

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
+import socket
+import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -86,3 +90,24 @@ def test_racing_runs_get_exactly_one_lease(store) -> None:
         assert len(winners) == 1
         assert lease.read_lease(store, "demo", "home").run_id == winners[0]
         assert lease.release(store, "demo", "home", winners[0])
+
+
+def test_a_local_run_whose_process_is_gone_holds_nothing(store, monkeypatch) -> None:
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    host = socket.gethostname()
+    for surface, (holder, taken_over) in enumerate(
+        (
+            (f"{host}:{finished.stdout.strip()}", True),  # killed or ended: its lease is not active
+            (f"{host}:{os.getpid()}", False),  # alive on this host
+            (f"another-host:{finished.stdout.strip()}", False),  # cannot tell: wait for the expiry
+        )
+    ):
+        surface = f"s{surface}"
+        monkeypatch.setenv(lease.HOLDER_ENV, holder)
+        lease.acquire(store, "demo", surface, "run-a", TTL)
+        monkeypatch.delenv(lease.HOLDER_ENV)
+        if taken_over:
+            assert lease.acquire(store, "demo", surface, "run-b", TTL).run_id == "run-b"
+        else:
+            with pytest.raises(RunInProgress):
+                lease.acquire(store, "demo", surface, "run-b", TTL)

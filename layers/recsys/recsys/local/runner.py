@@ -30,6 +30,8 @@ import boto3
 from moto import mock_aws
 from moto.awslambda_simple.models import LambdaSimpleBackend
 
+from recsys.pipeline import lease
+
 # moto logs every caught task failure at ERROR; the run's result reports it once, so keep it off the terminal
 # (a handler in the hierarchy stops Python's last-resort stderr output; configured root handlers still get it).
 logging.getLogger("moto").addHandler(logging.NullHandler())
@@ -157,6 +159,8 @@ class LocalPipeline:
         self.env = {
             "POWERTOOLS_METRICS_NAMESPACE": "Recsys",
             "POWERTOOLS_METRICS_DISABLED": "true",  # EMF lines would only clutter a terminal
+            # The run lease records this process: a later local run takes over a lease whose process is gone.
+            lease.HOLDER_ENV: lease.local_holder(),
             "POWERTOOLS_LOG_LEVEL": os.environ.get("POWERTOOLS_LOG_LEVEL", "WARNING"),
             # the handlers' S3 clients keep the user's region; moto's own clients name theirs explicitly
             "AWS_DEFAULT_REGION": os.environ.get("AWS_DEFAULT_REGION", REGION),

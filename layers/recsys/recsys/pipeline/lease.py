@@ -6,12 +6,16 @@ Plan takes the lease, every later step renews it before it writes (and fails wit
 it), and the run's last state releases it, on success and on failure. The lease object is only ever changed by
 conditional writes (create-exclusive, then compare-and-swap on its ETag), like the current pointer. A run that dies
 without releasing it (its release step failing too) blocks the next run until `expires_at`; every step pushes that
-out by `ttl`, so `ttl` must exceed the longest step (Lambda's 900 s) with its retries.
+out by `ttl`, so `ttl` must exceed the longest step (Lambda's 900 s) with its retries. A local `recsys run` also
+records its host and process id (RECSYS_LEASE_HOLDER, set by the local runner): a run on the same host whose process
+is gone (killed, Ctrl-C) holds nothing, so the next local run need not wait for the expiry.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import os
+import socket
 
 from pydantic import BaseModel
 
@@ -21,6 +25,7 @@ from recsys.errors import LeaseLost, RunInProgress
 from recsys.store import NotFound, ObjectStore, PreconditionFailed
 
 _CAS_ATTEMPTS = 5
+HOLDER_ENV = "RECSYS_LEASE_HOLDER"  # "host:pid" of a local run; unset on AWS
 
 
 class RunLease(BaseModel):
@@ -32,9 +37,28 @@ class RunLease(BaseModel):
     acquired_at: dt.datetime
     expires_at: dt.datetime
     released_at: dt.datetime | None = None
+    holder: str | None = None  # "host:pid" of the local `recsys run` that holds it; None on AWS
 
     def active(self, now: dt.datetime) -> bool:
-        return self.released_at is None and now < self.expires_at
+        return self.released_at is None and now < self.expires_at and not self._holder_is_gone()
+
+    def _holder_is_gone(self) -> bool:
+        """The local process that took the lease ended on this host (only a local run records one)."""
+        host, _, pid = (self.holder or "").rpartition(":")
+        if host != socket.gethostname() or not pid.isdigit():
+            return False
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:  # alive, someone else's
+            return False
+        return False
+
+
+def local_holder() -> str:
+    """The RECSYS_LEASE_HOLDER value of this process."""
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 class _Stored(BaseModel):
@@ -69,10 +93,10 @@ def _write(store: ObjectStore, lease: RunLease, replacing: _Stored | None) -> No
         store.put(key, body, content_type="application/json", if_match=replacing.etag)
 
 
-def _busy(holder: RunLease) -> RunInProgress:
+def _busy(held: RunLease) -> RunInProgress:
     return RunInProgress(
-        f"{holder.tenant}/{holder.surface} is being run by {holder.run_id} (lease until "
-        f"{holder.expires_at.isoformat(timespec='seconds')}); this run waits or starts again after it ends"
+        f"{held.tenant}/{held.surface} is being run by {held.run_id} (lease until "
+        f"{held.expires_at.isoformat(timespec='seconds')}); this run waits or starts again after it ends"
     )
 
 
@@ -86,7 +110,14 @@ def acquire(
         stored = _read(store, tenant, surface)
         if stored and stored.lease.active(moment) and stored.lease.run_id != run_id:
             raise _busy(stored.lease)
-        lease = RunLease(tenant=tenant, surface=surface, run_id=run_id, acquired_at=moment, expires_at=moment + ttl)
+        lease = RunLease(
+            tenant=tenant,
+            surface=surface,
+            run_id=run_id,
+            acquired_at=moment,
+            expires_at=moment + ttl,
+            holder=os.environ.get(HOLDER_ENV) or None,
+        )
         try:
             _write(store, lease, stored)
         except (PreconditionFailed, NotFound):

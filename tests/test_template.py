@@ -260,7 +260,8 @@ def test_http_api_jwt_authorizer(template: dict[str, Any], resources: dict[str, 
     assert "Default" not in params["JwtIssuer"] and "Default" not in params["JwtAudience"]
     assert params["JwtAudience"]["Type"] == "CommaDelimitedList"
     assert params["AuthTenantClaims"]["Default"] == "tenant_id,org_id,orgId,organization_id"
-    assert params["AuthRoleClaims"]["Default"] == "roles,role,scope,scopes"
+    # Roles only from claims the operator names: no default reads OAuth scopes ("openid admin") as roles.
+    assert params["AuthRoleClaims"]["Default"] == ""
     assert params["ApiKeyEnabled"]["Default"] == "false"
 
 

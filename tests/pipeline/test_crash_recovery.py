@@ -88,4 +88,11 @@ def test_a_run_killed_at_any_point_leaves_a_whole_pointer_and_the_rerun_converge
         assert json.loads(stdout)["published"]["manifest_version"] == expected
         assert time.monotonic() - started < 60, "the rerun waited for the killed run's lease"
         assert_pointer_is_whole(store)
-    assert not [p for p in store.root.rglob("*") if p.is_file() and ".tmp" in p.name], "orphan temp files"
+    # A killed writer's temp file stays in the store's .tmp/ until it is stale: never beside the objects.
+    objects = {
+        p.relative_to(store.root).as_posix()
+        for p in store.root.rglob("*")
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(store.root).parts)
+    }
+    assert objects == set(store.list(""))
+    assert all(key.split("/")[0] in ("canonical", "partials", "artifacts", "registry") for key in objects)

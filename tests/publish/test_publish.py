@@ -124,6 +124,23 @@ def test_a_lost_race_against_an_older_window_retries_and_moves(store: FileSystem
     assert read_pointer(store, "demo", "home").manifest.window == JAN
 
 
+def test_after_a_lost_race_the_pointer_names_the_version_it_replaced(store: FileSystemStore, full, early) -> None:
+    first = publish(store, "demo", "home", EARLY, [a for a in early if a.kind == "popularity"])
+    rival = {}
+    racing = RacingStore(store.root, lambda: rival.setdefault("result", publish(store, "demo", "home", EARLY, early)))
+    # We read `first`, store our version with it as previous, lose the CAS to the rival, re-read and win.
+    winner = publish(racing, "demo", "home", JAN, full)
+    replaced = rival["result"].manifest_version
+    assert winner.decision == Decision.MOVED and replaced != first.manifest_version
+    assert winner.pointer_before == replaced
+    assert read_pointer(store, "demo", "home").manifest.previous_manifest_version == replaced
+    # The stored version keeps what was current when it was first stored; only the pointer records the swap.
+    stored = json.loads(store.get(paths.manifest_version("demo", "home", winner.manifest_version)).data)
+    assert stored["previous_manifest_version"] == first.manifest_version
+    # So a plain rollback undoes exactly the winner's write, not the rival's too.
+    assert rollback(store, "demo", "home").rolled_back_to == replaced
+
+
 def test_a_lost_race_on_the_first_publish_is_a_precondition_not_an_overwrite(
     store: FileSystemStore, full, early
 ) -> None:

@@ -36,6 +36,7 @@ AUTH_ENV = (
     "AUTH_VIEWER_ROLE",
     "AUTH_OPERATOR_ROLE",
     "AUTH_ADMIN_ROLE",
+    "AUTH_PLATFORM_ADMIN_ROLE",
     "API_KEY_ENABLED",
     "API_KEY_HEADER",
     "API_KEY_HASH_SECRET",
@@ -75,20 +76,23 @@ def resolve(
 
 
 DEV = AuthSettings(dev_auth_enabled=True)
+# Roles come only from the claims an operator names: these tests name the usual ones.
+ROLE_CLAIMS = AuthSettings(auth_role_claims="roles,role,scope,scopes")
 
 
 # --- settings --------------------------------------------------------------------------------------------------
 
 
-def test_settings_defaults_are_the_seeds() -> None:
+def test_settings_defaults_are_the_seeds_but_name_no_role_claim() -> None:
     s = AuthSettings()
     assert s.auth_required is True
     assert s.dev_auth_enabled is False
     assert (s.dev_auth_tenant_header, s.dev_auth_user_id_header) == ("X-Dev-Org-Id", "X-Dev-User-Id")
     assert s.tenant_header_name == "X-Org-Id"
     assert s.auth_tenant_claims == ["tenant_id", "org_id", "orgId", "organization_id"]
-    assert s.auth_role_claims == ["roles", "role", "scope", "scopes"]
+    assert s.auth_role_claims == []  # the seed's default, roles,role,scope,scopes, read roles from OAuth scopes
     assert (s.auth_viewer_role, s.auth_operator_role, s.auth_admin_role) == ("viewer", "operator", "admin")
+    assert s.auth_platform_admin_role == ""
     assert (s.api_key_enabled, s.api_key_header) == (False, "X-API-Key")
     assert s.api_key_hash_secret.get_secret_value() == ""
 
@@ -138,7 +142,7 @@ def test_auth_not_required_gives_an_anonymous_caller_scoped_by_the_header() -> N
 
 def test_jwt_caller_from_claims() -> None:
     event = jwt_event(sub="user-1", tenant_id="acme", roles="[viewer operator]", scope="read:recs write:config")
-    caller = resolve({}, event)
+    caller = resolve({}, event, ROLE_CLAIMS)
     assert caller.source == "jwt"
     assert caller.tenant == "acme"
     assert caller.user_id == "user-1"
@@ -202,8 +206,23 @@ def test_claim_values(value: Any, expected: list[str]) -> None:
 
 
 def test_roles_are_the_union_of_all_role_claims() -> None:
-    caller = resolve({}, jwt_event(tenant_id="acme", roles="[viewer]", role="operator", scopes="[a b]"))
-    assert caller.roles == {"viewer", "operator", "a", "b"}
+    event = jwt_event(tenant_id="acme", roles="[viewer]", role="operator", scopes="[a b]")
+    assert resolve({}, event, ROLE_CLAIMS).roles == {"viewer", "operator", "a", "b"}
+
+
+def test_without_configured_role_claims_a_jwt_has_no_roles() -> None:
+    # An OAuth scope is free text the identity provider grants for any API: "openid admin" must not make an admin.
+    event = jwt_event(sub="u", tenant_id="acme", scope="openid admin", scopes="[admin]", roles="[admin]", role="admin")
+    caller = resolve({}, event)
+    assert (caller.roles, caller.is_admin, caller.is_platform_admin) == (frozenset(), False, False)
+    assert_problem(problem_of(require_role, caller, "GET", AuthSettings()), 403, "RECSYS_FORBIDDEN")
+
+
+def test_only_the_configured_role_claims_are_read() -> None:
+    settings = AuthSettings(auth_role_claims="cognito:groups")
+    event = jwt_event(sub="u", tenant_id="acme", scope="openid admin", **{"cognito:groups": "[operator]"})
+    caller = resolve({}, event, settings)
+    assert (caller.roles, caller.is_admin) == ({"operator"}, False)
 
 
 def test_jwt_without_tenant_is_403_even_with_a_tenant_header() -> None:
@@ -412,8 +431,20 @@ def test_all_role_names_blank_turns_role_checks_off() -> None:
 
 
 def test_is_admin_follows_the_admin_role() -> None:
-    assert resolve({}, jwt_event(sub="u", tenant_id="acme", roles="[admin]")).is_admin is True
-    assert resolve({}, jwt_event(sub="u", tenant_id="acme", roles="[operator]")).is_admin is False
+    assert resolve({}, jwt_event(sub="u", tenant_id="acme", roles="[admin]"), ROLE_CLAIMS).is_admin is True
+    assert resolve({}, jwt_event(sub="u", tenant_id="acme", roles="[operator]"), ROLE_CLAIMS).is_admin is False
+
+
+def test_platform_admin_is_the_configured_role_only() -> None:
+    event = jwt_event(sub="u", tenant_id="acme", roles="[admin platform-ops]")
+    assert resolve({}, event, ROLE_CLAIMS).is_platform_admin is False  # no platform admin role by default
+    settings = AuthSettings(auth_role_claims="roles", auth_platform_admin_role=" platform-ops ")
+    assert resolve({}, event, settings).is_platform_admin is True
+    assert resolve({}, jwt_event(sub="u", tenant_id="acme", roles="[admin]"), settings).is_platform_admin is False
+    # Role checks off (every caller counts as admin) still makes nobody a platform admin.
+    blank = AuthSettings(auth_viewer_role="", auth_operator_role="", auth_admin_role="", dev_auth_enabled=True)
+    dev = resolve({"X-Dev-Org-Id": "acme"}, None, blank)
+    assert (dev.is_admin, dev.is_platform_admin) == (True, False)
 
 
 # --- path tenant -----------------------------------------------------------------------------------------------

@@ -5,6 +5,9 @@ from __future__ import annotations
 import hashlib
 import io
 import multiprocessing
+import signal
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -320,8 +323,43 @@ def test_filesystem_writes_exact_bytes_and_leaves_no_temp_files(tmp_path: Path) 
         store.put("x/data.bin", b"stale", if_match=quoted_md5(b"old"))
     assert (tmp_path / "x" / "data.bin").read_bytes() == payload
     assert etag == quoted_md5(payload)
-    leftovers = [p.name for p in tmp_path.rglob(".*")]
+    leftovers = [p.name for p in tmp_path.rglob(".*") if p.is_file()]
     assert all(name.endswith(".lock") for name in leftovers), leftovers
+    assert list((tmp_path / ".tmp").iterdir()) == []
+
+
+# A put that stalls once its temp file holds the data (a slow disk's fsync), so the test can kill it mid-write.
+_STALLED_PUT = """
+import os, sys, time
+from recsys.store import FileSystemStore
+
+def stalled_fsync(fd):
+    print("writing", flush=True)
+    time.sleep(60)
+
+os.fsync = stalled_fsync
+FileSystemStore(sys.argv[1]).put("artifacts/big.parquet", os.urandom(16 << 20))
+"""
+
+
+def test_filesystem_sweeps_the_temp_file_of_a_writer_killed_mid_write(tmp_path: Path) -> None:
+    root = tmp_path / "store"
+    writer = subprocess.Popen([sys.executable, "-c", _STALLED_PUT, str(root)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert writer.stdout is not None and writer.stdout.readline() == "writing\n"
+    finally:
+        writer.send_signal(signal.SIGKILL)
+        writer.wait(timeout=30)
+    assert writer.returncode == -signal.SIGKILL
+    orphans = [path for path in root.rglob("*.tmp") if path.is_file()]
+    assert [path.stat().st_size for path in orphans] == [16 << 20]  # the crash left the 16 MB temp file behind ...
+    store = FileSystemStore(root)
+    assert list(store.list()) == [] and not store.exists("artifacts/big.parquet")  # ... never visible as a key
+    store.put("artifacts/small.parquet", b"x")
+    assert orphans[0].exists()  # younger than the threshold: it could be another writer's write in flight
+    FileSystemStore(root, stale_temp_seconds=0).put("artifacts/small.parquet", b"y")
+    assert [path for path in root.rglob("*.tmp") if path.is_file()] == []  # past it, the next write sweeps it
+    assert list(store.list()) == ["artifacts/small.parquet"]
 
 
 def test_filesystem_uri_is_absolute_without_trailing_slash(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -334,6 +372,8 @@ def test_filesystem_reserves_dot_names(tmp_path: Path) -> None:
     store = FileSystemStore(tmp_path)
     with pytest.raises(ValueError, match="reserved"):
         store.put("dir/.hidden", b"x")
+    with pytest.raises(ValueError, match="reserved"):
+        store.put(".tmp/inside-the-temp-directory", b"x")
 
 
 def test_filesystem_key_that_is_a_directory_is_absent(tmp_path: Path) -> None:

@@ -33,7 +33,11 @@ class Manifest(BaseModel):
     current: dict[str, str] = Field(description="kind -> artifact URI (the seed's v1 contract)")
     updated_at: str = Field(description="when this manifest version was created, RFC 3339 UTC")
     manifest_version: str
-    previous_manifest_version: str | None = None
+    previous_manifest_version: str | None = Field(
+        None,
+        description="in the pointer after a publish: the version that publish's conditional write replaced; "
+        "in a stored version: the version current when it was first stored (docs/reference/manifest.md)",
+    )
     window: Window
     artifacts: dict[str, ManifestArtifact]
     run_id: str | None = None

@@ -2,6 +2,8 @@
 
 The pointer is written last and only by a conditional PutObject (If-Match on the ETag read, If-None-Match '*'
 when there is none). A lost race re-reads the pointer and decides again; nothing is ever overwritten blindly.
+A publish's pointer names, as `previous_manifest_version`, the version its conditional write replaced: the one
+whose ETag the write was conditioned on, so it is right even after lost races.
 """
 
 from __future__ import annotations
@@ -139,6 +141,7 @@ def publish(
         verify_artifact(store, ref)
     for _ in range(CAS_ATTEMPTS):
         current = pointer.manifest if pointer else None
+        current_version = current.manifest_version if current else None
         complete = artifacts + carried_over(store, artifacts, current)
         version = manifest_version(tenant, surface, complete)
         uri = store.url(paths.manifest_version(tenant, surface, version))
@@ -157,7 +160,7 @@ def publish(
                 surface,
                 window,
                 complete,
-                previous=current.manifest_version if current else None,
+                previous=current_version,
                 run_id=run_id,
                 now=now,
                 quality=quality,
@@ -168,20 +171,21 @@ def publish(
                 manifest_version=version,
                 manifest_uri=uri,
                 decision=Decision.REFUSED_QUALITY,
-                pointer_before=current.manifest_version if current else None,
-                pointer_after=current.manifest_version if current else None,
+                pointer_before=current_version,
+                pointer_after=current_version,
             )
         if is_backfill(window, current) and not promote:
-            assert current is not None  # is_backfill needs a current manifest
             return PublishResult(
                 manifest_version=version,
                 manifest_uri=uri,
                 decision=Decision.KEPT_NEWER,
-                pointer_before=current.manifest_version,
-                pointer_after=current.manifest_version,
+                pointer_before=current_version,
+                pointer_after=current_version,
             )
         try:
-            _cas(store, manifest, pointer)
+            # The stored version may date from an earlier attempt (or run) with another current: the pointer
+            # records what this write replaces, and the If-Match on that version's ETag makes it true.
+            _cas(store, manifest.model_copy(update={"previous_manifest_version": current_version}), pointer)
         except (PreconditionFailed, NotFound):
             pointer = read_pointer(store, tenant, surface)  # lost a race: look again, then decide again
             _refuse_regressions(artifacts, pointer)
@@ -190,7 +194,7 @@ def publish(
             manifest_version=version,
             manifest_uri=uri,
             decision=Decision.MOVED,
-            pointer_before=current.manifest_version if current else None,
+            pointer_before=current_version,
             pointer_after=version,
         )
     raise PointerConflict(f"{tenant}/{surface}: the current pointer changed {CAS_ATTEMPTS} times while publishing")

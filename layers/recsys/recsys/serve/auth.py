@@ -7,6 +7,10 @@ Sources of identity (seed-service.md §1.9), one per request:
   dev      DEV_AUTH_TENANT_HEADER / DEV_AUTH_USER_ID_HEADER (only when DEV_AUTH_ENABLED; never together with a JWT)
 With AUTH_REQUIRED=false a request without any of them is an "anonymous" caller.
 
+A JWT's roles come only from the claims AUTH_ROLE_CLAIMS names (none by default): a claim such as the OAuth `scope`
+is free text an identity provider grants for any API, so reading roles from it unasked would make "openid admin"
+an admin. API keys carry their own roles; dev and anonymous callers have none.
+
 The TENANT_HEADER_NAME header may accompany any source and must then agree with it. It never grants a tenant to a
 JWT or an API key: those must carry their own (a JWT without a tenant claim is 403 RECSYS_TENANT_SCOPE_REQUIRED).
 Dev and anonymous callers take their tenant from the header when they have none of their own.
@@ -54,12 +58,16 @@ class AuthSettings(BaseSettings):
         description="claims tried in order for the tenant; dotted paths reach into objects (app_metadata.tenant_id)",
     )
     auth_role_claims: Annotated[list[str], NoDecode] = Field(
-        default_factory=lambda: ["roles", "role", "scope", "scopes"],
-        description="claims whose values (lists, or strings split on whitespace/commas) are the caller's roles",
+        default_factory=list,
+        description="claims whose values (lists, or strings split on whitespace/commas) are the caller's roles; "
+        "none by default, so a JWT has no roles until the operator names its identity provider's role claim",
     )
     auth_viewer_role: str = "viewer"
     auth_operator_role: str = "operator"
     auth_admin_role: str = "admin"
+    auth_platform_admin_role: str = Field(
+        "", description="role whose holders act on every tenant's shared caches; empty = nobody (the default)"
+    )
     api_key_enabled: bool = False
     api_key_header: str = "X-API-Key"
     api_key_hash_secret: SecretStr = Field(
@@ -75,7 +83,9 @@ class AuthSettings(BaseSettings):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
-    @field_validator("auth_viewer_role", "auth_operator_role", "auth_admin_role", mode="after")
+    @field_validator(
+        "auth_viewer_role", "auth_operator_role", "auth_admin_role", "auth_platform_admin_role", mode="after"
+    )
     @classmethod
     def _strip(cls, value: str) -> str:
         return value.strip()
@@ -96,6 +106,8 @@ class Caller:
     source: Source
     # Admin role held, or role checks disabled (all role names blank): gates explain=full and traces.
     is_admin: bool = False
+    # AUTH_PLATFORM_ADMIN_ROLE held (never implied by disabled role checks): may flush every tenant's artifacts.
+    is_platform_admin: bool = False
 
 
 class ApiKeysLike(Protocol):
@@ -286,7 +298,15 @@ def resolve_caller(
         raise Problem(403, "RECSYS_TENANT_SCOPE_REQUIRED", "tenant scope required")
 
     is_admin = not settings.rbac_enabled or bool(settings.auth_admin_role and settings.auth_admin_role in roles)
-    return Caller(tenant=tenant, roles=roles, user_id=user_id, source=source, is_admin=is_admin)
+    is_platform_admin = bool(settings.auth_platform_admin_role and settings.auth_platform_admin_role in roles)
+    return Caller(
+        tenant=tenant,
+        roles=roles,
+        user_id=user_id,
+        source=source,
+        is_admin=is_admin,
+        is_platform_admin=is_platform_admin,
+    )
 
 
 def check_path_tenant(caller: Caller, tenant_id: str) -> None:

@@ -1,10 +1,13 @@
 """The local-filesystem adapter of the object store port, with the same semantics as S3.
 
-Each key is a file under the root. Writes go to a hidden temp file in the target directory, are fsynced and then
-renamed into place, so readers see the old or the new bytes, never a mix. Conditional writes are atomic across
-threads and processes on one host: create-exclusive hard-links the temp file to the final name (which fails if it
-exists), and every other write holds an exclusive `flock` on `<dir>/.<name>.lock` while it checks and renames.
-File names starting with "." are reserved for temp and lock files: such keys are rejected and never listed.
+Each key is a file under the root. Writes go to a temp file in the store's `<root>/.tmp/` directory, are fsynced
+and then renamed into place, so readers see the old or the new bytes, never a mix. Conditional writes are atomic
+across threads and processes on one host: create-exclusive hard-links the temp file to the final name (which fails
+if it exists), and every other write holds an exclusive `flock` on `<dir>/.<name>.lock` while it checks and renames.
+A writer killed mid-write leaves its temp file in `.tmp/`, where no key can be, and every write first removes the
+temp files there older than `stale_temp_seconds` (older than any write in flight can be).
+Path segments starting with "." are reserved for the temp directory and lock files: such keys are rejected and
+never listed.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import hashlib
 import os
 import secrets
 import stat
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,6 +34,9 @@ from recsys.store.base import (
 
 # A key that names a directory, or runs through a file, is simply absent (S3 has no directories).
 _ABSENT = (FileNotFoundError, IsADirectoryError, NotADirectoryError)
+TEMP_DIRECTORY = ".tmp"
+# A temp file is written, fsynced and renamed within seconds; one untouched for an hour belongs to a dead writer.
+STALE_TEMP_SECONDS = 3600.0
 
 
 def _etag(data: bytes) -> str:
@@ -46,20 +53,27 @@ def _fsync_dir(directory: Path) -> None:
 
 
 class FileSystemStore(ObjectStore):
-    """Objects as files under `root`; `uri` is `file://<absolute root>`. The root is created on first write."""
+    """Objects as files under `root`; `uri` is `file://<absolute root>`. The root is created on first write.
 
-    def __init__(self, root: str | Path) -> None:
+    `stale_temp_seconds`: how old (since last modified) a temp file must be for a write to remove it as a dead
+    writer's. It must exceed the longest write in flight, or a write could lose its temp file before the rename.
+    """
+
+    def __init__(self, root: str | Path, *, stale_temp_seconds: float = STALE_TEMP_SECONDS) -> None:
         self.root = Path(os.path.abspath(os.fspath(root)))
         self.uri = f"file://{self.root.as_posix().rstrip('/')}"
+        self.stale_temp_seconds = stale_temp_seconds
+        self._temp_directory = self.root / TEMP_DIRECTORY
 
     def __repr__(self) -> str:
         return f"FileSystemStore({str(self.root)!r})"
 
     def _path(self, key: str) -> Path:
         check_key(key)
-        if key.rsplit("/", 1)[-1].startswith("."):
-            raise ValueError(f"invalid object key {key!r}: file names starting with '.' are reserved by {self.uri}")
-        return self.root.joinpath(*key.split("/"))
+        parts = key.split("/")
+        if any(part.startswith(".") for part in parts):
+            raise ValueError(f"invalid object key {key!r}: names starting with '.' are reserved by {self.uri}")
+        return self.root.joinpath(*parts)
 
     @contextlib.contextmanager
     def _os_errors(self, key: str, action: str) -> Iterator[None]:
@@ -122,6 +136,8 @@ class FileSystemStore(ObjectStore):
         etag = _etag(data)
         with self._os_errors(key, "put"):
             path.parent.mkdir(parents=True, exist_ok=True)
+            self._temp_directory.mkdir(exist_ok=True)
+            self._sweep_stale_temps()
             temp = self._write_temp(path, data)
             try:
                 if if_none_match:
@@ -147,8 +163,19 @@ class FileSystemStore(ObjectStore):
             _fsync_dir(path.parent)
         return etag
 
+    def _sweep_stale_temps(self) -> None:
+        cutoff = time.time() - self.stale_temp_seconds
+        with os.scandir(self._temp_directory) as entries:
+            for entry in entries:
+                # Best effort: it may be gone already (another writer swept it) or not ours to remove, and a write
+                # must not fail over someone else's leftovers.
+                with contextlib.suppress(OSError):
+                    if entry.is_file(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_mtime <= cutoff:
+                        os.unlink(entry.path)
+
     def _write_temp(self, path: Path, data: bytes) -> Path:
-        temp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+        # Named after the target for whoever finds one; the same filesystem as the target, so link/rename work.
+        temp = self._temp_directory / f".{path.name}.{secrets.token_hex(8)}.tmp"
         # O_EXCL with a random name never clobbers another writer's temp file; mode 0o666 lets the umask decide.
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         try:
@@ -187,7 +214,8 @@ class FileSystemStore(ObjectStore):
                 return iter(())  # no valid key starts with it
         start = self.root.joinpath(*directory.split("/")) if directory else self.root
         keys = []
-        for dirpath, _, filenames in os.walk(start):
+        for dirpath, dirnames, filenames in os.walk(start):
+            dirnames[:] = [name for name in dirnames if not name.startswith(".")]  # the temp directory
             relative = Path(dirpath).relative_to(self.root).as_posix()
             base = "" if relative == "." else f"{relative}/"
             for name in filenames:

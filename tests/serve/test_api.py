@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -224,6 +226,44 @@ ERRORS = [
         "RECSYS_INVALID_REQUEST",
         "invalid JSON: nested too deeply to parse",
     ),
+    # numbers JSON cannot carry (each passed validation and was a 500 once it reached the blend): NaN, infinities,
+    # a literal beyond a double's range; and a \\u escape that is half a surrogate pair (a 500 when echoed)
+    *(
+        (
+            b'{"surface": "home", "user": {"user_id": "u"}, "weights": {"pop": %s}}' % number,
+            400,
+            "RECSYS_INVALID_REQUEST",
+            detail,
+        )
+        for number, detail in (
+            (b"NaN", "invalid JSON: NaN is not a JSON number"),
+            (b"Infinity", "invalid JSON: Infinity is not a JSON number"),
+            (b"-Infinity", "invalid JSON: -Infinity is not a JSON number"),
+            (b"1e400", "invalid JSON: the number 1e400 is out of a double's range"),
+            (b"-1E+999", "invalid JSON: the number -1E+999 is out of a double's range"),
+        )
+    ),
+    *(  # the same numbers as strings, which the models' lenient floats accept: refused by the schema
+        (
+            {"surface": "home", "weights": {"session": number}, **U},
+            400,
+            "RECSYS_INVALID_REQUEST",
+            "weights.session: Input should be a finite number",
+        )
+        for number in ("NaN", "Infinity", "-inf", "1e400")
+    ),
+    (
+        b'{"surface": "home", "user": {"user_id": "\\ud800"}}',
+        400,
+        "RECSYS_INVALID_REQUEST",
+        "invalid JSON: a \\u escape is an unpaired surrogate",
+    ),
+    (
+        b'{"surface": "home", "user": {"user_id": "\xed\xa0\x80"}}',
+        400,
+        "RECSYS_INVALID_REQUEST",
+        "invalid JSON: the body is not UTF-8",
+    ),
     ({**U}, 400, "RECSYS_INVALID_REQUEST", "surface is required"),
     ({"surface": "../x", **U}, 400, "RECSYS_INVALID_REQUEST", "surface contains invalid path segment"),
     (
@@ -354,6 +394,37 @@ def test_transport_errors(client: TestClient) -> None:
     assert (similar.status_code, similar.json()["detail"]) == (400, "item_id is required")
 
 
+@pytest.mark.parametrize("length", [b"abc", b"1e3", b"-1", b"\xff"])
+def test_a_content_length_that_is_not_a_length_is_400(client: TestClient, length: bytes) -> None:
+    """Sent to the app directly: HTTP clients refuse to send such a header, a hand-made Lambda event need not."""
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/v1/recommend",
+        "raw_path": b"/v1/recommend",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"content-length", length), (b"content-type", b"application/json"), (b"x-dev-org-id", b"demo")],
+        "client": ("127.0.0.1", 1),
+        "server": ("testserver", 80),
+    }
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        return {"type": "http.request", "body": b"{}", "more_body": False}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    asyncio.run(client.app(scope, receive, send))  # was a ValueError out of the middleware: a 500
+    problem = json.loads(sent[1]["body"])
+    assert (sent[0]["status"], problem["code"]) == (400, "RECSYS_INVALID_REQUEST")
+    assert problem["detail"] == "Content-Length must be a non-negative integer"
+
+
 def test_explain_full_needs_the_admin_role(service: RecommendService) -> None:
     client = TestClient(create_app(service.settings, AuthSettings(DEV_AUTH_ENABLED=True), service))
     response = client.post("/v1/recommend", json={"surface": "home", **U, "options": {"explain": "full"}}, headers=DEMO)
@@ -445,6 +516,80 @@ def test_cache_invalidate(client: TestClient) -> None:
     assert (not_utf8.status_code, not_utf8.json()["code"]) == (400, "RECSYS_INVALID_TARGETS")
 
 
+def test_admin_routes_take_no_kind_parameter(client: TestClient) -> None:
+    base = "/v1/admin/tenants/demo"
+    assert client.put(f"{base}/config?kind=rules", json={"weights": {"pop": 0.5}}, headers=DEMO).status_code == 200
+    assert (
+        client.put(f"{base}/rules?kind=config", json=[{"action": "pin", "item_ids": ["i1"]}], headers=DEMO).status_code
+        == 200
+    )
+    config, rules = client.get(f"{base}/config", headers=DEMO).json(), client.get(f"{base}/rules", headers=DEMO).json()
+    assert config["config"] == {"weights": {"pop": 0.5}} and rules["rules"] == [{"action": "pin", "item_ids": ["i1"]}]
+    for kind in ("config", "rules"):  # an unknown query parameter, ignored like on every route (was a 500 or a swap)
+        for query in ("?kind=x", "?kind=config", "?kind=rules"):
+            assert client.get(f"{base}/{kind}{query}", headers=DEMO).json() == (config if kind == "config" else rules)
+    spec = client.get("/openapi.json").json()
+    for kind in ("config", "rules"):
+        for method in ("get", "put"):
+            assert [
+                p["name"] for p in spec["paths"][f"/v1/admin/tenants/{{tenant_id}}/{kind}"][method]["parameters"]
+            ] == ["tenant_id"]
+    client.put(f"{base}/config", json={}, headers=DEMO)
+    client.put(f"{base}/rules", json=[], headers=DEMO)
+
+
+@pytest.mark.parametrize("number", [b"NaN", b"Infinity", b"-Infinity", b"1e400"])
+def test_admin_documents_with_numbers_json_cannot_carry_are_400(client: TestClient, number: bytes) -> None:
+    for kind, body, code in (
+        ("config", b'{"weights": {"pop": %s}}', "RECSYS_INVALID_CONFIG"),
+        ("config", b'{"flags": {"ratio": %s}}', "RECSYS_INVALID_CONFIG"),  # free-form: was stored, then a 500
+        ("rules", b'[{"action": "boost", "item_ids": ["i1"], "boost_value": %s}]', "RECSYS_INVALID_RULES"),
+    ):
+        response = client.put(
+            f"/v1/admin/tenants/demo/{kind}",
+            content=body % number,
+            headers={**DEMO, "Content-Type": "application/json"},
+        )
+        assert (response.status_code, response.json()["code"]) == (400, code), response.text
+    invalidate = client.post(
+        "/v1/admin/tenants/demo/cache/invalidate",
+        content=b'{"targets": ["manifest"], "surface": %s}' % number,
+        headers={**DEMO, "Content-Type": "application/json"},
+    )
+    assert (invalidate.status_code, invalidate.json()["code"]) == (400, "RECSYS_INVALID_TARGETS")
+
+
+def test_scores_past_a_doubles_range_saturate(client: TestClient) -> None:
+    huge = 1e308  # finite weights and boosts whose blend or compounding overflows (was an infinite score: a 500)
+    base = "/v1/admin/tenants/demo"
+    try:
+        assert (
+            client.put(
+                f"{base}/config", json={"weights": dict.fromkeys(("cooc", "knn", "content"), huge)}, headers=DEMO
+            ).status_code
+            == 200
+        )
+        boosts = [{"action": "boost", "item_ids": ["i00001"], "boost_value": huge}] * 2
+        assert (
+            client.put(
+                f"{base}/rules",
+                json=boosts + [{"action": "boost", "tags": ["brand:b1"], "boost_value": -huge}],
+                headers=DEMO,
+            ).status_code
+            == 200
+        )
+        weights = dict.fromkeys(("pop", "cooc", "implicit", "session", "content", "knn"), huge)
+        for result in (
+            recommend(client, user={"user_id": "u00017"}, weights=weights, options={"explain": "full"}),
+            client.post("/v1/similar", json={"surface": "home", "item_id": "i00042"}, headers=DEMO).json(),
+        ):
+            scores = [item["score"] for item in result["items"]]
+            assert scores and all(abs(score) <= sys.float_info.max for score in scores)
+    finally:
+        client.put(f"{base}/config", json={}, headers=DEMO)
+        client.put(f"{base}/rules", json=[], headers=DEMO)
+
+
 # --- manifests and caches ---------------------------------------------------------------------------------------
 
 
@@ -486,6 +631,78 @@ def test_manifest_ttl_invalidate_and_stale_if_error(
         demo_store.put(pointer, original)
 
 
+def _serve_with_broken(store: FileSystemStore, surface: str, broken: dict[str, bytes | None]) -> None:
+    """Publish demo/home's manifest again as demo/`surface`, with each kind of `broken` pointing at a damaged copy of
+    its real artifact: the file truncated to half (None) or the given bytes."""
+    manifest = json.loads(store.get(paths.current_manifest("demo", "home")).data)
+    for kind, body in broken.items():
+        real = store.get(store.key_of(manifest["current"][kind])).data
+        key = f"artifacts/demo/{surface}/{kind}/damaged.parquet"
+        store.put(key, real[: len(real) // 2] if body is None else body)
+        manifest["current"][kind] = store.url(key)
+    manifest["surface"] = surface
+    store.put(paths.current_manifest("demo", surface), json.dumps(manifest).encode())
+
+
+def test_a_corrupt_artifact_is_skipped_with_a_warning_and_read_once(
+    client: TestClient, demo_store: FileSystemStore, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    home = json.loads(demo_store.get(paths.current_manifest("demo", "home")).data)
+    popularity = demo_store.get(demo_store.key_of(home["current"]["popularity"])).data  # valid Parquet, wrong schema
+    _serve_with_broken(demo_store, "broken-cooc", {"cooc": None, "session_seq": popularity})
+    reads: list[str] = []
+    real_get = FileSystemStore.get
+    monkeypatch.setattr(FileSystemStore, "get", lambda self, key: reads.append(key) or real_get(self, key))
+    body = {"user": {"user_id": "u00017"}, "anchors": {"item_ids": ["i00042"]}, "segment": "default", "k": 20}
+    with caplog.at_level("WARNING", logger="recsys.serve.artifacts"):
+        first = recommend(client, surface="broken-cooc", **body)
+    second = recommend(client, surface="broken-cooc", **body)
+    for result in (first, second):  # served from the other kinds, the broken ones named
+        assert len(result["items"]) == 20 and result["meta"]["manifest_version"]
+        assert [(w["code"], w["detail"]) for w in result["warnings"]] == [
+            ("DEFAULT_APPLIED", "anchors.max_anchors defaulted to 50"),
+            ("DEFAULT_APPLIED", "options defaulted"),
+            ("SIGNAL_UNAVAILABLE", "cooc unavailable: artifact unreadable"),
+            ("SIGNAL_UNAVAILABLE", "session unavailable: artifact unreadable"),
+        ]
+    assert ids(first) == ids(second)
+    damaged = [key for key in reads if key.endswith("damaged.parquet")]
+    assert sorted(damaged) == [
+        "artifacts/demo/broken-cooc/cooc/damaged.parquet",
+        "artifacts/demo/broken-cooc/session_seq/damaged.parquet",
+    ]
+    assert sorted(record.kind for record in caplog.records if "unreadable" in record.getMessage()) == [  # type: ignore[attr-defined]
+        "cooc",
+        "session_seq",
+    ]
+    similar = client.post("/v1/similar", json={"surface": "broken-cooc", "item_id": "i00042"}, headers=DEMO).json()
+    assert similar["items"] and ("SIGNAL_UNAVAILABLE", "cooc unavailable: artifact unreadable") in [
+        (w["code"], w["detail"]) for w in similar["warnings"]
+    ]
+
+
+def test_a_request_only_a_corrupt_artifact_could_serve_gets_no_items_and_a_warning(
+    client: TestClient, demo_store: FileSystemStore
+) -> None:
+    _serve_with_broken(
+        demo_store, "broken-all", {"popularity": None, "cooc": None, "item_knn": None, "content_sim": None}
+    )
+    for attempt in range(2):  # the failure, then its memo: the same answer
+        cold = recommend(client, surface="broken-all", segment="default", k=5, options={}, user={"user_id": "nobody"})
+        assert cold["items"] == [] and cold["warnings"] == [
+            {"code": "SIGNAL_UNAVAILABLE", "detail": "popularity unavailable: artifact unreadable"}
+        ], attempt
+        similar = client.post(
+            "/v1/similar",
+            json={"surface": "broken-all", "segment": "default", "k": 5, "item_id": "i00042", "options": {}},
+            headers=DEMO,
+        )
+        assert similar.status_code == 200 and similar.json()["items"] == []
+        assert similar.json()["warnings"] == [
+            {"code": "SIGNAL_UNAVAILABLE", "detail": "similarity signals unavailable"}
+        ]
+
+
 # --- tenant isolation -------------------------------------------------------------------------------------------
 
 
@@ -514,6 +731,7 @@ def test_no_route_reads_another_tenants_data(client: TestClient) -> None:
 def test_api_gateway_events_through_the_lambda_handler(demo_store: FileSystemStore, monkeypatch) -> None:
     monkeypatch.setenv("RECSYS_STORE", demo_store.uri)
     monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
+    monkeypatch.setenv("AUTH_ROLE_CLAIMS", "roles")  # events/api-admin-config.json carries its roles there
     spec = importlib.util.spec_from_file_location("recommend_app", ROOT / "functions" / "recommend" / "app.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

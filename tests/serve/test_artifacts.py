@@ -783,27 +783,33 @@ def test_artifact_deleted_before_first_use_is_unavailable_when_used(store, reade
         ("implicit", None),
     ],
 )
-def test_incompatible_artifact(store, spy: SpyStore, clock: FakeClock, refs, kind: str, body: bytes | None) -> None:
+def test_unreadable_artifact_is_skipped_logged_and_remembered(
+    store, spy: SpyStore, clock: FakeClock, refs, kind: str, body: bytes | None, caplog: pytest.LogCaptureFixture
+) -> None:
     if body is None:
         body = to_parquet(read_table(store, refs["popularity"].uri), popularity.SCHEMA, kind="popularity")
     key = f"artifacts/demo/home/{kind}/broken.parquet"
     store.put(key, body)
     manifest = with_current(current_manifest(store), **{kind: store.url(key)})
     signals = ArtifactSignals(manifest, ArtifactCache(), lambda uri: (spy, spy.key_of(uri)), clock=clock)
-    assert kind in signals.available  # it exists; it just cannot be served
+    assert kind in signals.available and not signals.unreadable  # it exists: only reading it tells
     lookup: Callable[[], Any] = {
         "popularity": lambda: signals.popular(3),
         "cooc": lambda: signals.co_visited("i00000"),
         "implicit": lambda: signals.user_items("u00000"),
     }[kind]
-    with pytest.raises(ArtifactIncompatible) as caught:
-        lookup()
-    assert caught.value.kind == kind
+    with caplog.at_level(logging.WARNING, logger="recsys.serve.artifacts"):
+        assert lookup() == []  # skipped like a missing object, not raised
+    assert [record.kind for record in caplog.records] == [kind]  # type: ignore[attr-defined]
+    assert signals.unreadable == {kind} and kind not in signals.available
     spy.reset()
-    with pytest.raises(ArtifactIncompatible):
-        lookup()
-    assert spy.gets == [] and spy.ranges == []  # remembered, not re-downloaded per request
+    caplog.clear()
+    assert lookup() == [] and signals.arrays().unreadable == {kind}
+    assert spy.gets == [] and spy.ranges == [] and not caplog.records  # remembered: not re-read nor re-logged
     assert signals.next_items("i00000")  # other kinds are unaffected
+    clock.now += signals.retry_after
+    assert kind in signals.available and not signals.unreadable  # looked at again after the memo expires
+    assert lookup() == [] and signals.unreadable == {kind}
 
 
 # --- S3 (moto) -------------------------------------------------------------------------------------------------

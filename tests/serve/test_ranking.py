@@ -7,6 +7,8 @@ pop 0.2, cooc 1.0, implicit 0.5, session 1.0, content 0.5, knn 1.0.
 from __future__ import annotations
 
 import datetime as dt
+import math
+import sys
 
 import pytest
 
@@ -491,6 +493,68 @@ def test_popularity_unavailable():
     assert warnings(ranked) == [("SIGNAL_UNAVAILABLE", "popularity unavailable: not in manifest")]
 
 
+class UnreadableSignals(DictSignals):
+    """DictSignals whose `unreadable` kinds exist but fail to load on first use, like a corrupt artifact behind
+    ArtifactSignals: the lookup gives nothing, the kind leaves `available` and is listed in `unreadable`."""
+
+    LOOKUPS = {
+        "popularity": {"popular": [], "popularity_of": 0.0},
+        "cooc": {"co_visited": [], "co_visit_counts": {}},
+        "implicit": {"user_items": []},
+        "session_seq": {"next_items": []},
+        "content_sim": {"similar_by_tags": [], "tags": ()},
+        "item_knn": {"item_neighbors": []},
+    }
+
+    def __init__(self, unreadable: set[str], **data) -> None:
+        super().__init__(**data)
+        self.unreadable: frozenset[str] = frozenset()
+        for kind in unreadable:
+            for method, nothing in self.LOOKUPS[kind].items():
+                setattr(self, method, self._failing(kind, nothing))
+
+    def _failing(self, kind: str, nothing):
+        def lookup(*_):
+            self.unreadable |= {kind}
+            self.available -= {kind}
+            return nothing
+
+        return lookup
+
+
+def test_an_unreadable_kind_is_skipped_with_a_warning_on_first_use_and_after():
+    data = {
+        "popularity": {"a": 10, "b": 5},
+        "cooc": {"x": {"c": 0.5}},
+        "session_seq": {"x": {"d": 0.5}},
+        "content_sim": {"x": {"e": 0.5}},
+        "tags": {"a": ("t",), "b": ("t",)},
+        "implicit": {},
+        "item_knn": {},
+    }
+    signals = UnreadableSignals({"cooc", "content_sim"}, **data)
+    req = request(anchors={"item_ids": ["x"]}, constraints={"forbidden_tags": ["t"]})
+    first, second = run(signals, req), run(signals, req)  # the failure, then a request that finds it remembered
+    for ranked in (first, second):
+        assert ids(ranked) == ["d", "a", "b"]  # session_seq, popularity; no tags to forbid (content_sim holds them)
+        assert warnings(ranked) == [
+            ("SIGNAL_UNAVAILABLE", "cooc unavailable: artifact unreadable"),
+            ("SIGNAL_UNAVAILABLE", "content unavailable: artifact unreadable"),
+            ("TAG_LOOKUP_FAILED", "failed to fetch item tags for constraints"),
+        ]
+    assert first.items == second.items
+    # Not looked up (no anchors): no warning, unreadable or not.
+    assert warnings(run(UnreadableSignals({"cooc"}, **data))) == []
+
+
+def test_unreadable_popularity_is_what_a_missing_one_is_with_its_own_reason():
+    signals = UnreadableSignals({"popularity"}, popularity={"a": 1}, implicit={})
+    for _ in range(2):  # the failure, then its memo
+        ranked = run(signals)
+        assert ranked.items == []
+        assert warnings(ranked) == [("SIGNAL_UNAVAILABLE", "popularity unavailable: artifact unreadable")]
+
+
 # ---------------------------------------------------------------------------------------------------- similar
 
 
@@ -553,6 +617,33 @@ def test_similar_without_similarity_signals():
     ranked = similar(similar_request("a"), DictSignals(popularity={"a": 1}), config("pdp"))
     assert ranked.items == []
     assert warnings(ranked) == [("SIGNAL_UNAVAILABLE", "similarity signals unavailable")]
+
+
+def test_similar_skips_unreadable_kinds_and_without_a_readable_one_has_no_signal():
+    data = {"cooc": {"a": {"b": 0.5}}, "content_sim": {"a": {"c": 0.4}}, "item_knn": {"a": {"d": 0.3}}}
+    signals = UnreadableSignals({"cooc"}, **data)
+    for _ in range(2):
+        ranked = similar(similar_request("a"), signals, config("pdp"))
+        assert ids(ranked) == ["d", "c"]
+        assert warnings(ranked) == [("SIGNAL_UNAVAILABLE", "cooc unavailable: artifact unreadable")]
+    signals = UnreadableSignals({"cooc", "content_sim", "item_knn"}, **data)
+    for _ in range(2):
+        ranked = similar(similar_request("a"), signals, config("pdp"))
+        assert ranked.items == []
+        assert warnings(ranked) == [("SIGNAL_UNAVAILABLE", "similarity signals unavailable")]
+
+
+def test_scores_past_a_doubles_range_saturate():
+    huge = 1e308  # finite, but the blend of several such weights overflows a double
+    signals = DictSignals(
+        popularity={"a": 10, "b": 5}, cooc={"x": {"a": 1.0, "b": 1.0}}, content_sim={"x": {"a": 1.0}}, item_knn={}
+    )
+    cfg = config(weights=dict.fromkeys(TEST_WEIGHTS, huge))
+    ranked = run(signals, request(anchors={"item_ids": ["x"]}, options={"explain": "full"}), cfg)
+    assert ids(ranked) == ["a", "b"] and scores(ranked)["a"] == sys.float_info.max
+    assert all(math.isfinite(value) for item in ranked.items for value in item.explain["signals"].values())
+    similar_items = similar(similar_request("x"), signals, config("pdp", weights=dict.fromkeys(TEST_WEIGHTS, huge)))
+    assert scores(similar_items)["a"] == sys.float_info.max
 
 
 def test_similar_with_one_signal_missing_and_constraints():

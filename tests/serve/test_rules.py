@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import sys
 import uuid
 
 import pytest
@@ -175,6 +176,12 @@ def test_time_formats(value):
     assert parsed.valid_from == NOW
 
 
+def test_an_end_date_of_9999_12_31_never_ends():
+    [rule] = parse_rules({"action": "pin", "item_id": "a", "valid_until": "9999-12-31"})  # was skipped: overflow
+    assert rule.valid_until == dt.datetime.max.replace(tzinfo=dt.UTC)
+    assert rule.applies(surface="home", segment="default", now=NOW)
+
+
 def test_rule_id_given_or_stable_uuid5_of_canonical_json():
     payload = {"action": "pin", "item_ids": ["a"], "priority": 1}
     [first] = parse_rules([payload])
@@ -251,6 +258,15 @@ def test_negative_boost_demotes_but_never_injects():
     # a: delta = 1.0 * -0.5 = -0.5 -> 0.5
     assert outcome.scores == {"a": 0.5}
     assert outcome.reasons["a"] == ["rule.boost:-0.50[d]"]
+
+
+def test_boosts_past_a_doubles_range_saturate():
+    huge = sys.float_info.max / 2
+    up = [rule(f"up{n}", "BOOST", items=["a"], boost=huge) for n in range(3)]
+    outcome = apply({"a": 4.0, "b": 4.0}, [*up, rule("down", "BOOST", items=["b"], boost=-huge)])
+    # a: 4 * huge overflows -> the largest score, and stays there; b: likewise -> the most negative one
+    assert outcome.scores == {"a": sys.float_info.max, "b": -sys.float_info.max}
+    assert outcome.reasons["a"][0] == f"rule.boost:{sys.float_info.max:+.2f}[up0]"
 
 
 def test_zero_or_missing_boost_does_nothing():

@@ -70,6 +70,12 @@ def test_seed_tutorial_payload_parses_and_keeps_unknown_keys():
         ({"exclude_seen": "maybe"}, "exclude_seen: Input should be a valid boolean"),
         ({"surfaces": {"Home": {}, "home": {}}}, "surfaces has duplicate surface names (names are case-insensitive)"),
         ([1, 2], "config must be a JSON object"),
+        # non-finite numbers (the lenient scalars turn "NaN" into one): every float field refuses them
+        ({"weights": {"pop": "NaN"}}, "weights.pop: Input should be a finite number"),
+        ({"weights": {"knn": float("inf")}}, "weights.knn: Input should be a finite number"),
+        ({"surfaces": {"pdp": {"weights": {"cooc": "1e400"}}}}, "surfaces.pdp.weights.cooc: Input should be a finite"),
+        ({"anchor_decay": float("nan")}, "anchor_decay: Input should be a finite number"),
+        ({"surfaces": {"pdp": {"history_decay": "-Infinity"}}}, "surfaces.pdp.history_decay: Input should be a finite"),
     ],
 )
 def test_invalid_config_raises_value_error_with_a_clear_message(data, message):

@@ -54,8 +54,11 @@ def _problem_response(request: Request, problem: Problem) -> JSONResponse:
 
 
 def _body_problem(headers: Headers, max_body_bytes: int) -> Problem | None:
-    """413 for a declared body over the limit, 415 for a body that is not JSON; None if the body may be read."""
+    """400 for a Content-Length that is not a length, 413 for a declared body over the limit, 415 for a body that is
+    not JSON; None if the body may be read."""
     length = headers.get("content-length")
+    if length is not None and not (length.isascii() and length.isdigit()):
+        return invalid("Content-Length must be a non-negative integer")
     if length and int(length) > max_body_bytes:
         return Problem(413, "RECSYS_PAYLOAD_TOO_LARGE", "request body too large")
     content_type = headers.get("content-type", "").split(";")[0].strip().lower()
@@ -249,19 +252,20 @@ def create_app(
             headers={"ETag": f'"{document.version}"', **NO_STORE},
         )
 
-    for kind in ("config", "rules"):
+    def document_routes(kind: str) -> None:
+        """GET and PUT of one tenant document; `kind` is bound here, so the routes take no parameter for it."""
+        invalid_code = "RECSYS_INVALID_CONFIG" if kind == "config" else "RECSYS_INVALID_RULES"
 
-        def get_document(request: Request, tenant_id: str, kind: str = kind) -> JSONResponse:
+        def get_document(request: Request, tenant_id: str) -> JSONResponse:
             admin_caller(request, tenant_id)
             return document_response(tenant_id, kind, service.get_document(tenant_id, kind))
 
-        async def put_document(request: Request, tenant_id: str, kind: str = kind) -> JSONResponse:
+        async def put_document(request: Request, tenant_id: str) -> JSONResponse:
             caller = admin_caller(request, tenant_id)
-            code = "RECSYS_INVALID_CONFIG" if kind == "config" else "RECSYS_INVALID_RULES"
             try:
                 data = load_json(await request.body())
             except BodyError:
-                raise Problem(400, code, f"{kind} must be valid JSON") from None
+                raise Problem(400, invalid_code, f"{kind} must be valid JSON") from None
             document = await run_in_threadpool(
                 service.put_document, caller, tenant_id, kind, data, request.headers.get("if-match")
             )
@@ -283,9 +287,12 @@ def create_app(
             openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": {}}}}},
         )
 
+    document_routes("config")
+    document_routes("rules")
+
     @app.post("/v1/admin/tenants/{tenant_id}/cache/invalidate", tags=["admin"])
     async def invalidate(request: Request, tenant_id: str) -> JSONResponse:
-        admin_caller(request, tenant_id)
+        caller = admin_caller(request, tenant_id)
         try:
             body = load_json(await request.body() or b"{}")
         except BodyError:
@@ -294,7 +301,8 @@ def create_app(
         if not targets or not isinstance(targets, list) or not all(isinstance(t, str) for t in targets):
             raise Problem(400, "RECSYS_INVALID_TARGETS", "targets is required")
         surface = body.get("surface")
-        counts = service.invalidate(tenant_id, targets, surface)
+        # Loaded artifacts are shared by the whole process: only a platform admin may drop other tenants'.
+        counts = service.invalidate(tenant_id, targets, surface, all_tenants_artifacts=caller.is_platform_admin)
         return JSONResponse(
             {
                 "tenant_id": tenant_id,

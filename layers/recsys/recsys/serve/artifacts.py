@@ -88,7 +88,9 @@ OnStale = Callable[[str, str, Exception], None]
 
 
 class ArtifactIncompatible(RecsysError):
-    """An artifact (or manifest) exists but cannot be served: the API answers 422 RECSYS_ARTIFACT_INCOMPATIBLE.
+    """An artifact (or manifest) exists but cannot be served. An artifact's kind is then skipped (`ArtifactSignals`
+    lists it as `unreadable`); a manifest's is ManifestIncompatible, which the API answers with 422
+    RECSYS_ARTIFACT_INCOMPATIBLE.
 
     `kind` is the artifact kind, or "manifest" (the seed's load-failure metric label).
     """
@@ -467,6 +469,15 @@ class ArtifactCache:
             self._entries.clear()
             self._bytes = 0
         return dropped
+
+    def invalidate_uris(self, uris: Iterable[str]) -> int:
+        """Drop the entries of these artifact URIs (whole artifacts and their parts); returns how many."""
+        wanted = set(uris)
+        with self._lock:
+            keys = [key for key in self._entries if (key[0] if isinstance(key, tuple) else key) in wanted]
+            for key in keys:
+                self._bytes -= self._entries.pop(key)[1]
+        return len(keys)
 
 
 # --- loaded forms ----------------------------------------------------------------------------------------------
@@ -908,10 +919,11 @@ class _Failure:
 class ArtifactSignals:
     """`Signals` over one manifest's artifacts, each kind loaded on first use (through the shared ArtifactCache).
 
-    `available` = the known kinds the manifest names whose object exists: it probes each kind not loaded yet with
-    one `size` request (cached). A missing object makes its kind unavailable (logged), an artifact that does not
-    have its kind's schema raises ArtifactIncompatible from its lookups; both outcomes are remembered for
-    `retry_after` seconds. Other store errors propagate and are not remembered.
+    `available` = the known kinds the manifest names whose object exists and can be read: it probes each kind not
+    loaded yet with one `size` request (cached). A missing object makes its kind unavailable; so does an artifact
+    that cannot be read (not Parquet, truncated, not its kind's schema), which is also listed in `unreadable`. Either
+    way the kind's lookups return nothing, the failure is logged once and remembered for `retry_after` seconds (not
+    re-read per request), and the other kinds serve as usual. Other store errors propagate and are not remembered.
 
     Loaded tables keep their own item dictionaries (they are shared through the cache); `vocabulary` translates
     each one on first use, so `arrays()` (what ranking reads) works on one code space per manifest.
@@ -950,13 +962,24 @@ class ArtifactSignals:
     def available(self) -> frozenset[str]:
         return frozenset(kind for kind in self.uris if self._exists(kind))
 
+    @property
+    def unreadable(self) -> frozenset[str]:
+        """The kinds whose artifact exists but could not be read (within `retry_after` of the failure)."""
+        now = self.clock()
+        with self._lock:
+            return frozenset(
+                kind
+                for kind, failure in self._failures.items()
+                if failure.incompatible is not None and now < failure.retry_at
+            )
+
     def _exists(self, kind: str) -> bool:
         with self._lock:
             if kind in self._present:
                 return True
             failure = self._failures.get(kind)
             if failure is not None and self.clock() < failure.retry_at:
-                return failure.incompatible is not None  # present but unusable: lookups raise
+                return False  # missing, or present but unreadable
         uri = self.uris[kind]
         if uri in self.cache:
             self._mark_present(kind)
@@ -995,8 +1018,6 @@ class ArtifactSignals:
             with self._lock:
                 failure = self._failures.get(kind)
                 if failure is not None and self.clock() < failure.retry_at:
-                    if failure.incompatible is not None:
-                        raise ArtifactIncompatible(failure.incompatible, kind=kind)
                     return None
         cache_key: Hashable = uri if key_suffix is None else (uri, key_suffix)
 
@@ -1013,11 +1034,12 @@ class ArtifactSignals:
             self._mark_missing(kind, uri)
             return None
         except ArtifactIncompatible as err:
-            log.warning("artifact incompatible", extra={"kind": kind, "uri": uri, "error": str(err)})
+            # Skipped like a missing object: one broken kind must not fail the requests the others can serve.
+            log.warning("artifact unreadable; signal unavailable", extra={"kind": kind, "uri": uri, "error": str(err)})
             with self._lock:
                 self._present.discard(kind)
                 self._failures[kind] = _Failure(self.clock() + self.retry_after, str(err))
-            raise
+            return None
         if not present:
             self._mark_present(kind)
         return value
@@ -1124,6 +1146,10 @@ class ArtifactArrays:
         self._tables: dict[str, tuple[Any, Translation] | None] = {}
         self._private: dict[str, int] = {}
         self._private_names: list[str] = []
+
+    @property
+    def unreadable(self) -> frozenset[str]:
+        return self._signals.unreadable  # live: a kind this request fails to load shows up at once
 
     def _table(self, kind: str) -> tuple[Any, Translation] | None:
         if kind not in self._tables:
@@ -1301,3 +1327,15 @@ class ArtifactReader:
         if artifacts:
             dropped += self.artifacts.invalidate_all()
         return dropped
+
+    def invalidate_tenant_artifacts(self, tenant: str, surface: str | None = None) -> int:
+        """Drop the loaded artifacts the tenant's manifests (one surface or all) name, not other tenants'. Call it
+        before `invalidate`, which forgets those manifests. Returns how many cache entries were dropped."""
+        with self._lock:
+            uris = {
+                uri
+                for (owner, name), signals in self._signals.items()
+                if owner == tenant and (surface is None or name == surface)
+                for uri in signals.uris.values()
+            }
+        return self.artifacts.invalidate_uris(uris)

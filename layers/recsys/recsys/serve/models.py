@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
+import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -25,7 +27,9 @@ SIGNAL_WEIGHTS = ("pop", "cooc", "emb", "implicit", "session", "content", "knn")
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Non-finite floats (NaN, Infinity, 1e400) are never a meaningful request value, and they break arithmetic
+    # and JSON rendering later: refused here, whoever builds the request (the API's decoder refuses them too).
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class User(_Strict):
@@ -149,21 +153,47 @@ class BodyError(ValueError):
     """A request body that is not one decodable JSON document; the message is one line for the problem detail."""
 
 
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise BodyError(f"invalid JSON: the number {text[:40]} is out of a double's range")
+    return value
+
+
+def _no_constant(name: str) -> Any:
+    raise BodyError(f"invalid JSON: {name} is not a JSON number")
+
+
 def load_json(raw: bytes) -> Any:
-    """json.loads for a request body. Whatever the body, the only error is BodyError: bad JSON, trailing data,
-    bytes that are not UTF-8, a number past int()'s digit limit, nesting past the recursion limit."""
+    """json.loads for a request body, held to what JSON can represent everywhere (RFC 8259, I-JSON): no NaN or
+    Infinity, no number beyond a double's range, no unpaired surrogate escape (each would pass json.loads and fail
+    later, in arithmetic or when a document is stored or echoed). Whatever the body, the only error is BodyError:
+    bad JSON, trailing data, bytes that are not UTF-8 (or the UTF-16/32 json.loads detects), a number past int()'s
+    digit limit, nesting past the recursion limit."""
     try:
-        return json.loads(raw)
+        text = raw.decode(json.detect_encoding(raw))  # strict: json.loads(bytes) would let surrogate bytes through
+        data = json.loads(text, parse_float=_finite_float, parse_constant=_no_constant)
     except json.JSONDecodeError as exc:
         if exc.msg == "Extra data":
             raise BodyError("unexpected trailing data") from None
         raise BodyError(f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
     except UnicodeDecodeError:
         raise BodyError("invalid JSON: the body is not UTF-8") from None
+    except BodyError:
+        raise
     except ValueError:
         raise BodyError("invalid JSON: a number is too long to parse") from None
     except RecursionError:
         raise BodyError("invalid JSON: nested too deeply to parse") from None
+    if _SURROGATE_ESCAPE.search(text):  # rare: only then look for an escape that is not half of a pair
+        try:
+            json.dumps(data, ensure_ascii=False).encode()
+        except UnicodeEncodeError:
+            raise BodyError("invalid JSON: a \\u escape is an unpaired surrogate") from None
+    return data
 
 
 def parse_body(raw: bytes, model: type[BaseModel]) -> BaseModel:

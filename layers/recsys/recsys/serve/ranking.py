@@ -51,11 +51,12 @@ Then, in this order:
 
 Warnings, in this order: SIGNAL_UNAVAILABLE "<signal> unavailable: not in manifest" for signals this request
 would have used (popularity always, collaborative always (history), cooc/session/content with anchors and a
-positive weight, item_knn with history or request anchors and a positive weight), in signal order;
-TAG_LOOKUP_FAILED when tag constraints are given but content_sim (the tag source) is
-absent; RULE_PIN_INJECTED for returned pins that were not candidates; CONSTRAINTS_FILTERED (items dropped by tag
-constraints while filling k); CANDIDATES_INCLUDE_FILTERED (how many of the first k items were not in the
-allow-list) or CANDIDATES_INCLUDE_EMPTY.
+positive weight, item_knn with history or request anchors and a positive weight), in signal order, "...: artifact
+unreadable" instead when the kind's artifact exists but cannot be read (`Signals.unreadable`; its lookups give
+nothing, so the request is ranked without it); TAG_LOOKUP_FAILED when tag constraints are given but content_sim (the
+tag source) is absent or unreadable; RULE_PIN_INJECTED for returned pins that were not candidates;
+CONSTRAINTS_FILTERED (items dropped by tag constraints while filling k); CANDIDATES_INCLUDE_FILTERED (how many of the
+first k items were not in the allow-list) or CANDIDATES_INCLUDE_EMPTY.
 
 Reasons (options.include_reasons): the seed's names of the signals with a positive contribution, in the order
 recent_popularity, co_visitation, collaborative, session_sequence, content_similarity, collaborative_similarity
@@ -69,14 +70,15 @@ similar (`similar`)
   score = w_cooc · cooc + w_knn · knn + w_content · content with the config's weights (all three 0 -> the default
   cooc/knn/content weights); the item itself is never returned; reasons co_visitation / content_similarity /
   collaborative_similarity; the same tag constraints as recommend; no rules, no history. A kind with a positive
-  weight that is missing gets SIGNAL_UNAVAILABLE "<signal> unavailable: not in manifest". An unknown item gets no
-  items and no other warning; without any of cooc, item_knn and content_sim: no items, SIGNAL_UNAVAILABLE
-  "similarity signals unavailable".
+  weight that is missing gets SIGNAL_UNAVAILABLE "<signal> unavailable: not in manifest" (or "...: artifact
+  unreadable"). An unknown item gets no items and no other warning; without any of cooc, item_knn and content_sim
+  that can be read: no items, SIGNAL_UNAVAILABLE "similarity signals unavailable".
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from itertools import islice
@@ -123,6 +125,9 @@ WARNING_NAME = {
 
 KNN_HISTORY_ITEMS = 50
 """The knn signal looks up the item_knn neighbours of at most this many of the visitor's most recent items."""
+
+MAX_SCORE = sys.float_info.max
+"""Scores saturate here: weights are finite but unbounded, and an infinite score has no JSON form."""
 
 _ZERO = dict.fromkeys(SIGNAL_NAMES, 0.0)
 _ITEMS = TypeAdapter(list[Item])
@@ -181,6 +186,10 @@ class _ListArrays:
             KIND[CONTENT]: signals.similar_by_tags,
             KIND[KNN]: signals.item_neighbors,
         }
+
+    @property
+    def unreadable(self) -> frozenset[str]:
+        return _unreadable(self._signals)
 
     def prepare(self, kinds: Iterable[str]) -> None:
         pass
@@ -381,8 +390,14 @@ def _by_score(
         start, rounded = end, following
 
 
-def _unavailable(name: str) -> Warning_:
-    return Warning_(code="SIGNAL_UNAVAILABLE", detail=f"{WARNING_NAME[name]} unavailable: not in manifest")
+def _unavailable(name: str, unreadable: frozenset[str] = frozenset()) -> Warning_:
+    reason = "artifact unreadable" if KIND[name] in unreadable else "not in manifest"
+    return Warning_(code="SIGNAL_UNAVAILABLE", detail=f"{WARNING_NAME[name]} unavailable: {reason}")
+
+
+def _unreadable(signals: Signals | SignalArrays) -> frozenset[str]:
+    """The kinds whose artifact exists but cannot be read (the artifacts' signals track them; plain data has none)."""
+    return getattr(signals, "unreadable", frozenset())
 
 
 def _has_tag_constraints(constraints: Constraints | None) -> bool:
@@ -630,9 +645,11 @@ def rank(
             values[POP][others] = np.minimum(arrays.popularity_of(parts.items[others]) / max_pop, 1.0)
 
     base = np.zeros(len(eligible))
-    for name in SIGNAL_NAMES:
-        if weights[name] > 0:
-            base = base + weights[name] * values[name][eligible]
+    with np.errstate(over="ignore"):  # finite weights can still add up past a double: saturated below
+        for name in SIGNAL_NAMES:
+            if weights[name] > 0:
+                base = base + weights[name] * values[name][eligible]
+    base = np.minimum(base, MAX_SCORE)
 
     position: dict[str, int] = {}  # item id -> index into eligible (the items that have signal values)
 
@@ -662,8 +679,16 @@ def rank(
         selection = _select(ordered, k, tags, request.constraints, allow)
         scores = {item: float(base[position[item]]) for item in selection.kept}
 
-    warnings = [_unavailable(name) for name in SIGNAL_NAMES if name in missing]
-    warnings += _tag_lookup_warning(request.constraints, available)
+    # A kind whose artifact failed to load (in this request, or in an earlier one: then it is not `available`) was
+    # skipped like a missing one: its lookups gave nothing.
+    unreadable = _unreadable(arrays)
+    looked_up = {name for name in (POP, IMPLICIT) if KIND[name] in available} | {name for name in uses if uses[name]}
+    warnings = [
+        _unavailable(name, unreadable)
+        for name in SIGNAL_NAMES
+        if name in missing or (name in looked_up and KIND[name] in unreadable)
+    ]
+    warnings += _tag_lookup_warning(request.constraints, available - unreadable)
     if outcome is not None:
         injected = sum(1 for item in selection.kept if item in outcome.pinned and item not in position)
         if injected:
@@ -691,16 +716,17 @@ def similar(request: NormalizedSimilar, signals: Signals, config: EffectiveConfi
     if all(weights[name] <= 0 for name in blended):
         weights.update({name: DEFAULT_WEIGHTS[name] for name in blended})
 
-    warnings: list[Warning_] = []
     raw: dict[str, dict[str, float]] = {name: {} for name in blended}
     lookups = {COOC: signals.co_visited, KNN: signals.item_neighbors, CONTENT: signals.similar_by_tags}
-    for name in SIGNAL_NAMES:  # signal order: the warnings come in the same order as recommend's
-        if name not in blended or weights[name] <= 0:
-            continue
-        if KIND[name] not in available:
-            warnings.append(_unavailable(name))
-            continue
-        _max_into(raw[name], lookups[name](request.item_id))
+    weighted = [name for name in SIGNAL_NAMES if name in blended and weights[name] > 0]  # signal order, like recommend
+    for name in weighted:
+        if KIND[name] in available:
+            _max_into(raw[name], lookups[name](request.item_id))
+    unreadable = _unreadable(signals)  # a lookup that failed to load its artifact gave nothing: skipped
+    usable = available - unreadable
+    if not any(KIND[name] in usable for name in blended):
+        return Ranked(items=[], warnings=[Warning_(code="SIGNAL_UNAVAILABLE", detail="similarity signals unavailable")])
+    warnings = [_unavailable(name, unreadable) for name in weighted if KIND[name] not in usable]
 
     tags = _Tags(signals)
     required = set(request.constraints.required_tags) if request.constraints else set()
@@ -713,10 +739,10 @@ def similar(request: NormalizedSimilar, signals: Signals, config: EffectiveConfi
             continue
         item_values = {**_ZERO, **{name: raw[name].get(item_id, 0.0) for name in blended}}
         values[item_id] = item_values
-        scores[item_id] = sum(weights[name] * item_values[name] for name in blended)
+        scores[item_id] = min(sum(weights[name] * item_values[name] for name in blended), MAX_SCORE)
 
     selection = _select(_order(scores, []), request.k, tags, request.constraints, None)
-    warnings += _tag_lookup_warning(request.constraints, available)
+    warnings += _tag_lookup_warning(request.constraints, usable)
     warnings += _constraint_warnings(selection, None)
     items = _items(selection.kept, scores, values, weights, {}, request.options, [request.item_id])
     return Ranked(items=items, warnings=warnings)

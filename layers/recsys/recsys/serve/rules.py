@@ -31,7 +31,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import re
+import sys
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -329,7 +331,10 @@ def _time(value: Any, *, end: bool) -> dt.datetime | None:
             value = float(text)
         elif _DATE.match(text):
             day = dt.datetime.fromisoformat(text).replace(tzinfo=dt.UTC)
-            return day + dt.timedelta(days=1) if end else day
+            if not end:
+                return day
+            # 9999-12-31, the usual "never ends", has no next day: its end is the last instant there is.
+            return day + dt.timedelta(days=1) if day.date() < dt.date.max else dt.datetime.max.replace(tzinfo=dt.UTC)
         else:
             return _aware(dt.datetime.fromisoformat(text.replace("z", "Z")))
     number = float(value)
@@ -400,10 +405,10 @@ def apply_rules(
                     if boost <= 0:
                         continue
                     scores[item] = 0.0
-                delta = scores[item] * boost
+                delta = _saturated(scores[item] * boost)
                 if delta == 0:
                     delta = boost
-                scores[item] += delta
+                scores[item] = _saturated(scores[item] + delta)
                 boosts.setdefault(item, []).append((rule.rule_id, delta))
 
     reasons: dict[str, list[str]] = {}
@@ -415,6 +420,12 @@ def apply_rules(
         reasons.setdefault(item, []).extend(f"rule.boost:{delta:+.2f}[{rid}]" for rid, delta in details)
     reasons = {item: sorted(set(tokens)) for item, tokens in reasons.items()}
     return RuleOutcome(scores=scores, pinned=list(pinned), reasons=reasons, blocked=frozenset(blocked))
+
+
+def _saturated(score: float) -> float:
+    """`score` within a double's finite range: huge boosts compound to the largest score, never to an infinity (which
+    has no JSON form) or, later, to NaN."""
+    return score if math.isfinite(score) else math.copysign(sys.float_info.max, score)
 
 
 def _neg_priority(rule: Rule) -> int:

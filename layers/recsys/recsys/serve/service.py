@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from aws_lambda_powertools.metrics import MetricUnit, single_metric
+from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 
 from recsys.serve import ranking
 from recsys.serve.artifacts import ArtifactIncompatible, ArtifactReader, LoadedManifest, ManifestIncompatible
@@ -46,13 +46,12 @@ CONFIG_RETRY_SECONDS = 5.0
 def report_stale_manifest(tenant: str, surface: str, error: Exception) -> None:
     """A manifest refresh failed and the last good one is served: log it and count it as a CloudWatch metric."""
     logger.warning("manifest refresh failed for %s/%s, serving the last good one: %s", tenant, surface, error)
-    with single_metric(
-        name="ManifestRefreshFailures",
-        unit=MetricUnit.Count,
-        value=1,
-        namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "Recsys"),
-    ) as metric:
-        metric.add_dimension(name="tenant", value=tenant)
+    # EphemeralMetrics, not single_metric: single_metric prints its EMF line even with POWERTOOLS_METRICS_DISABLED,
+    # and a Metrics instance would share its pending metrics with the pipeline's handlers in one process.
+    metrics = EphemeralMetrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "Recsys"))
+    metrics.add_dimension(name="tenant", value=tenant)
+    metrics.add_metric(name="ManifestRefreshFailures", unit=MetricUnit.Count, value=1)
+    metrics.flush_metrics()
 
 
 @dataclass
@@ -253,8 +252,13 @@ class RecommendService:
         self.invalidate(tenant, ["config" if kind == "config" else "rules"], None)
         return document
 
-    def invalidate(self, tenant: str, targets: list[str], surface: str | None) -> dict[str, int]:
-        """Drop cached state for `tenant` (this process only; other instances follow within their TTLs)."""
+    def invalidate(
+        self, tenant: str, targets: list[str], surface: str | None, *, all_tenants_artifacts: bool = False
+    ) -> dict[str, int]:
+        """Drop cached state for `tenant` (this process only; other instances follow within their TTLs).
+
+        `artifacts` drops the artifacts the tenant's manifests name; with `all_tenants_artifacts` (platform admins)
+        every tenant's loaded artifacts."""
         unknown = sorted(set(targets) - set(CACHE_TARGETS))
         if unknown:
             raise Problem(
@@ -267,7 +271,11 @@ class RecommendService:
             for target in {"config", "rules"} & set(targets):
                 counts[target] = dropped
         if {"manifest", "artifacts", "popularity"} & set(targets):
-            dropped = self.reader.invalidate(tenant, surface, artifacts="artifacts" in targets)
+            artifacts = "artifacts" in targets
+            dropped = 0
+            if artifacts and not all_tenants_artifacts:  # before `invalidate` forgets which artifacts are the tenant's
+                dropped = self.reader.invalidate_tenant_artifacts(tenant, surface)
+            dropped += self.reader.invalidate(tenant, surface, artifacts=artifacts and all_tenants_artifacts)
             for target in {"manifest", "artifacts", "popularity"} & set(targets):
                 counts[target] = dropped
         return counts

@@ -1,7 +1,9 @@
 """What ranking reads from the artifacts of one manifest: small lookups, no I/O in the ranking code itself.
 
 `Signals` is implemented over loaded artifacts by `recsys.serve.artifacts` and by plain dicts in tests.
-A kind missing from the manifest is simply absent from `available`; its lookups return nothing.
+A kind missing from the manifest is simply absent from `available`; its lookups return nothing. An implementation
+whose kinds can fail to load (the artifacts) also has `unreadable`: the kinds whose artifact exists but cannot be
+read. Such a kind leaves `available` once a lookup found it broken, and its lookups return nothing too.
 `SignalArrays` is the same data as arrays over item codes, what ranking works on (`Signals.arrays()` when the
 implementation has it, else ranking's adapter over the lookups above).
 """
@@ -109,7 +111,8 @@ class SignalArrays(Protocol):
     loads the kinds a request will use before any id is turned into a code.
     """
 
-    available: frozenset[str]
+    available: frozenset[str]  # as the request started
+    unreadable: frozenset[str]  # as of now: a kind this request failed to load is in it at once
 
     def prepare(self, kinds: Iterable[str]) -> None: ...
 

@@ -6,7 +6,7 @@ SAM_VENV := .venv-sam
 DEMO_STORE := file://.out/demo
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: venv sam demo test test-slow unit lint template-lint package-size bench clean serve eval-real
+.PHONY: venv sam demo test test-slow unit pytest lint template-lint package-size bench clean serve eval-real
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml layers/recsys/requirements.txt
@@ -40,14 +40,18 @@ package-size: venv sam
 lint: venv
 	$(BIN)/ruff check .
 
+# The fast inner loop: everything but the `slow` tests (crash injection).
 unit: venv
 	$(BIN)/pytest -m "not slow"
 
-# Crash injection: runs killed at random points, then reruns (minutes; not in `make test`).
+# Only the `slow` tests: runs killed at random points, then reruns.
 test-slow: venv
 	$(BIN)/pytest -m slow
 
-test: lint template-lint unit
+pytest: venv
+	$(BIN)/pytest
+
+test: lint template-lint pytest
 
 demo: venv
 	rm -rf .out/demo

@@ -15,9 +15,10 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from recsys.compute.service import compute_kind
+from recsys.contract.quality import QualityResult
 from recsys.days import Window, day_start
 from recsys.evaluation.metrics import evaluate_lists
-from recsys.evaluation.quality import QualityResult
+from recsys.evaluation.split import interactions, relevant_items  # the same split rules as `recsys eval`
 from recsys.publish.manifest import Manifest, build_manifest
 from recsys.publish.service import Pointer, carried_over, history, read_pointer
 from recsys.serve import ranking
@@ -37,8 +38,6 @@ class _Holdout(BaseModel):
 
 
 def _holdout(store: ObjectStore, tenant: str, surface: str, window: Window) -> _Holdout:
-    from recsys.evaluation.run import interactions, relevant_items  # the same split rules as `recsys eval`
-
     train = Window(start=window.start, end=window.end - dt.timedelta(days=1))
     day = Window(start=window.end, end=window.end)
     relevant = relevant_items(interactions(store, tenant, surface, train), interactions(store, tenant, surface, day))

@@ -11,21 +11,18 @@ from __future__ import annotations
 
 import datetime as dt
 import random
-from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
 from pydantic import BaseModel, Field
 
-from recsys import paths
 from recsys.days import Window, day_start
 from recsys.evaluation.baselines import interactions as baseline_index
 from recsys.evaluation.baselines import item_knn_baseline, item_probabilities, popularity_baseline
 from recsys.evaluation.metrics import compare, evaluate_lists, ndcg_at_k, seen_share
 from recsys.evaluation.report import Report
+from recsys.evaluation.split import WindowInteractions, interactions, relevant_items
 from recsys.ingest.sources import day_in_path
 from recsys.pipeline import steps
 from recsys.pipeline.models import ComputeRequest, IngestRequest
@@ -38,7 +35,6 @@ from recsys.serve.tenant_config import EffectiveConfig
 from recsys.serve.tenant_store import TenantDocuments
 from recsys.settings import Settings
 from recsys.store import ObjectStore, open_store
-from recsys.tables import from_parquet
 
 OURS = "recsys (blend)"
 TUNED_SIGNALS = ("pop", "cooc", "session", "content", "knn")
@@ -71,19 +67,6 @@ class EvalOptions(BaseModel):
     seed: int = 7
 
 
-@dataclass
-class WindowInteractions:
-    """Who interacted with what in a window (users with a user_id only)."""
-
-    table: pa.Table  # user_id, item_id, count
-
-    def by_user(self) -> dict[str, set[str]]:
-        users: dict[str, set[str]] = defaultdict(set)
-        for user, item in zip(self.table["user_id"].to_pylist(), self.table["item_id"].to_pylist(), strict=True):
-            users[user].add(item)
-        return users
-
-
 def raw_days(raw: str) -> list[dt.date]:
     """The days the raw location's dated folders name (dt=YYYY-MM-DD/ or YYYY/MM/DD/)."""
     store = open_store(raw)
@@ -102,20 +85,6 @@ def make_split(options: EvalOptions) -> Split:
     if train_start > train_end:
         raise ValueError(f"no train days before the test window {test}")
     return Split(train=Window(start=train_start, end=train_end), test=test)
-
-
-def interactions(store: ObjectStore, tenant: str, surface: str, window: Window) -> WindowInteractions:
-    tables = [
-        from_parquet(store.get(paths.canonical_events(tenant, surface, day)).data).select(["user_id", "item_id"])
-        for day in window.days
-    ]
-    events = pa.concat_tables(tables) if tables else pa.table({"user_id": [], "item_id": []})
-    events = events.filter(pc.is_valid(events["user_id"]))
-    grouped = events.group_by(["user_id", "item_id"], use_threads=False).aggregate([([], "count_all")])
-    table = grouped.rename_columns(["user_id", "item_id", "count"]).sort_by(
-        [("user_id", "ascending"), ("item_id", "ascending")]
-    )
-    return WindowInteractions(table)
 
 
 def build(options: EvalOptions, settings: Settings, split: Split) -> ObjectStore:
@@ -166,12 +135,6 @@ def recommend_all(
         response = service.recommend_normalized(caller, request, [], f"eval-{user}", now)
         lists[user] = [item.item_id for item in response.items]
     return lists
-
-
-def relevant_items(train: WindowInteractions, test: WindowInteractions) -> dict[str, set[str]]:
-    seen = train.by_user()
-    relevant = {user: items - seen.get(user, set()) for user, items in test.by_user().items()}
-    return {user: items for user, items in sorted(relevant.items()) if items}
 
 
 def _item_popularity(train: WindowInteractions) -> dict[str, float]:

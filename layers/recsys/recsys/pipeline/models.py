@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from recsys.compute.service import ArtifactRef
 from recsys.days import Window
-from recsys.evaluation.quality import QualityResult
+from recsys.contract.quality import QualityResult
 from recsys.paths import safe_segment
 from recsys.settings import ARTIFACT_KINDS
 

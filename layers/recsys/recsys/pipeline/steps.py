@@ -9,7 +9,7 @@ from recsys.compute import content_sim
 from recsys.compute.service import ComputeResult, compute_kind
 from recsys.days import Window, yesterday
 from recsys.errors import ConfigError
-from recsys.evaluation.quality import QualityResult
+from recsys.contract.quality import QualityResult
 from recsys.events.parse import DayScope
 from recsys.ingest.service import IngestReport, ingest_day
 from recsys.pipeline import lease

@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 
 from recsys.compute.service import ArtifactRef
 from recsys.days import Window
-from recsys.evaluation.quality import QualityResult
+from recsys.contract.quality import QualityResult
 
 
 class ManifestArtifact(BaseModel):

@@ -20,7 +20,7 @@ from recsys.compute.artifact import content_version
 from recsys.compute.service import ArtifactRef
 from recsys.days import Window
 from recsys.errors import ArtifactInvalid, ManifestNotFound, PointerConflict, PublishRefused
-from recsys.evaluation.quality import QualityResult
+from recsys.contract.quality import QualityResult
 from recsys.publish.manifest import Manifest, build_manifest, is_backfill, manifest_version, regressions
 from recsys.store import NotFound, ObjectStore, PreconditionFailed
 from recsys.tables import from_parquet

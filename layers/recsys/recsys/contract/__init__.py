@@ -1,0 +1,1 @@
+"""The contracts every stage shares, at the bottom of the import graph: the types that cross stage boundaries."""

@@ -90,6 +90,7 @@ def test_the_sample_events_run_through_their_handlers(buckets: S3Store) -> None:
     published = publish(publish_event, Context())
     assert published["decision"] == "moved" and published["pointer_before"] == popularity_only["manifest_version"]
     assert set(read_pointer(buckets, "demo", "home").manifest.current) == set(KINDS)
+    assert handler("release")(sample("release"), Context()) == {"released": True}  # the lease Plan took
 
     rolled = handler("rollback")(sample("rollback"), Context())
     assert rolled["rolled_back_to"] == popularity_only["manifest_version"]

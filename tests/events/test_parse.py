@@ -13,7 +13,14 @@ import pytest
 
 from recsys.events import parse
 from recsys.events.contract import RawEvent, Reason, parse_timestamp
-from recsys.events.parse import DayScope, _newlines, _parse_timestamps, explain_line, parse_events, parse_stream
+from recsys.events.parse import (
+    DayScope,
+    _byte_positions,
+    _parse_timestamps,
+    explain_line,
+    parse_events,
+    parse_stream,
+)
 from tests.conftest import event, jsonl
 
 SCOPE = DayScope("demo", "home", dt.date(2026, 1, 1), frozenset({"exposure", "click", "purchase"}))
@@ -68,8 +75,8 @@ def test_invalid_utf8_is_quarantined() -> None:
 def test_bulk_rules_agree_with_the_per_line_contract(line: str, reason: Reason) -> None:
     """Lines pyarrow parses in bulk get the same reason as RawEvent (plus run scope) would give them."""
     verdict = explain_line(line.encode())
-    if isinstance(verdict, tuple):
-        assert verdict[0] == reason
+    if verdict.reason is not None:
+        assert verdict.reason == reason
     else:  # valid per RawEvent: only the run's scope rejects it
         assert reason in (Reason.UNKNOWN_EVENT_TYPE, Reason.TENANT_MISMATCH, Reason.SURFACE_MISMATCH)
 
@@ -228,14 +235,18 @@ def test_a_line_led_by_null_but_not_null_is_malformed() -> None:
     ]
 
 
-def test_lines_only_the_per_line_contract_can_parse_come_after_the_bulk_lines() -> None:
+def test_events_keep_their_line_order_whichever_path_read_them() -> None:
+    """Dedup keeps the first occurrence, so the order of the events is part of the result: a line only the
+    per-line contract can parse keeps its place among the lines read in bulk."""
     # pyarrow rejects a key given twice with different types; json.loads keeps the last value.
     twice = json.dumps(event(item_id=5))[:-1] + ', "item_id": "B"}'
     other_day = json.dumps(event(item_id=5, ts="2026-01-02T08:00:00Z"))[:-1] + ', "item_id": "D"}'
     data = jsonl(event(item_id="A"), twice, event(item_id="C"), other_day)
-    for block_bytes in (None, 1):
-        result = parse_stream(_pieces(data, 10), source="x", scope=SCOPE, dated=True, block_bytes=block_bytes)
-        assert result.events["item_id"].to_pylist() == ["A", "C", "B"]
+    for block_bytes, bulk in itertools.product((None, 1), (True, False)):
+        result = parse_stream(
+            _pieces(data, 10), source="x", scope=SCOPE, dated=True, block_bytes=block_bytes, bulk=bulk
+        )
+        assert result.events["item_id"].to_pylist() == ["A", "B", "C"]
         assert [(r.line, r.reason, r.raw) for r in result.rejections] == [(4, Reason.OUT_OF_WINDOW, other_day)]
 
 
@@ -273,12 +284,13 @@ def test_timestamps_are_parsed_to_utc_microseconds(with_offsets: bool) -> None:
             assert parse_timestamp(text) == dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(microseconds=us)
 
 
-def test_newlines_are_found_across_search_steps() -> None:
-    data = b"ab\n\ncd\nefghij\n\nk"
+def test_bytes_are_found_across_search_steps() -> None:
+    data = b"ab\n\ncd\nefNghij\n\nk"
     buf = np.frombuffer(data, dtype=np.uint8)
     for step in (1, 2, 3, 100):
-        assert _newlines(buf, step=step).tolist() == [2, 3, 6, 13, 14]
-    assert _newlines(np.frombuffer(b"", dtype=np.uint8)).tolist() == []
+        newlines, capital_n = _byte_positions(buf, (10, ord("N")), step=step)
+        assert newlines.tolist() == [2, 3, 6, 14, 15] and capital_n.tolist() == [9]
+    assert [p.tolist() for p in _byte_positions(np.frombuffer(b"", dtype=np.uint8), (10,))] == [[]]
 
 
 HOSTILE_LINES = {
@@ -296,9 +308,103 @@ HOSTILE_LINES = {
 @pytest.mark.parametrize("name", sorted(HOSTILE_LINES))
 def test_a_hostile_line_is_quarantined_and_never_aborts_the_day(name: str) -> None:
     bad = HOSTILE_LINES[name]
-    reason, detail = explain_line(bad)
-    assert isinstance(reason, Reason) and detail
+    verdict = explain_line(bad)
+    assert isinstance(verdict.reason, Reason) and verdict.detail
     good = jsonl(event())
     parsed = parse_events(good + bad + b"\n" + good, source="raw.jsonl", scope=SCOPE, dated=True)
     assert parsed.events.num_rows == 2
     assert [rejected.line for rejected in parsed.rejections] == [2]
+
+
+# One contract: lines pyarrow's reader reads otherwise than json.loads are judged by the per-line contract, in
+# bulk as alone. Each case sits among good lines (so the bulk path reads the block) and must get the same verdict.
+GOOD = json.dumps(event()).encode()
+WITH_EXTRA = GOOD[:-1] + b', "x": '  # then an unknown field's value and "}"
+OTHER_READINGS = {
+    "bom": (b"\xef\xbb\xbf" + GOOD, Reason.MALFORMED_JSON, "starts with a byte order mark (BOM)"),
+    "null": (b"null", Reason.MISSING_FIELD, "v: required"),
+    "bad_utf8_in_unknown_value": (
+        WITH_EXTRA + b'"\xff"}',
+        Reason.INVALID_ENCODING,
+        f"not UTF-8 at byte {len(WITH_EXTRA) + 1}",
+    ),
+    "bad_utf8_in_unknown_key": (
+        GOOD[:-1] + b', "\xc3": 1}',
+        Reason.INVALID_ENCODING,
+        f"not UTF-8 at byte {len(GOOD) + 2}",
+    ),
+    "nan": (WITH_EXTRA + b"NaN}", Reason.MALFORMED_JSON, "NaN is not valid JSON"),
+    "minus_infinity": (WITH_EXTRA + b"[-Infinity]}", Reason.MALFORMED_JSON, "-Infinity is not valid JSON"),
+    "inf": (WITH_EXTRA + b"Inf}", Reason.MALFORMED_JSON, "Expecting value"),
+    "deep_unknown": (
+        WITH_EXTRA + b"[" * 2000 + b"]" * 2000 + b"}",
+        Reason.MALFORMED_JSON,
+        "nested too deeply to parse",
+    ),
+    "huge_unknown": (WITH_EXTRA + b"7" * 4301 + b"}", Reason.MALFORMED_JSON, "a number is too long to parse"),
+    "two_objects": (GOOD + b" " + GOOD, Reason.MALFORMED_JSON, "Extra data"),
+    **{
+        name: (json.dumps(event(ts=ts)).encode(), Reason.INVALID_TIMESTAMP, "ts: not RFC 3339 with a zone")
+        for name, ts in (
+            ("year_0", "0000-01-01T00:00:00Z"),
+            ("before_year_1_in_utc", "0001-01-01T00:00:00+01:00"),
+            ("after_year_9999_in_utc", "9999-12-31T23:30:00-01:00"),
+        )
+    },
+}
+
+
+@pytest.mark.parametrize("name", sorted(OTHER_READINGS))
+@pytest.mark.parametrize("dated", [True, False])
+def test_lines_pyarrow_reads_otherwise_get_the_per_line_verdict_in_bulk(name: str, dated: bool) -> None:
+    line, reason, detail = OTHER_READINGS[name]
+    data = b"\n".join([GOOD] * 3 + [line] + [GOOD] * 3) + b"\n"
+    for bulk in (True, False):
+        result = parse_stream([data], source="x", scope=SCOPE, dated=dated, bulk=bulk)
+        assert [(r.line, r.reason, r.detail) for r in result.rejections] == [(4, reason, detail)], bulk
+        assert (result.events.num_rows, result.read, result.other_days) == (6, 7, 0)
+
+
+@pytest.mark.parametrize(
+    ("line", "detail"),
+    [
+        (json.dumps(event(v=2)), "v: only 1 is supported"),
+        (json.dumps(event(ts="2026-01-01T08:00:00")), "ts: not RFC 3339 with a zone"),
+        (json.dumps(event(item_id=" ")), "item_id: must not be empty"),
+        (json.dumps(event(rank=-1)), "rank: must be >= 0"),
+        (json.dumps(event(v=...)), "v: required"),
+    ],
+)
+def test_the_per_line_contract_words_a_rule_as_the_bulk_rules_do(line: str, detail: str) -> None:
+    (bulk,) = parse_events(jsonl(line), source="x", scope=SCOPE, dated=True).rejections
+    assert bulk.detail == detail == explain_line(line.encode()).detail
+
+
+@pytest.mark.parametrize(
+    "ts",
+    [
+        "2026-01-01T08:00:00Z\n",  # Python's `$` matches before a trailing newline; RE2's (the bulk path's) does not
+        "2026-01-01T08:00:00.\u0665Z",  # Python's `\d` matches any decimal digit
+        "\u0662\u0660\u0662\u0666-01-01T08:00:00Z",
+    ],
+)
+def test_the_per_line_contract_reads_timestamps_as_the_bulk_path(ts: str) -> None:
+    verdict = explain_line(json.dumps(event(ts=ts)).encode())
+    assert (verdict.reason, verdict.detail) == (Reason.INVALID_TIMESTAMP, "ts: not RFC 3339 with a zone")
+    with pytest.raises(ValueError):
+        parse_timestamp(ts)
+
+
+def test_in_an_undated_source_a_bad_line_of_another_day_is_that_days() -> None:
+    """Whichever path judges it, a line whose ts is of another day is skipped by this day (its own quarantines
+    it): here a missing v (found by the bulk rules) and a wrong type (found by the per-line contract)."""
+    data = jsonl(
+        event(),
+        event(ts="2026-01-05T08:00:00Z", v=...),
+        event(ts="2026-01-05T08:00:00Z", item_id=5),
+        event(ts="not a time", item_id=5),
+    )
+    for bulk in (True, False):
+        result = parse_stream([data], source="x", scope=SCOPE, dated=False, bulk=bulk)
+        assert [(r.line, r.reason) for r in result.rejections] == [(4, Reason.INVALID_TIMESTAMP)]
+        assert (result.events.num_rows, result.read, result.other_days) == (1, 2, 2)

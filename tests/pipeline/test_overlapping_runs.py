@@ -89,3 +89,4 @@ def test_overlapping_runs_each_publish_what_their_own_input_gives(tmp_path: Path
             report = load_report(shared, "demo", "home", day)
             partition = from_parquet(shared.get(paths.canonical_events("demo", "home", day)).data)
             assert partition.num_rows == report.accepted, f"{day}: the partition disagrees with its report"
+            assert shared.head(paths.canonical_events("demo", "home", day)) == report.canonical_etag

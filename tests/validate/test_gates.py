@@ -8,7 +8,7 @@ import pytest
 
 from recsys.days import Window
 from recsys.errors import DayNotIngested, GateFailed
-from recsys.ingest.service import IngestReport
+from recsys.ingest.service import DamagedFile, IngestReport
 from recsys.settings import GateLimits
 from recsys.validate.gates import evaluate
 from recsys.validate.service import validate_window
@@ -59,6 +59,25 @@ def test_error_budget_is_quarantined_over_read_per_day() -> None:
     results = evaluate([report(read=100, accepted=94, quarantined=6)], {}, limits)
     assert failed(results) == ["error_budget"]
     assert "quarantined 6 of 100 lines (6.00%), budget 5.00%" in results[0].message
+
+
+def test_a_damaged_file_uses_the_whole_error_budget() -> None:
+    damaged = DamagedFile(source="s3://raw/dt=2026-01-10/b.jsonl.gz", error="CRC check failed 0x1 != 0x2")
+    day = report(read=100, accepted=100).model_copy(update={"damaged_files": [damaged]})
+    assert day.error_rate == 1.0
+    results = evaluate([day], {}, GateLimits(max_error_rate=0.99))
+    assert failed(results) == ["error_budget"]
+    assert results[0].message == (
+        "2026-01-10: 1 damaged raw file(s) count as 100% (s3://raw/dt=2026-01-10/b.jsonl.gz: CRC check failed "
+        "0x1 != 0x2); quarantined 0 of 100 lines, budget 99.00%"
+    )
+    assert failed(evaluate([day], {}, GateLimits(max_error_rate=1))) == []
+
+
+def test_a_report_stored_before_damaged_files_existed_still_loads() -> None:
+    stored = report().model_dump(mode="json")
+    del stored["damaged_files"]
+    assert IngestReport.model_validate(stored).damaged_files == []
 
 
 def test_min_events_over_the_window_blocks_an_empty_window() -> None:
@@ -130,3 +149,27 @@ def test_only_the_judged_days_face_the_per_day_gates(store) -> None:
     assert not validate_window(store, "demo", "home", window, GateLimits()).passed
     judged_today = validate_window(store, "demo", "home", window, GateLimits(), judge=[D1])
     assert judged_today.passed and judged_today.events == 105
+
+
+def test_a_partition_replaced_after_its_report_fails_validation(store, tmp_path) -> None:
+    from recsys import paths
+    from recsys.events.parse import DayScope
+    from recsys.ingest.service import ingest_day
+    from tests.conftest import event, jsonl
+
+    raw = tmp_path / "raw" / f"dt={D1}"
+    raw.mkdir(parents=True)
+    (raw / "events.jsonl").write_bytes(jsonl(event(ts=f"{D1}T08:00:00Z"), event(ts=f"{D1}T09:00:00Z", item_id="B")))
+    ingested = ingest_day(store, str(tmp_path / "raw"), DayScope("demo", "home", D1, frozenset({"exposure"})))
+    window = Window(start=D1, end=D1)
+    assert ingested.canonical_etag == store.head(paths.canonical_events("demo", "home", D1))
+    assert validate_window(store, "demo", "home", window, GateLimits()).passed
+
+    # An ingest that stopped between its two writes: a new partition beside the old report.
+    (raw / "events.jsonl").write_bytes(jsonl(event(ts=f"{D1}T08:00:00Z")))
+    report_before = store.get(paths.ingest_report("demo", "home", D1)).data
+    ingest_day(store, str(tmp_path / "raw"), DayScope("demo", "home", D1, frozenset({"exposure"})))
+    store.put(paths.ingest_report("demo", "home", D1), report_before)
+    result = validate_window(store, "demo", "home", window, GateLimits())
+    assert [f.gate for f in result.failures] == ["partition_matches_report"]
+    assert "re-ingest the day" in result.failures[0].message

@@ -211,6 +211,8 @@ def _progress(event: StepEvent) -> None:
             f"ingest {r['day']}: {r['accepted']} accepted, {r['duplicates']} duplicates, "
             f"{r['quarantined']} quarantined" + (f" ({reasons})" if reasons else "")
         )
+        if r.get("damaged_files"):
+            line += "; DAMAGED: " + ", ".join(f"{d['source']} ({d['error']})" for d in r["damaged_files"])
         if r.get("kept_existing"):
             line = f"ingest {r['day']}: no raw files any more; kept the {r['accepted']} events ingested before"
     elif event.function == "quality":

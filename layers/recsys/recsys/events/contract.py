@@ -1,7 +1,8 @@
 """The raw exposure event contract (the seed's ExposureEventV1 plus event_type/event_id) and the canonical schema.
 
-`RawEvent` is the authoritative per-line contract: the vectorized parser (events.parse) implements the same rules
-over Arrow columns and falls back to this model to explain any line it cannot parse in bulk.
+`RawEvent` is the authoritative per-line contract (with json.loads, in events.parse.explain_line): the vectorized
+parser (events.parse) implements the same rules over Arrow columns, with the same reasons and details, and leaves
+to this model every line pyarrow cannot read or might read otherwise.
 """
 
 from __future__ import annotations
@@ -14,9 +15,11 @@ from typing import Annotated
 import pyarrow as pa
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, StrictStr, field_validator
 
-# RFC 3339 with a mandatory zone; uppercase T and Z only (as the seed accepts).
+# RFC 3339 with a mandatory zone; uppercase T and Z only (as the seed accepts). ASCII digits only, and the whole
+# text must match (a plain `$` would also match before a trailing newline): the bulk path's regex is RE2's, which
+# means exactly this.
 TS_PATTERN = r"^(?P<base>\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?P<frac>\.\d{1,9})?(?P<zone>Z|[+-]\d{2}:\d{2})$"
-_TS = re.compile(TS_PATTERN)
+_TS = re.compile(TS_PATTERN, re.ASCII)
 
 
 class Reason(StrEnum):
@@ -44,7 +47,7 @@ Trimmed = Annotated[StrictStr, BeforeValidator(_strip)]
 
 def parse_timestamp(text: str) -> dt.datetime:
     """Parse an RFC 3339 timestamp with a mandatory zone to an aware UTC datetime (microsecond precision)."""
-    match = _TS.match(text)
+    match = _TS.fullmatch(text)
     if not match:
         raise ValueError("ts must be RFC 3339 with a zone, e.g. 2026-01-01T08:00:00Z")
     base, frac, zone = match.groups()

@@ -1,16 +1,29 @@
-"""Vectorized JSONL parsing and validation of raw events.
+"""Vectorized JSONL parsing and validation of raw events: one contract, two paths to it.
 
-A source is streamed in blocks of whole lines (`BLOCK_BYTES`), each parsed by pyarrow's JSON reader in one call.
-Only when that fails (broken JSON, a wrong type, invalid UTF-8) is the block bisected into line ranges, so the good
-lines still go through the bulk path and each bad line is explained by the per-line contract (`RawEvent`). Field
-rules are then applied column-wise; a line gets the reason of the first rule it breaks, in field order, as the
-per-line contract would report it.
+The per-line contract decides every line: `explain_line` (json.loads, then `RawEvent`), then the run's scope (tenant,
+surface, day, event types). The bulk path reaches the same verdicts faster: a source is streamed in blocks of whole
+lines (`BLOCK_BYTES`), each read by pyarrow's JSON reader in one call, and the field rules are applied column-wise
+(`_rules`, in the order `RawEvent` reports them, with the same details).
+
+pyarrow reads some lines differently from json.loads, so before a block is read `_Lines.judged_alone` sends these
+to the per-line path, whatever their neighbours:
+- a line that does not start with `{` (a bare `null`, a byte order mark, an array...): never an event as it stands,
+  and pyarrow's reader crashes on a chunk that starts with `null`;
+- a line that is not UTF-8: pyarrow checks only the fields it keeps;
+- a line holding `NaN` or `Inf`: pyarrow reads NaN, Inf and Infinity (signed) as numbers; they are not JSON;
+- a long line that might nest deeper than json.loads can recurse, or hold an integer longer than Python converts
+  (pyarrow has neither limit).
+Lines pyarrow cannot read (bad JSON, a wrong type, a key given twice) are found by bisecting the block and are
+judged alone too. Every line ends up with the verdict `parse_stream(..., bulk=False)` gives it, and the events keep
+their lines' order.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
+import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
@@ -27,13 +40,24 @@ _PARSE_OPTIONS = pj.ParseOptions(explicit_schema=RAW_SCHEMA, unexpected_field_be
 _READ_OPTIONS = pj.ReadOptions(use_threads=True, block_size=16 << 20)
 BLOCK_BYTES = 32 << 20  # raw bytes parsed and judged at a time: bounds memory, and gives pyarrow 2 blocks to thread
 _IS_WHITESPACE = np.isin(np.arange(256), [9, 10, 13, 32])  # per byte value: JSON whitespace
-# TS_PATTERN with the clock and the zone offset in range (hours <= 23, minutes and seconds <= 59), so that only the
-# date is left to check; the bulk path's equivalent of the per-line contract's parse_timestamp.
-_TS_IN_RANGE = r"^\d{4}-\d{2}-\d{2}T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d(?:\.\d{1,9})?(?:Z|[+-](?:[01]\d|2[0-3]):[0-5]\d)$"
+_IS_DIGIT = np.isin(np.arange(256), np.arange(ord("0"), ord("9") + 1))  # per byte value: an ASCII digit
+# json.loads recurses once per nested array or object and gives up near Python's recursion limit (1,000 frames,
+# less the caller's); pyarrow's parser does not recurse. A line pyarrow reads needs 2 bytes per level, so only a
+# line longer than twice this depth can go that deep, and only one with more `[` and `{` bytes than this might.
+_BULK_MAX_DEPTH = 512
+# TS_PATTERN with the year, the clock and the zone offset in range (year >= 0001, hours <= 23, minutes and seconds
+# <= 59), so that only the date is left to check; the bulk path's equivalent of the per-line contract's
+# parse_timestamp.
+_TS_IN_RANGE = (
+    r"^(?:[1-9]\d{3}|0[1-9]\d{2}|00[1-9]\d|000[1-9])-\d{2}-\d{2}"
+    r"T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d(?:\.\d{1,9})?(?:Z|[+-](?:[01]\d|2[0-3]):[0-5]\d)$"
+)
 _EPOCH_TEXT = "1970-01-01T00:00:00Z"
-# Among other lines pyarrow reads a `null` line as a row of nulls (so: missing_field); a `null` line read on its own
-# gets the same verdict.
-_NULL_ROW = dict.fromkeys(RAW_SCHEMA.names)
+# The instants a Python datetime holds (years 1 to 9999 in UTC): the per-line contract rejects a ts outside them.
+_UTC_RANGE_US = tuple(
+    (moment.replace(tzinfo=dt.UTC) - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)) // dt.timedelta(microseconds=1)
+    for moment in (dt.datetime.min, dt.datetime.max)
+)
 _RAW_EXCERPT = 4096  # quarantine keeps this many characters of a rejected line
 _REQUIRED_STRINGS = ("tenant", "surface", "session_id", "item_id")
 _OPTIONAL_STRINGS = ("user_id", "request_id", "event_type", "event_id")
@@ -91,7 +115,7 @@ class _Lines:
 
     def __init__(self, data: memoryview, first_number: int) -> None:
         buf = np.frombuffer(data, dtype=np.uint8)
-        newlines = _newlines(buf)
+        newlines, capital_n, capital_i = _byte_positions(buf, (ord("\n"), ord("N"), ord("I")))
         starts = np.concatenate(([0], newlines + 1))
         ends = np.concatenate((newlines, [len(buf)]))
         nonblank = _has_content(buf, starts, ends)
@@ -100,6 +124,7 @@ class _Lines:
         self.starts = starts[nonblank]
         self.ends = ends[nonblank]
         self.numbers = np.flatnonzero(nonblank) + first_number
+        self._constants = _constant_starts(buf, capital_n, capital_i)
 
     def __len__(self) -> int:
         return len(self.starts)
@@ -110,18 +135,88 @@ class _Lines:
     def text(self, i: int) -> bytes:
         return self.data[self.starts[i] : self.ends[i]].tobytes().rstrip(b"\r")
 
-    def led_by_null(self) -> list[int]:
-        """The lines whose first value is `null` (after any whitespace), in order."""
-        first = np.frombuffer(self.data, dtype=np.uint8)[self.starts]
-        maybe = np.flatnonzero((first == ord("n")) | _IS_WHITESPACE[first])  # few: looked at one by one
-        return [int(i) for i in maybe if self.text(int(i)).lstrip(b" \t\r").startswith(b"null")]
+    def judged_alone(self) -> np.ndarray:
+        """The lines (ascending indices) pyarrow's reader might read otherwise than the per-line contract, so that
+        only the per-line contract may judge them (see the module docstring). Cheap for a block of ordinary lines: a
+        look at each line's first byte and length, and one pass over the block for its UTF-8 check (the `N` and `I`
+        bytes that may start NaN or Inf were found with the newlines)."""
+        buf = np.frombuffer(self.data, dtype=np.uint8)
+        first = buf[self.starts]
+        alone = first != ord("{")
+        for i in np.flatnonzero(_IS_WHITESPACE[first]):  # led by whitespace (few): look past it
+            alone[i] = not self.text(int(i)).lstrip(b" \t\r").startswith(b"{")
+        alone[self._lines_at(self._constants)] = True
+        if not _is_utf8(self.data):
+            alone[self._not_utf8(buf)] = True
+        # What json.loads cannot take needs long lines; ordinary blocks have none and skip these passes.
+        lengths = self.ends - self.starts
+        if (lengths > 2 * _BULK_MAX_DEPTH).any():  # might nest deeper than json.loads recurses
+            openings = np.concatenate(_byte_positions(buf, (ord("["), ord("{"))))  # in strings too: only a false alarm
+            alone |= np.bincount(self._lines_at(openings), minlength=len(self)) > _BULK_MAX_DEPTH
+        digits = sys.get_int_max_str_digits()  # 0: no limit
+        if digits and (lengths > digits).any():  # might hold an integer longer than int() converts
+            alone[self._lines_at(np.array(_long_digit_runs(buf, digits), dtype=np.intp))] = True
+        return np.flatnonzero(alone)
+
+    def _lines_at(self, positions: np.ndarray) -> np.ndarray:
+        """The line (index) holding each byte position; positions in blank lines cannot be asked for."""
+        return np.searchsorted(self.starts, positions, side="right") - 1
+
+    def _not_utf8(self, buf: np.ndarray) -> list[int]:
+        """The lines that are not UTF-8, among those holding a byte >= 0x80 (a block that failed the UTF-8 check)."""
+        high = np.zeros(len(buf) + 1, dtype=bool)  # the extra False lets a line ending at len(buf) be reduced
+        np.greater_equal(buf, 0x80, out=high[:-1])
+        bounds = np.column_stack((self.starts, self.ends)).ravel()
+        candidates = np.flatnonzero(np.logical_or.reduceat(high, bounds)[::2])
+        return [int(i) for i in candidates if not _decodes(self.text(int(i)))]
 
 
-def _newlines(buf: np.ndarray, step: int = 1 << 20) -> np.ndarray:
-    """Positions of the newlines in `buf`, searched a MB at a time: the byte mask stays small, so it is reused
-    instead of being a fresh block-sized allocation each time."""
-    parts = [np.flatnonzero(buf[at : at + step] == 10) + at for at in range(0, len(buf), step)]
-    return np.concatenate(parts) if parts else np.empty(0, dtype=np.intp)
+def _byte_positions(buf: np.ndarray, values: tuple[int, ...], step: int = 1 << 20) -> list[np.ndarray]:
+    """Per byte value of `values`, its positions in `buf`, searched a MB at a time: the byte masks stay small, so
+    they are reused instead of being fresh block-sized allocations, and each MB is read from memory once."""
+    found: list[list[np.ndarray]] = [[] for _ in values]
+    for at in range(0, len(buf), step):
+        part = buf[at : at + step]
+        for positions, value in zip(found, values, strict=True):
+            positions.append(np.flatnonzero(part == value) + at)
+    return [np.concatenate(parts) if parts else np.empty(0, dtype=np.intp) for parts in found]
+
+
+def _constant_starts(buf: np.ndarray, capital_n: np.ndarray, capital_i: np.ndarray) -> np.ndarray:
+    """Where `NaN` or `Inf` starts in `buf`, given the positions of its `N` and `I` bytes (inside strings too)."""
+    hits = []
+    for positions, rest in ((capital_n, b"aN"), (capital_i, b"nf")):
+        positions = positions[positions + 2 < len(buf)]
+        hits.append(positions[(buf[positions + 1] == rest[0]) & (buf[positions + 2] == rest[1])])
+    return np.concatenate(hits)
+
+
+def _is_utf8(data: memoryview) -> bool:
+    """Whether `data` is UTF-8, checked by Arrow over the whole block at once (SIMD-fast)."""
+    offsets = pa.py_buffer(np.array([0, len(data)], dtype=np.int32))
+    try:
+        pa.StringArray.from_buffers(1, offsets, pa.py_buffer(data)).validate(full=True)
+    except pa.ArrowInvalid:
+        return False
+    return True
+
+
+def _decodes(text: bytes) -> bool:
+    try:
+        text.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _long_digit_runs(buf: np.ndarray, digits: int) -> list[int]:
+    """A position inside each run of more than `digits` ASCII digits in `buf` (inside strings too), and maybe inside
+    some runs of more than half as many: such a run covers two consecutive multiples of digits // 2 and everything
+    between, so only those few stretches are looked at, not every byte."""
+    step = max(digits // 2, 1)
+    sampled = np.flatnonzero(_IS_DIGIT[buf[::step]]) * step
+    pairs = sampled[:-1][np.diff(sampled) == step]  # two digits `step` apart: look between them
+    return [int(at) for at in pairs if _IS_DIGIT[buf[at : at + step + 1]].all()]
 
 
 def _has_content(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
@@ -169,19 +264,27 @@ def _blocks_of_lines(pieces: Iterable[bytes], block_bytes: int) -> Iterator[memo
 
 
 def _read_block(data: memoryview, expected_rows: int) -> pa.Table | None:
-    """Parse a block in bulk; None if any line in it needs the per-line path."""
+    """Parse a block in bulk; None if any line in it needs the per-line path.
+
+    The block's lines passed `judged_alone`, so they are UTF-8; and pyarrow refuses a `\\u` escape of a lone
+    surrogate, so its string columns are UTF-8 too."""
     try:
         table = pj.read_json(pa.BufferReader(data), read_options=_READ_OPTIONS, parse_options=_PARSE_OPTIONS)
-        if table.num_rows != expected_rows:
-            return None
-        for name in ("ts", *_REQUIRED_STRINGS, *_OPTIONAL_STRINGS):
-            table.column(name).validate(full=True)  # pyarrow does not check UTF-8 while parsing
     except (pa.ArrowInvalid, pa.ArrowTypeError, ValueError):
         return None
-    return table
+    return table if table.num_rows == expected_rows else None  # more rows: a line holds two objects
+
+
+class _NotJson(ValueError):
+    """NaN, Infinity or -Infinity: json.loads reads them, but they are not JSON."""
+
+
+def _reject_constant(name: str) -> float:
+    raise _NotJson(f"{name} is not valid JSON")
 
 
 def _first_error(exc: ValidationError, obj: dict) -> tuple[Reason, str]:
+    """The reason and detail of RawEvent's first error (in field order), worded as the bulk rules word them."""
     err = exc.errors()[0]
     name = str(err["loc"][0]) if err["loc"] else "event"
     kind = err["type"]
@@ -190,53 +293,77 @@ def _first_error(exc: ValidationError, obj: dict) -> tuple[Reason, str]:
     if kind.endswith("_type"):
         return Reason.INVALID_TYPE, f"{name}: {err['msg']}"
     if name == "v":
-        return Reason.UNSUPPORTED_VERSION, f"v: {obj.get('v')!r} (only 1 is supported)"
+        return Reason.UNSUPPORTED_VERSION, "v: only 1 is supported"
     if name == "ts":
-        return Reason.INVALID_TIMESTAMP, f"ts: {obj.get('ts')!r} is not RFC 3339 with a zone"
+        return Reason.INVALID_TIMESTAMP, "ts: not RFC 3339 with a zone"
+    if kind == "string_too_short":
+        return Reason.INVALID_VALUE, f"{name}: must not be empty"
+    if kind in ("greater_than_equal", "less_than_equal"):
+        bound = err["ctx"]["ge"] if kind == "greater_than_equal" else err["ctx"]["le"]
+        return Reason.INVALID_VALUE, f"{name}: must be {'>=' if kind == 'greater_than_equal' else '<='} {bound}"
     return Reason.INVALID_VALUE, f"{name}: {err['msg']}"
 
 
-def explain_line(text: bytes) -> tuple[Reason, str] | dict:
-    """The per-line contract: a (reason, detail) for a bad line, or the event's raw fields for a good one."""
+@dataclass(frozen=True)
+class LineVerdict:
+    """What the per-line contract says of one line."""
+
+    reason: Reason | None  # None: an event by the contract; the run's scope (tenant, day...) is judged later
+    detail: str = ""
+    # The line's RAW_SCHEMA fields as json.loads read them (empty when it is not a JSON object): the event when it
+    # is one, and the ts that places even a rejected line on its day.
+    fields: dict = field(default_factory=dict)
+
+
+def explain_line(text: bytes) -> LineVerdict:
+    """The per-line contract: the reason and detail for a bad line, the event's raw fields for a good one.
+
+    Never raises on the line's content: whatever json.loads or the contract cannot take is a reason.
+    """
     try:
         decoded = text.decode("utf-8")
     except UnicodeDecodeError as exc:
-        return Reason.INVALID_ENCODING, f"not UTF-8 at byte {exc.start}"
+        return LineVerdict(Reason.INVALID_ENCODING, f"not UTF-8 at byte {exc.start}")
+    if decoded.startswith("\ufeff"):
+        return LineVerdict(Reason.MALFORMED_JSON, "starts with a byte order mark (BOM)")
     try:
-        obj = json.loads(decoded)
+        obj = json.loads(decoded, parse_constant=_reject_constant)
     except json.JSONDecodeError as exc:
-        return Reason.MALFORMED_JSON, exc.msg
+        return LineVerdict(Reason.MALFORMED_JSON, exc.msg)
+    except _NotJson as exc:
+        return LineVerdict(Reason.MALFORMED_JSON, str(exc))
     except ValueError:  # an integer beyond Python's digit limit for int()
-        return Reason.MALFORMED_JSON, "a number is too long to parse"
+        return LineVerdict(Reason.MALFORMED_JSON, "a number is too long to parse")
     except RecursionError:
-        return Reason.MALFORMED_JSON, "nested too deeply to parse"
+        return LineVerdict(Reason.MALFORMED_JSON, "nested too deeply to parse")
+    if obj is None:  # `null` stands for an absent value: a `null` line is an event without fields
+        obj = {}
     if not isinstance(obj, dict):
-        return Reason.MALFORMED_JSON, f"expected a JSON object, got {type(obj).__name__}"
-    for name in RAW_SCHEMA.names:
-        value = obj.get(name)
+        return LineVerdict(Reason.MALFORMED_JSON, f"expected a JSON object, got {type(obj).__name__}")
+    fields = {name: obj.get(name) for name in RAW_SCHEMA.names}
+    for name, value in fields.items():
         # JSON can escape a lone UTF-16 surrogate ("\ud800"), which no UTF-8 column can hold.
         if isinstance(value, str) and not value.isascii():
             try:
                 value.encode("utf-8")
             except UnicodeEncodeError as exc:
-                return Reason.INVALID_ENCODING, f"{name}: lone surrogate \\u{ord(value[exc.start]):04x} is not UTF-8"
+                detail = f"{name}: lone surrogate \\u{ord(value[exc.start]):04x} is not UTF-8"
+                return LineVerdict(Reason.INVALID_ENCODING, detail, fields)
     try:
         RawEvent.model_validate(obj)
     except ValidationError as exc:
-        return _first_error(exc, obj)
-    # Hand back the raw fields so the bulk rules (tenant, window, event_type) judge it like any other line.
-    return {name: obj.get(name) for name in RAW_SCHEMA.names}
+        return LineVerdict(*_first_error(exc, obj), fields)
+    return LineVerdict(None, "", fields)
 
 
 def _bulk_or_single(lines: _Lines) -> Iterator[tuple[pa.Table | None, int, int]]:
-    """`_bulk_or_bisect` over all the lines, except that lines led by `null` are never given to pyarrow: its reader
-    crashes (segfault) when a chunk it reads starts with `null`. They come out as single lines."""
+    """`_bulk_or_bisect` over the runs of lines between those `judged_alone`, which come out as single lines."""
     lo = 0
-    for i in lines.led_by_null():
+    for i in lines.judged_alone():
         if lo < i:
-            yield from _bulk_or_bisect(lines, lo, i)
-        yield None, i, i + 1
-        lo = i + 1
+            yield from _bulk_or_bisect(lines, lo, int(i))
+        yield None, int(i), int(i) + 1
+        lo = int(i) + 1
     if lo < len(lines):
         yield from _bulk_or_bisect(lines, lo, len(lines))
 
@@ -273,6 +400,8 @@ def _parse_timestamps(ts: pa.ChunkedArray) -> pa.ChunkedArray:
         seconds = pc.subtract(seconds, pc.multiply(sign, pc.add(pc.multiply(hours, 3600), pc.multiply(minutes, 60))))
     micros = pc.cast(pc.utf8_rpad(pc.utf8_slice_codeunits(frac, 0, 6), width=6, padding="0"), pa.int64())
     utc = pc.add(pc.multiply(seconds, 1_000_000), micros)
+    if not pc.all(is_z).as_py():  # an offset can move a time of year 1 or 9999 out of the years a datetime holds
+        valid = pc.and_(valid, pc.and_(pc.greater_equal(utc, _UTC_RANGE_US[0]), pc.less_equal(utc, _UTC_RANGE_US[1])))
     return pc.if_else(valid, utc, pa.scalar(None, pa.int64()))
 
 
@@ -319,8 +448,7 @@ def _rules(table: pa.Table, ts_us: pa.ChunkedArray, scope: DayScope, dated: bool
         )
     )
     if dated:
-        outside = pc.or_(pc.less(ts_us, scope.start_us), pc.greater_equal(ts_us, scope.start_us + 86_400_000_000))
-        rules.append((outside, Reason.OUT_OF_WINDOW, f"ts: not on {scope.day} (UTC)"))
+        rules.append((pc.invert(_on_day(ts_us, scope)), Reason.OUT_OF_WINDOW, f"ts: not on {scope.day} (UTC)"))
     return rules
 
 
@@ -330,15 +458,21 @@ def parse_events(data: bytes, *, source: str, scope: DayScope, dated: bool) -> P
 
 
 def parse_stream(
-    pieces: Iterable[bytes], *, source: str, scope: DayScope, dated: bool, block_bytes: int | None = None
+    pieces: Iterable[bytes],
+    *,
+    source: str,
+    scope: DayScope,
+    dated: bool,
+    block_bytes: int | None = None,
+    bulk: bool = True,
 ) -> ParsedEvents:
     """Parse one raw JSONL source, given as consecutive pieces of bytes (lines may span pieces), into the accepted
-    events of `scope` and the rejected lines (sorted by line number).
+    events of `scope` (in line order) and the rejected lines (sorted by line number).
 
     Parses and judges blocks of whole lines of about `block_bytes` (default BLOCK_BYTES) one at a time, so memory
     holds the accepted events plus one block; how the source is cut into pieces or blocks never changes the result.
-    Accepted events keep source order, except that lines only the per-line contract could parse come last (dedup
-    keeps the first occurrence, so this order is part of the result).
+    `bulk=False` judges every line with the per-line contract alone: the same result, many times slower; it is the
+    reference the bulk path is held to.
 
     `dated` says the source's path names the day (dt=YYYY-MM-DD or YYYY/MM/DD): then events of other days are
     quarantined as out_of_window. An undated source holds many days; events of other days are just not this
@@ -346,8 +480,6 @@ def parse_stream(
     """
     accepted: list[pa.Table] = []
     rejections: list[Rejection] = []
-    singles: list[dict] = []  # lines pyarrow could not parse but the per-line contract accepts
-    single_lines: list[tuple[int, bytes]] = []
     read = other_days = 0
     first_number = 1
     for block in _blocks_of_lines(pieces, block_bytes or BLOCK_BYTES):
@@ -356,38 +488,75 @@ def parse_stream(
         read += len(lines)
         if not len(lines):
             continue
-        tables: list[pa.Table] = []
-        positions: list[np.ndarray] = []  # of each bulk row, in `lines`
-        for table, lo, hi in _bulk_or_single(lines):
-            if table is not None:
-                tables.append(table)
-                positions.append(np.arange(lo, hi))
-                continue
-            number, text = int(lines.numbers[lo]), lines.text(lo)
-            verdict = _NULL_ROW if text.strip(b" \t\r") == b"null" else explain_line(text)
-            if isinstance(verdict, dict):
-                singles.append(verdict)
-                single_lines.append((number, text))
-            else:
-                rejections.append(_rejection(source, number, *verdict, text))
-        judged = _judge(pa.concat_tables(tables) if tables else RAW_SCHEMA.empty_table(), scope, dated)
-        bulk_positions = np.concatenate(positions) if positions else np.array([], dtype=np.int64)
-        for row, reason, detail in judged.rejected:
-            i = int(bulk_positions[row])
-            rejections.append(_rejection(source, int(lines.numbers[i]), reason, detail, lines.text(i)))
-        accepted.append(judged.events)
-        other_days += judged.other_days
-    if singles or not accepted:
-        judged = _judge(pa.Table.from_pylist(singles, schema=RAW_SCHEMA), scope, dated)
-        for row, reason, detail in judged.rejected:
-            number, text = single_lines[row]
-            rejections.append(_rejection(source, number, reason, detail, text))
-        accepted.append(judged.events)
-        other_days += judged.other_days
+        events, rejected, others = _judge_lines(lines, source, scope, dated, bulk)
+        accepted.append(events)
+        rejections.extend(rejected)
+        other_days += others
+    if not accepted:
+        accepted.append(_judge(RAW_SCHEMA.empty_table(), scope, dated).events)
     rejections.sort(key=lambda r: r.line)
     return ParsedEvents(
         events=pa.concat_tables(accepted), rejections=rejections, read=read - other_days, other_days=other_days
     )
+
+
+def _judge_lines(
+    lines: _Lines, source: str, scope: DayScope, dated: bool, bulk: bool
+) -> tuple[pa.Table, list[Rejection], int]:
+    """A block's accepted events (in line order), rejected lines and count of other days' lines.
+
+    Lines are read in bulk where they can be (`bulk`), the others by the per-line contract; what either path
+    accepts is then judged together by the column-wise rules, in line order.
+    """
+    refused: list[tuple[int, LineVerdict]] = []  # lines the per-line contract rejects
+    parsed: list[pa.Table | dict] = []  # in line order: tables read in bulk, fields the per-line contract accepted
+    positions: list[np.ndarray | int] = []  # the line (index in `lines`) of each table row or fields
+    ranges = _bulk_or_single(lines) if bulk else ((None, i, i + 1) for i in range(len(lines)))
+    for table, lo, hi in ranges:
+        if table is not None:
+            parsed.append(table)
+            positions.append(np.arange(lo, hi))
+            continue
+        verdict = explain_line(lines.text(lo))
+        if verdict.reason is None:
+            parsed.append(verdict.fields)
+            positions.append(lo)
+        else:
+            refused.append((lo, verdict))
+    tables = []
+    for read_in_bulk, run in itertools.groupby(parsed, key=lambda part: isinstance(part, pa.Table)):
+        if read_in_bulk:
+            tables.extend(run)
+        else:
+            tables.append(pa.Table.from_pylist(list(run), schema=RAW_SCHEMA))
+    judged = _judge(pa.concat_tables(tables) if tables else RAW_SCHEMA.empty_table(), scope, dated)
+    rows = np.concatenate([np.atleast_1d(p) for p in positions]) if positions else np.empty(0, dtype=np.int64)
+    rejected = [(int(rows[row]), reason, detail) for row, reason, detail in judged.rejected]
+    # In an undated source a line whose ts is of another day is that day's, whatever else is wrong with it (as the
+    # column-wise rules skip it before judging it): its own day quarantines it.
+    elsewhere = _other_days([verdict.fields.get("ts") for _, verdict in refused], scope, dated)
+    for (i, verdict), skip in zip(refused, elsewhere, strict=True):
+        if not skip:
+            rejected.append((i, verdict.reason, verdict.detail))
+    rejections = [
+        _rejection(source, int(lines.numbers[i]), reason, detail, lines.text(i)) for i, reason, detail in rejected
+    ]
+    return judged.events, rejections, judged.other_days + int(sum(elsewhere))
+
+
+def _other_days(timestamps: list, scope: DayScope, dated: bool) -> list[bool]:
+    """Per ts value (a string, or anything json.loads read): whether it is a valid ts of another day than the
+    scope's, in an undated source."""
+    if dated or not timestamps:
+        return [False] * len(timestamps)
+    texts = [ts if isinstance(ts, str) and ts.isascii() else None for ts in timestamps]  # a valid ts is ASCII
+    ts_us = _parse_timestamps(pa.chunked_array([texts], pa.string()))
+    return pc.fill_null(pc.invert(_on_day(ts_us, scope)), False).to_pylist()
+
+
+def _on_day(ts_us: pa.ChunkedArray, scope: DayScope) -> pa.ChunkedArray:
+    """Per UTC microsecond time: whether it falls on the scope's day (null where the time is)."""
+    return pc.and_(pc.greater_equal(ts_us, scope.start_us), pc.less(ts_us, scope.start_us + 86_400_000_000))
 
 
 @dataclass
@@ -411,8 +580,7 @@ def _judge(raw: pa.Table, scope: DayScope, dated: bool) -> _Judged:
 
     other_days = 0
     if not dated and table.num_rows:
-        here = pc.and_(pc.greater_equal(ts_us, scope.start_us), pc.less(ts_us, scope.start_us + 86_400_000_000))
-        keep = pc.fill_null(pc.or_kleene(here, pc.is_null(ts_us)), True)
+        keep = pc.fill_null(pc.or_kleene(_on_day(ts_us, scope), pc.is_null(ts_us)), True)
         other_days = table.num_rows - pc.sum(keep).as_py()
         table, ts_us, rows = table.filter(keep), ts_us.filter(keep), rows[np.asarray(keep)]
 

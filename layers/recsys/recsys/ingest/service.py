@@ -17,12 +17,19 @@ from pydantic import BaseModel
 from recsys import paths
 from recsys.events.contract import CANONICAL_DICTIONARY_COLUMNS, CANONICAL_SCHEMA, CANONICAL_SORT
 from recsys.events.parse import DayScope, ParsedEvents, parse_stream
-from recsys.ingest.sources import raw_files
+from recsys.ingest.sources import RawFileDamaged, raw_files
 from recsys.store import ObjectStore
 from recsys.tables import to_parquet
 
 _DEDUP_FIELDS = ("tenant", "surface", "session_id", "request_id", "item_id", "ts", "event_type")
 _SEPARATOR = "\x1f"
+
+
+class DamagedFile(BaseModel):
+    """A compressed raw file that could not be read to its end; none of its lines count."""
+
+    source: str  # URI of the raw file
+    error: str  # what gzip found, e.g. "CRC check failed 0x... != 0x..."
 
 
 class IngestReport(BaseModel):
@@ -31,22 +38,30 @@ class IngestReport(BaseModel):
     tenant: str
     surface: str
     day: dt.date
-    files: int
+    files: int  # raw files found for the day, damaged ones included
     read: int  # non-blank lines of this day
     accepted: int  # events in the canonical partition (after dedup)
     duplicates: int
     quarantined: int
     reasons: dict[str, int]  # quarantined lines by reason
     other_days: int  # lines of other days found in undated files (not errors)
+    damaged_files: list[DamagedFile] = []  # each fails the day's error budget (see error_rate)
     distinct_items: int
     distinct_sessions: int
     distinct_users: int
     canonical_uri: str
+    # The partition's ETag as stored with this report: Validate checks the partition is still this one (None in
+    # reports stored before the field existed).
+    canonical_etag: str | None = None
     quarantine_uri: str | None
     kept_existing: bool = False  # no raw files were found, so the partition ingested earlier was kept as it was
 
     @property
     def error_rate(self) -> float:
+        """quarantined / read, or 1.0 (the whole budget) with a damaged file: how many of its lines are bad, and
+        how many it holds, is unknown."""
+        if self.damaged_files:
+            return 1.0
         return self.quarantined / self.read if self.read else 0.0
 
 
@@ -127,17 +142,26 @@ def canonicalize(parsed: list[ParsedEvents]) -> tuple[pa.Table, int]:
 
 
 def ingest_day(store: ObjectStore, raw_uri: str, scope: DayScope) -> IngestReport:
-    """Ingest one day; never raises on bad lines (they are quarantined), only on I/O failures.
+    """Ingest one day; never raises on bad lines (they are quarantined) or damaged .gz files (reported in
+    `damaged_files`, their lines dropped), only on I/O failures and on a raw location that does not exist (NotFound).
 
     When no raw file holds the day any more but a non-empty partition was ingested before, that partition is kept
-    (a raw prefix that vanished must not erase good data); delete the partition to really empty a day.
+    (raw files that vanished from an existing location must not erase good data); delete the partition to really
+    empty a day.
     """
     files = raw_files(raw_uri, scope.day)
     if not files:
         existing = load_report(store, scope.tenant, scope.surface, scope.day)
         if existing is not None and existing.accepted > 0:
             return existing.model_copy(update={"kept_existing": True})
-    parsed = [parse_stream(f.pieces(), source=f.source, scope=scope, dated=f.dated) for f in files]
+    parsed: list[ParsedEvents] = []
+    damaged: list[DamagedFile] = []
+    for raw in files:
+        try:
+            parsed.append(parse_stream(raw.pieces(), source=raw.source, scope=scope, dated=raw.dated))
+        except RawFileDamaged as exc:
+            # Dropped whole: a CRC mismatch is only found at the end, so any of the lines read may be corrupt.
+            damaged.append(DamagedFile(source=exc.source, error=exc.error))
     rejections = [r for p in parsed for r in p.rejections]
     read, other_days = sum(p.read for p in parsed), sum(p.other_days for p in parsed)
     canonical, duplicates = canonicalize(parsed)
@@ -147,6 +171,7 @@ def ingest_day(store: ObjectStore, raw_uri: str, scope: DayScope) -> IngestRepor
     events_key = paths.canonical_events(scope.tenant, scope.surface, scope.day)
     data = to_parquet(canonical, CANONICAL_SCHEMA, kind="canonical", dictionary=CANONICAL_DICTIONARY_COLUMNS)
     store.put_if_changed(events_key, data)
+    canonical_etag = store.head(events_key)  # as the store reports it (an S3 ETag is not always the content's MD5)
     quarantine_key = paths.quarantine(scope.tenant, scope.surface, scope.day)
     if rejections:
         body = "".join(json.dumps(r.to_json(), ensure_ascii=False) + "\n" for r in rejections)
@@ -165,10 +190,12 @@ def ingest_day(store: ObjectStore, raw_uri: str, scope: DayScope) -> IngestRepor
         quarantined=len(rejections),
         reasons=dict(sorted(Counter(str(r.reason) for r in rejections).items())),
         other_days=other_days,
+        damaged_files=damaged,
         distinct_items=pc.count_distinct(canonical["item_id"]).as_py(),
         distinct_sessions=pc.count_distinct(canonical["session_id"]).as_py(),
         distinct_users=pc.count_distinct(canonical["user_id"]).as_py(),
         canonical_uri=store.url(events_key),
+        canonical_etag=canonical_etag,
         quarantine_uri=store.url(quarantine_key) if rejections else None,
     )
     store.put_if_changed(

@@ -1,4 +1,8 @@
-"""Finding the raw files of a day under a local directory, an s3:// prefix, or a single file."""
+"""Finding the raw files of a day under a local directory, an s3:// prefix, or a single file, and reading them.
+
+A raw location that does not exist is an error (`NotFound`), so that a typo in it cannot pass for a quiet day; one
+that exists but holds no file of a day gives that day no files.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +10,12 @@ import datetime as dt
 import gzip
 import io
 import re
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from recsys.store import ObjectStore, open_store, split_uri
+from recsys.errors import ConfigError
+from recsys.store import FileSystemStore, NotFound, ObjectStore, open_store, split_uri
 from recsys.store.base import StoreFile
 
 RAW_SUFFIXES = (".jsonl", ".jsonl.gz")
@@ -18,6 +24,15 @@ _DATED = (
     re.compile(r"(?:^|/)dt=(\d{4})-(\d{2})-(\d{2})(?:/|$)"),
     re.compile(r"(?:^|/)(\d{4})/(\d{2})/(\d{2})(?:/|$)"),
 )
+
+
+class RawFileDamaged(Exception):
+    """A compressed raw file that cannot be read to its end: truncated, corrupt, or failing its CRC check."""
+
+    def __init__(self, source: str, error: str) -> None:
+        super().__init__(f"{source}: {error}")
+        self.source = source
+        self.error = error
 
 
 @dataclass(frozen=True)
@@ -33,13 +48,17 @@ class RawFile:
     def pieces(self, size: int | None = None) -> Iterator[bytes]:
         """The file's bytes (gunzipped for .gz) in order, in pieces of at most `size` (default RAW_PIECE_BYTES)
         bytes that may cut lines. Streams by ranged reads, so a file is never held whole; NotFound if it is missing.
+        RawFileDamaged, once the pieces before the damage are given, if a .gz file is not a whole gzip stream.
         """
         size = size or RAW_PIECE_BYTES
         file = StoreFile(self.store, self.key)
         if self.key.endswith(".gz"):
-            with gzip.GzipFile(fileobj=io.BufferedReader(file, buffer_size=size)) as unzipped:
-                while piece := unzipped.read(size):
-                    yield piece
+            try:
+                with gzip.GzipFile(fileobj=io.BufferedReader(file, buffer_size=size)) as unzipped:
+                    while piece := unzipped.read(size):
+                        yield piece
+            except (gzip.BadGzipFile, EOFError, zlib.error) as exc:  # not gzip, cut short, corrupt, CRC mismatch
+                raise RawFileDamaged(self.source, str(exc)) from exc
             return
         for offset in range(0, file.size, size):
             yield self.store.read_range(self.key, offset, size)
@@ -58,17 +77,39 @@ def day_in_path(key: str) -> dt.date | None:
 
 
 def raw_files(raw_uri: str, day: dt.date) -> list[RawFile]:
-    """The raw files that may hold events of `day`, in key order (which fixes dedup's "first seen")."""
+    """The raw files that may hold events of `day`, in key order (which fixes dedup's "first seen").
+
+    NotFound if `raw_uri` does not exist: a file that is not there, a directory that is not there, or an s3://
+    prefix with no object under it (S3 has no folders; a bucket that does not exist fails the listing itself).
+    """
     if raw_uri.endswith(RAW_SUFFIXES):
         store, key = split_uri(raw_uri)
+        try:
+            store.size(key)  # checked on every day, also those a dated file is skipped on
+        except NotFound:
+            raise NotFound(f"raw file {raw_uri} does not exist") from None
         named = day_in_path(raw_uri)
         return [] if named not in (None, day) else [RawFile(store, key, dated=named is not None)]
     store = open_store(raw_uri)
+    keys = list(store.list(""))
+    if not keys:
+        _check_location(store, raw_uri)
     files = []
-    for key in store.list(""):
+    for key in keys:
         if not key.endswith(RAW_SUFFIXES):
             continue
         named = day_in_path(key)
         if named is None or named == day:  # pruning: a dated folder of another day cannot hold this day
             files.append(RawFile(store, key, dated=named is not None))
     return files
+
+
+def _check_location(store: ObjectStore, raw_uri: str) -> None:
+    """For a location that lists nothing: NotFound unless it exists (an empty directory does)."""
+    if isinstance(store, FileSystemStore):
+        if store.root.is_dir():
+            return
+        if store.root.exists():
+            raise ConfigError(f"raw location {raw_uri} is a file, but only .jsonl and .jsonl.gz files are read")
+        raise NotFound(f"raw location {raw_uri} does not exist")
+    raise NotFound(f"raw location {raw_uri} does not exist: no object under it")

@@ -36,18 +36,7 @@ def evaluate(
     results: list[GateResult] = []
     volumes = dict(history)
     for report in sorted(reports, key=lambda r: r.day):
-        rate = report.error_rate
-        results.append(
-            GateResult(
-                gate="error_budget",
-                day=report.day,
-                passed=rate <= limits.max_error_rate,
-                message=(
-                    f"{report.day}: quarantined {report.quarantined} of {report.read} lines ({rate:.2%}), "
-                    f"budget {limits.max_error_rate:.2%}" + (f"; reasons {report.reasons}" if report.reasons else "")
-                ),
-            )
-        )
+        results.append(_error_budget(report, limits))
         results.append(_per_day_limit(report, "max_events", report.accepted, limits.max_events_per_day, "events"))
         results.append(
             _per_day_limit(
@@ -80,6 +69,27 @@ def evaluate(
         )
     )
     return results
+
+
+def _error_budget(report: IngestReport, limits: GateLimits) -> GateResult:
+    """quarantined / read within the budget. A damaged raw file uses the whole budget (its lines are unknown), so
+    it fails the day unless the budget is 100%."""
+    rate = report.error_rate
+    counts = f"quarantined {report.quarantined} of {report.read} lines"
+    if report.damaged_files:
+        files = "; ".join(f"{damaged.source}: {damaged.error}" for damaged in report.damaged_files)
+        counts = f"{len(report.damaged_files)} damaged raw file(s) count as 100% ({files}); {counts}"
+    else:
+        counts += f" ({rate:.2%})"
+    return GateResult(
+        gate="error_budget",
+        day=report.day,
+        passed=rate <= limits.max_error_rate,
+        message=(
+            f"{report.day}: {counts}, budget {limits.max_error_rate:.2%}"
+            + (f"; reasons {report.reasons}" if report.reasons else "")
+        ),
+    )
 
 
 def _volume_anomaly(report: IngestReport, volumes: dict[dt.date, int], limits: GateLimits) -> GateResult:

@@ -195,7 +195,7 @@ def ensure_api_store(spec: ApiSpec | None = None, cache: Path = CACHE, log=None)
     """The bench store for `spec` (built once, cached): {"store": file URI, "root": Path, "summary": {...}}."""
     spec = spec or ApiSpec()
     from recsys import paths
-    from recsys.compute.service import ArtifactRef
+    from recsys.contract.manifest import ArtifactRef
     from recsys.days import Window
     from recsys.publish.manifest import build_manifest
     from recsys.store import FileSystemStore

@@ -43,7 +43,6 @@ def top_k_per_group(table: pa.Table, group: str, order: list[tuple[str, str]], k
     return ranked.filter(keep)
 
 
-
 CATALOG = pa.table(
     {
         "item_id": ["i3", "i1", "i2", "i4"],

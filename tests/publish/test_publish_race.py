@@ -23,10 +23,9 @@ import pyarrow as pa
 from recsys import paths
 from recsys.compute import popularity
 from recsys.compute.artifact import canonical_table, content_version, to_parquet
-from recsys.compute.service import ArtifactRef
+from recsys.contract.manifest import ArtifactRef, Manifest
 from recsys.days import Window
 from recsys.errors import PointerConflict
-from recsys.publish.manifest import Manifest
 from recsys.publish.service import Decision, publish, read_pointer
 from recsys.store import FileSystemStore
 

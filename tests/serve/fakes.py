@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from recsys.serve.signals import Interaction, Scored
+from recsys.ranking.signals import Interaction, Scored
 
 
 def _best_first(scores: Mapping[str, float]) -> list[Scored]:

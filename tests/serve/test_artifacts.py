@@ -19,9 +19,10 @@ from moto import mock_aws
 
 from recsys import paths
 from recsys.compute import implicit, popularity
+from recsys.contract.manifest import Manifest
 from recsys.days import Window
-from recsys.publish.manifest import Manifest
 from recsys.publish.service import publish
+from recsys.ranking.signals import Interaction, Scored
 from recsys.serve import artifacts
 from recsys.serve.artifacts import (
     DEFAULT_MANIFEST_TEMPLATE,
@@ -37,7 +38,6 @@ from recsys.serve.artifacts import (
 from recsys.serve.models import RecommendRequest, normalize_recommend
 from recsys.serve.ranking import rank
 from recsys.serve.rules import parse_rules
-from recsys.serve.signals import Interaction, Scored
 from recsys.serve.tenant_config import TenantConfig
 from recsys.settings import Settings
 from recsys.store import (

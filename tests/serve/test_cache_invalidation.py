@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from recsys import paths
 from recsys.compute import popularity
 from recsys.compute.artifact import canonical_table, content_version, to_parquet
-from recsys.compute.service import ArtifactRef
+from recsys.contract.manifest import ArtifactRef
 from recsys.days import Window
 from recsys.publish.service import publish
 from recsys.serve.app import create_app

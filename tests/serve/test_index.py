@@ -10,6 +10,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from recsys.ranking.signals import Interaction, Scored
 from recsys.serve.artifacts import ContentTable, NeighborTable, PopularityTable, UserRows
 from recsys.serve.index import (
     ItemVocabulary,
@@ -20,7 +21,6 @@ from recsys.serve.index import (
     smallest_ints,
     strictly_ascending,
 )
-from recsys.serve.signals import Interaction, Scored
 
 
 @dataclass(frozen=True, eq=False)

@@ -29,6 +29,7 @@ NEIGHBOR_SCHEMA = pa.schema(
     ]
 )
 
+
 def decay_weight(day: dt.date, end_day: dt.date, half_life_days: float | None) -> float:
     """Exponential decay of a day's contribution: 1 on `end_day`, 1/2 one half-life earlier; 1.0 without decay."""
     if half_life_days is None:

@@ -80,8 +80,9 @@ def build(partials: Sequence[tuple[dt.date, pa.Table]], window: Window, params: 
         a[upper],
         b[upper],
         count[upper],
-        lambda item, neighbor, count: count
-        / (np.sqrt(sessions[item].astype(np.float64) * sessions[neighbor]) + params.cooc_shrink),
+        lambda item, neighbor, count: (
+            count / (np.sqrt(sessions[item].astype(np.float64) * sessions[neighbor]) + params.cooc_shrink)
+        ),
         # For one item and count the score falls as sessions(neighbor) grows: that int orders as -score does,
         # without ranking a float column (the slowest part with many pairs seen once).
         lambda score, count, neighbor: [-count, sessions[neighbor], neighbor],

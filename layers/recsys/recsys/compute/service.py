@@ -17,23 +17,12 @@ from pydantic import BaseModel
 from recsys import paths
 from recsys.compute import EVENT_KINDS, catalog, content_sim
 from recsys.compute.artifact import canonical_table, content_version
+from recsys.contract.manifest import ArtifactRef
 from recsys.days import Window
 from recsys.errors import ConfigError, DayNotIngested
 from recsys.settings import Settings
 from recsys.store import ObjectStore, split_uri
 from recsys.tables import from_parquet, to_parquet
-
-
-class ArtifactRef(BaseModel):
-    """What publish and the manifest need to know about one artifact."""
-
-    kind: str
-    version: str
-    uri: str
-    window: Window
-    rows: int
-    keys: int  # distinct values of the lookup key (items, users, anchors)
-    bytes: int
 
 
 class ComputeResult(BaseModel):

@@ -15,11 +15,12 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from recsys.compute.service import compute_kind
+from recsys.contract.manifest import Manifest
 from recsys.contract.quality import QualityResult
 from recsys.days import Window, day_start
 from recsys.evaluation.metrics import evaluate_lists
 from recsys.evaluation.split import interactions, relevant_items  # the same split rules as `recsys eval`
-from recsys.publish.manifest import Manifest, build_manifest
+from recsys.publish.manifest import build_manifest
 from recsys.publish.service import Pointer, carried_over, history, read_pointer
 from recsys.serve import ranking
 from recsys.serve.artifacts import ArtifactCache, ArtifactSignals, StoreResolver

@@ -6,9 +6,9 @@ import datetime as dt
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from recsys.compute.service import ArtifactRef
-from recsys.days import Window
+from recsys.contract.manifest import ArtifactRef
 from recsys.contract.quality import QualityResult
+from recsys.days import Window
 from recsys.paths import safe_segment
 from recsys.settings import ARTIFACT_KINDS
 

@@ -7,9 +7,9 @@ import datetime as dt
 from recsys import paths
 from recsys.compute import content_sim
 from recsys.compute.service import ComputeResult, compute_kind
+from recsys.contract.quality import QualityResult
 from recsys.days import Window, yesterday
 from recsys.errors import ConfigError
-from recsys.contract.quality import QualityResult
 from recsys.events.parse import DayScope
 from recsys.ingest.service import IngestReport, ingest_day
 from recsys.pipeline import lease

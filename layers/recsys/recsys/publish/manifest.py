@@ -1,6 +1,6 @@
-"""The manifest: which artifact version of each kind a (tenant, surface) serves. Pure rules, no I/O.
+"""The manifest's rules: its version (a content address), building one, backfills and regressions. Pure, no I/O.
 
-Seed clients read the v1 fields (`v, tenant, surface, current{kind -> uri}, updated_at`); operators get the rest.
+The types live in recsys.contract.manifest.
 """
 
 from __future__ import annotations
@@ -8,47 +8,10 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-from typing import Literal
 
-from pydantic import BaseModel, Field
-
-from recsys.compute.service import ArtifactRef
-from recsys.days import Window
+from recsys.contract.manifest import ArtifactRef, Manifest, ManifestArtifact
 from recsys.contract.quality import QualityResult
-
-
-class ManifestArtifact(BaseModel):
-    version: str
-    uri: str
-    window: Window
-    rows: int
-    keys: int
-    bytes: int
-
-
-class Manifest(BaseModel):
-    v: Literal[1] = 1
-    tenant: str
-    surface: str
-    current: dict[str, str] = Field(description="kind -> artifact URI (the seed's v1 contract)")
-    updated_at: str = Field(description="when this manifest version was created, RFC 3339 UTC")
-    manifest_version: str
-    previous_manifest_version: str | None = Field(
-        None,
-        description="in the pointer after a publish: the version that publish's conditional write replaced; "
-        "in a stored version: the version current when it was first stored (docs/reference/manifest.md)",
-    )
-    window: Window
-    artifacts: dict[str, ManifestArtifact]
-    run_id: str | None = None
-    quality: QualityResult | None = None  # the quality gate's verdict when the version was created, if it ran
-
-    def to_bytes(self) -> bytes:
-        return self.model_dump_json(indent=2).encode()
-
-    @classmethod
-    def from_bytes(cls, data: bytes) -> Manifest:
-        return cls.model_validate_json(data)
+from recsys.days import Window
 
 
 def manifest_version(tenant: str, surface: str, artifacts: list[ArtifactRef]) -> str:

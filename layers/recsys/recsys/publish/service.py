@@ -17,11 +17,11 @@ from pydantic import BaseModel
 from recsys import paths
 from recsys.compute import EVENT_KINDS, content_sim
 from recsys.compute.artifact import content_version
-from recsys.compute.service import ArtifactRef
+from recsys.contract.manifest import ArtifactRef, Manifest
+from recsys.contract.quality import QualityResult
 from recsys.days import Window
 from recsys.errors import ArtifactInvalid, ManifestNotFound, PointerConflict, PublishRefused
-from recsys.contract.quality import QualityResult
-from recsys.publish.manifest import Manifest, build_manifest, is_backfill, manifest_version, regressions
+from recsys.publish.manifest import build_manifest, is_backfill, manifest_version, regressions
 from recsys.store import NotFound, ObjectStore, PreconditionFailed
 from recsys.tables import from_parquet
 

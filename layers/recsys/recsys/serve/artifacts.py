@@ -40,9 +40,10 @@ import pyarrow.parquet as pq
 from pydantic import ValidationError
 
 from recsys.compute import EVENT_KINDS, content_sim
+from recsys.contract.manifest import Manifest
 from recsys.errors import RecsysError
 from recsys.paths import safe_segment
-from recsys.publish.manifest import Manifest
+from recsys.ranking.signals import EMPTY_HISTORY, History, Interaction, Scored
 from recsys.serve.index import (
     ItemVocabulary,
     SortedStrings,
@@ -54,7 +55,6 @@ from recsys.serve.index import (
     smallest_ints,
     strictly_ascending,
 )
-from recsys.serve.signals import EMPTY_HISTORY, History, Interaction, Scored
 from recsys.store import (
     FileSystemStore,
     NotFound,

@@ -86,9 +86,9 @@ from itertools import islice
 import numpy as np
 from pydantic import TypeAdapter
 
+from recsys.ranking.signals import EMPTY_HISTORY, History, Scored, SignalArrays, Signals
 from recsys.serve.models import Constraints, Item, NormalizedRecommend, NormalizedSimilar, Options, Warning_
 from recsys.serve.rules import Rule, RuleOutcome, apply_rules
-from recsys.serve.signals import EMPTY_HISTORY, History, Scored, SignalArrays, Signals
 from recsys.serve.tenant_config import DEFAULT_WEIGHTS, SIGNAL_NAMES, EffectiveConfig
 
 POP, COOC, IMPLICIT, SESSION, CONTENT, KNN = SIGNAL_NAMES

@@ -693,3 +693,25 @@ def test_a_blob_computes_a_derived_etag_once_and_only_when_asked() -> None:
         Blob(b"abc")
     with pytest.raises(ValueError, match="exactly one"):
         Blob(b"abc", '"given"', etag_of=md5_like)
+
+
+def test_a_folder_that_cannot_be_read_is_an_error_not_an_empty_listing(tmp_path: Path, monkeypatch) -> None:
+    import os
+
+    from recsys.store import FileSystemStore, StoreError
+
+    store = FileSystemStore(tmp_path / "raw")
+    store.put("dt=2026-01-01/events.jsonl", b"{}\n")
+    store.put("dt=2026-01-02/events.jsonl", b"{}\n")
+    assert list(store.list("missing/")) == []  # a folder that does not exist lists nothing, as on S3
+    unreadable = str(store.root / "dt=2026-01-02")
+    scandir = os.scandir
+
+    def denied(path=".", *args):  # tests run as root, who can read any folder: deny one the way the kernel does
+        if os.fspath(path) == unreadable:
+            raise PermissionError(13, "Permission denied", unreadable)
+        return scandir(path, *args)
+
+    monkeypatch.setattr(os, "scandir", denied)
+    with pytest.raises(StoreError, match="cannot list .*dt=2026-01-02: Permission denied"):
+        list(store.list(""))

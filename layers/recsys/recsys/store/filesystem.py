@@ -43,6 +43,13 @@ def _etag(data: bytes) -> str:
     return f'"{hashlib.md5(data, usedforsecurity=False).hexdigest()}"'
 
 
+def _unreadable(error: OSError) -> None:
+    """os.walk's error handler: a folder that is missing lists nothing (as an S3 prefix without objects); one that
+    exists but cannot be read is an error, or a run would take an unreadable day folder for an empty day."""
+    if not isinstance(error, _ABSENT):
+        raise StoreError(f"cannot list {error.filename}: {error.strerror or error}") from error
+
+
 def _fsync_dir(directory: Path) -> None:
     # Makes the rename or link itself durable, not only the file contents.
     fd = os.open(directory, os.O_RDONLY)
@@ -214,7 +221,7 @@ class FileSystemStore(ObjectStore):
                 return iter(())  # no valid key starts with it
         start = self.root.joinpath(*directory.split("/")) if directory else self.root
         keys = []
-        for dirpath, dirnames, filenames in os.walk(start):
+        for dirpath, dirnames, filenames in os.walk(start, onerror=_unreadable):
             dirnames[:] = [name for name in dirnames if not name.startswith(".")]  # the temp directory
             relative = Path(dirpath).relative_to(self.root).as_posix()
             base = "" if relative == "." else f"{relative}/"

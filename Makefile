@@ -40,11 +40,11 @@ package-size: venv sam
 lint: venv
 	$(BIN)/ruff check .
 
-# The fast inner loop: everything but the `slow` tests (crash injection).
+# The fast inner loop: everything but the `slow` end-to-end tests (CLI subprocesses, overlapping and killed runs).
 unit: venv
 	$(BIN)/pytest -m "not slow"
 
-# Only the `slow` tests: runs killed at random points, then reruns.
+# Only the `slow` tests.
 test-slow: venv
 	$(BIN)/pytest -m slow
 

@@ -13,6 +13,8 @@ import pytest
 from recsys import cli
 from tests.conftest import ROOT, SAMPLE_CATALOG, SAMPLE_RAW, event, jsonl
 
+pytestmark = pytest.mark.slow  # `recsys` as a subprocess, end to end: in `make test`, not in `make unit`
+
 
 def recsys(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
     return subprocess.run(

@@ -12,6 +12,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from recsys import paths
 from recsys.days import Window
 from recsys.ingest.service import load_report
@@ -20,6 +22,8 @@ from recsys.publish.service import history, read_pointer
 from recsys.store import FileSystemStore
 from recsys.tables import from_parquet
 from tests.conftest import ROOT, SAMPLE_CATALOG, SAMPLE_RAW
+
+pytestmark = pytest.mark.slow  # two `recsys run` processes, twice: in `make test`, not in `make unit`
 
 WINDOW = Window.model_validate({"start": "2026-01-01", "end": "2026-01-07"})
 

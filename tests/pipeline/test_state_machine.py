@@ -211,6 +211,7 @@ def test_transient_store_errors_are_retried(store: FileSystemStore, monkeypatch)
     assert execution.status == "SUCCEEDED" and calls["n"] == 2
 
 
+@pytest.mark.slow
 def test_the_same_state_machine_runs_against_s3(aws_credentials) -> None:
     with LocalPipeline(
         {"RECSYS_STORE": "s3://recsys-artifacts/prod", "RECSYS_RAW_URI": "s3://recsys-raw/events"}

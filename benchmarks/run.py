@@ -706,7 +706,7 @@ def render(results: dict) -> str:
         out += [
             "## Artifact sizes and load times",
             "",
-            "Load = `recsys.serve.artifacts.load_artifact` (read the object, decode Parquet, build the serving "
+            "Load = `recsys.serve.reader.loading.load_artifact` (read the object, decode Parquet, build the serving "
             "structures; median of 3) for whole-file kinds; for implicit the footer and single row groups (mean "
             "over up to 20 sampled groups), which is all the API ever reads of it. Memory = the loaded form's "
             "`nbytes`, what the artifact cache accounts.",

@@ -1,5 +1,5 @@
 """Artifact sizes and load times per kind: Parquet bytes in the store, time to load into the API's serving
-structures (recsys.serve.artifacts: load_artifact for whole-file kinds; the footer and row groups for implicit),
+structures (recsys.serve.reader.loading: load_artifact for whole-file kinds; the footer and row groups for implicit),
 and the loaded form's memory as the artifact cache accounts it (`nbytes`).
 
 Usage: .venv/bin/python benchmarks/sizes.py --store file://... [--repeat 3] [--row-groups 20]
@@ -17,7 +17,7 @@ from common import SURFACE, TENANT, proc_status
 
 def measure(store_uri: str, repeat: int, sample_groups: int) -> dict:
     from recsys.publish.service import read_pointer
-    from recsys.serve.artifacts import load_artifact, load_implicit_footer, load_implicit_row_group
+    from recsys.serve.reader.loading import load_artifact, load_footer, load_row_group
     from recsys.store import open_store
 
     store = open_store(store_uri)
@@ -35,7 +35,7 @@ def measure(store_uri: str, repeat: int, sample_groups: int) -> dict:
             times, footer = [], None
             for _ in range(repeat):
                 t0 = time.perf_counter()
-                footer = load_implicit_footer(entry.uri, store, key)
+                footer = load_footer(kind, entry.uri, store, key)
                 times.append(time.perf_counter() - t0)
             assert footer is not None
             groups = footer.metadata.num_row_groups
@@ -43,7 +43,7 @@ def measure(store_uri: str, repeat: int, sample_groups: int) -> dict:
             group_times, group_bytes = [], []
             for group in picks:
                 t0 = time.perf_counter()
-                rows = load_implicit_row_group(entry.uri, store, key, footer, group)
+                rows = load_row_group(kind, entry.uri, store, key, footer, group)
                 group_times.append(time.perf_counter() - t0)
                 group_bytes.append(rows.nbytes)
                 keep.append(rows)

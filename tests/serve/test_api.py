@@ -15,8 +15,8 @@ from recsys import paths
 from recsys.days import Window
 from recsys.publish.service import publish
 from recsys.serve.app import create_app
-from recsys.serve.artifacts import ArtifactReader
 from recsys.serve.auth import AuthSettings
+from recsys.serve.reader import ArtifactReader
 from recsys.serve.service import RecommendService
 from recsys.serve.settings import ServeSettings
 from recsys.serve.tenant_store import TenantDocuments
@@ -54,7 +54,7 @@ def clock() -> Clock:
 @pytest.fixture
 def service(demo_store: FileSystemStore, clock: Clock) -> RecommendService:
     settings = ServeSettings(RECSYS_STORE=demo_store.uri, RECSYS_ARTIFACT_MANIFEST_TTL=60)
-    reader = ArtifactReader(store_uri=demo_store.uri, template=settings.manifest_template, manifest_ttl=60, clock=clock)
+    reader = ArtifactReader(demo_store, template=settings.manifest_template, manifest_ttl=60, clock=clock)
     return RecommendService(
         settings=settings, store=demo_store, reader=reader, documents=TenantDocuments(demo_store), clock=clock
     )
@@ -654,7 +654,7 @@ def test_a_corrupt_artifact_is_skipped_with_a_warning_and_read_once(
     real_get = FileSystemStore.get
     monkeypatch.setattr(FileSystemStore, "get", lambda self, key: reads.append(key) or real_get(self, key))
     body = {"user": {"user_id": "u00017"}, "anchors": {"item_ids": ["i00042"]}, "segment": "default", "k": 20}
-    with caplog.at_level("WARNING", logger="recsys.serve.artifacts"):
+    with caplog.at_level("WARNING", logger="recsys.serve.reader"):
         first = recommend(client, surface="broken-cooc", **body)
     second = recommend(client, surface="broken-cooc", **body)
     for result in (first, second):  # served from the other kinds, the broken ones named

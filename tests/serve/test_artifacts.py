@@ -23,8 +23,7 @@ from recsys.contract.manifest import Manifest
 from recsys.days import Window
 from recsys.publish.service import publish
 from recsys.ranking.signals import Interaction, Scored
-from recsys.serve import artifacts
-from recsys.serve.artifacts import (
+from recsys.serve.reader import (
     DEFAULT_MANIFEST_TEMPLATE,
     ArtifactCache,
     ArtifactIncompatible,
@@ -35,10 +34,7 @@ from recsys.serve.artifacts import (
     ManifestIncompatible,
     manifest_uri,
 )
-from recsys.serve.models import RecommendRequest, normalize_recommend
-from recsys.serve.ranking import rank
-from recsys.serve.rules import parse_rules
-from recsys.serve.tenant_config import TenantConfig
+from recsys.serve.reader import signals as reader_signals
 from recsys.settings import Settings
 from recsys.store import (
     Blob,
@@ -48,7 +44,6 @@ from recsys.store import (
     S3Store,
     StoreError,
     TransientStoreError,
-    split_uri,
 )
 from recsys.tables import to_parquet
 from tests.conftest import SAMPLE_CATALOG, SAMPLE_RAW, run_steps
@@ -140,7 +135,7 @@ def clock() -> FakeClock:
 
 def make_reader(spy: SpyStore, clock: FakeClock, **kwargs: Any) -> ArtifactReader:
     """A reader whose every manifest and artifact read goes through `spy`."""
-    return ArtifactReader(lambda uri: (spy, spy.key_of(uri)), DEFAULT_MANIFEST_TEMPLATE, spy.uri, clock=clock, **kwargs)
+    return ArtifactReader(spy, DEFAULT_MANIFEST_TEMPLATE, clock=clock, **kwargs)
 
 
 @pytest.fixture
@@ -193,18 +188,20 @@ def test_manifest_uri() -> None:
         manifest_uri(DEFAULT_MANIFEST_TEMPLATE, None, "demo", "home")
 
 
-def test_reader_rejects_templates_without_placeholders(store: FileSystemStore) -> None:
+def test_reader_rejects_templates_without_placeholders_or_outside_its_store(store: FileSystemStore) -> None:
     with pytest.raises(ValueError, match="tenant"):
-        ArtifactReader(template="{store}/manifest.json", store_uri=store.uri)
-    with pytest.raises(ValueError, match="store"):
-        ArtifactReader(template=DEFAULT_MANIFEST_TEMPLATE)
+        ArtifactReader(store, template="{store}/manifest.json")
+    with pytest.raises(ValueError, match="outside the store"):
+        ArtifactReader(store, template="s3://elsewhere/{tenant}/{surface}/manifest.json")
+    explicit = ArtifactReader(store, template=store.uri + "/registry/current/{tenant}/{surface}/manifest.json")
+    assert explicit.manifest_uri("demo", "home") == ArtifactReader(store).manifest_uri("demo", "home")
 
 
-def test_default_resolver_reads_a_relative_store_root(
+def test_reader_reads_a_relative_store_root(
     store: FileSystemStore, refs: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(store.root.parent)
-    reader = ArtifactReader(store_uri=f"file://{store.root.name}")
+    reader = ArtifactReader(FileSystemStore(store.root.name))
     loaded = reader.signals("demo", "home")
     assert loaded is not None and loaded.signals.available == KINDS
     assert loaded.signals.popular(1)[0].item_id == read_table(store, refs["popularity"].uri)["item_id"][0].as_py()
@@ -264,19 +261,6 @@ def test_lookups_return_what_the_parquet_holds(store: FileSystemStore, reader: A
     assert signals.user_items("no-such-user") == []
 
 
-class LookupsOnly:
-    """The `Signals` lookups of `inner` and nothing else: ranking then goes through its per-item adapter."""
-
-    def __init__(self, inner: ArtifactSignals) -> None:
-        self._inner = inner
-        self.available = inner.available
-
-    def __getattr__(self, name: str) -> Any:
-        if name == "arrays":
-            raise AttributeError(name)
-        return getattr(self._inner, name)
-
-
 def test_arrays_agree_with_the_lookups(store: FileSystemStore, reader: ArtifactReader, refs) -> None:
     signals = must(reader).signals
     arrays = signals.arrays()
@@ -318,13 +302,13 @@ def test_a_cold_view_loads_its_kinds_in_threads_and_a_warm_one_starts_none(
 ) -> None:
     pools: list[int] = []
 
-    class CountingPool(artifacts.ThreadPoolExecutor):
+    class CountingPool(reader_signals.ThreadPoolExecutor):
         def __init__(self, max_workers: int) -> None:
             pools.append(max_workers)
             super().__init__(max_workers=max_workers)
 
-    monkeypatch.setattr(artifacts, "ThreadPoolExecutor", CountingPool)
-    monkeypatch.setattr(artifacts, "_CORES", 2)
+    monkeypatch.setattr(reader_signals, "ThreadPoolExecutor", CountingPool)
+    monkeypatch.setattr(reader_signals, "_CORES", 2)
     kinds = ["popularity", "cooc", "session_seq", "content_sim", "item_knn"]
     signals = must(reader).signals
     cold = signals.arrays()
@@ -336,41 +320,6 @@ def test_a_cold_view_loads_its_kinds_in_threads_and_a_warm_one_starts_none(
     for kind in ("cooc", "item_knn"):
         items = ["no-such-item", *cold.names(cold.popular(20)[0])]
         assert [a.tolist() for a in cold.neighbours(kind, items)] == [b.tolist() for b in warm.neighbours(kind, items)]
-
-
-@pytest.mark.parametrize(
-    "fields",
-    [
-        {},
-        {"options": {"include_reasons": True, "explain": "full"}},
-        {"anchors": {"item_ids": ["i00001", "i00007", "nope"]}, "k": 30},
-        {"candidates": {"exclude_ids": ["i00001"], "include_ids": ["i00002", "i00003", "x"]}},
-        {"constraints": {"required_tags": ["category:toys", "brand:b3"], "max_per_tag": {"brand:b13": 1}}},
-        {"constraints": {"forbidden_tags": ["category:kitchen"]}, "k": 50},
-        {"weights": {"pop": 0, "knn": 2, "implicit": 0.3}},
-    ],
-)
-def test_ranking_over_arrays_matches_ranking_over_the_lookups(
-    store: FileSystemStore, reader: ArtifactReader, refs, fields
-) -> None:
-    """The array view (codes, translations, CSR gathers) against the same artifacts read one lookup at a time."""
-    signals = must(reader).signals
-    users = sorted({row["user_id"] for row in read_table(store, refs["implicit"].uri).to_pylist()})
-    rules = parse_rules(
-        [{"action": "boost", "tag": "category:outdoor", "boost": 0.5}, {"action": "pin", "item_ids": ["i00009"]}]
-    )
-    now = dt.datetime(2026, 1, 8, tzinfo=dt.UTC)
-    ranked = 0
-    for config in (TenantConfig.parse(None), TenantConfig.parse({"exclude_seen": False, "recent_items": 2})):
-        for user in [*users[:25], "cold-user"]:
-            body = {"surface": "home", "user": {"user_id": user}, **fields}
-            request, _ = normalize_recommend(RecommendRequest.model_validate(body), explain_max_items=200)
-            for with_rules in ([], rules):
-                effective = config.for_surface("home")
-                expected = rank(request, LookupsOnly(signals), effective, with_rules, now)
-                assert rank(request, signals, effective, with_rules, now) == expected
-                ranked += bool(expected.items)
-    assert ranked > 50  # most of the 104 rankings return items
 
 
 def test_kinds_load_lazily_and_once(spy: SpyStore, reader: ArtifactReader, refs) -> None:
@@ -694,7 +643,7 @@ def small_groups(store, refs) -> tuple[Manifest, str, pa.Table]:
 
 def test_implicit_reads_only_the_users_row_groups(spy: SpyStore, clock: FakeClock, small_groups) -> None:
     manifest, key, table = small_groups
-    signals = ArtifactSignals(manifest, ArtifactCache(), lambda uri: (spy, spy.key_of(uri)), clock=clock)
+    signals = ArtifactSignals(manifest, ArtifactCache(), spy, clock=clock)
     metadata = pq.ParquetFile(io.BytesIO(spy.inner.get(key).data)).metadata
     assert metadata.num_row_groups > 100
 
@@ -743,7 +692,7 @@ def test_implicit_reads_only_the_users_row_groups(spy: SpyStore, clock: FakeCloc
 
 def test_implicit_unknown_user_inside_a_group_range_is_empty(spy: SpyStore, clock: FakeClock, small_groups) -> None:
     manifest, _, table = small_groups
-    signals = ArtifactSignals(manifest, ArtifactCache(), lambda uri: (spy, spy.key_of(uri)), clock=clock)
+    signals = ArtifactSignals(manifest, ArtifactCache(), spy, clock=clock)
     first = table["user_id"][0].as_py()
     assert signals.user_items(first + "-not-a-user") == []
     assert spy.gets == []
@@ -758,7 +707,7 @@ def test_missing_artifact_object_makes_its_kind_unavailable(
     store.delete(store.key_of(refs["cooc"].uri))
     store.delete(store.key_of(refs["implicit"].uri))
     signals = must(reader).signals
-    with caplog.at_level(logging.WARNING, logger="recsys.serve.artifacts"):
+    with caplog.at_level(logging.WARNING, logger="recsys.serve.reader"):
         assert signals.available == KINDS - {"cooc", "implicit"}
         assert signals.co_visited("i00000") == [] and signals.co_visit_counts("i00000") == {}
         assert signals.user_items("u00000") == []
@@ -791,14 +740,14 @@ def test_unreadable_artifact_is_skipped_logged_and_remembered(
     key = f"artifacts/demo/home/{kind}/broken.parquet"
     store.put(key, body)
     manifest = with_current(current_manifest(store), **{kind: store.url(key)})
-    signals = ArtifactSignals(manifest, ArtifactCache(), lambda uri: (spy, spy.key_of(uri)), clock=clock)
+    signals = ArtifactSignals(manifest, ArtifactCache(), spy, clock=clock)
     assert kind in signals.available and not signals.unreadable  # it exists: only reading it tells
     lookup: Callable[[], Any] = {
         "popularity": lambda: signals.popular(3),
         "cooc": lambda: signals.co_visited("i00000"),
         "implicit": lambda: signals.user_items("u00000"),
     }[kind]
-    with caplog.at_level(logging.WARNING, logger="recsys.serve.artifacts"):
+    with caplog.at_level(logging.WARNING, logger="recsys.serve.reader"):
         assert lookup() == []  # skipped like a missing object, not raised
     assert [record.kind for record in caplog.records] == [kind]  # type: ignore[attr-defined]
     assert signals.unreadable == {kind} and kind not in signals.available
@@ -827,13 +776,11 @@ def test_s3_reader_uses_ranged_gets_for_implicit(tmp_path, aws_credentials, monk
         implicit_uri = next(ref.uri for ref in artifacts if ref.kind == "implicit")
         table = pq.read_table(pa.BufferReader(s3.get(s3.key_of(implicit_uri)).data))
 
-        reader = ArtifactReader(store_uri="s3://recsys-art/pre/")
+        reader = ArtifactReader(S3Store("recsys-art", "pre/"))
         loaded = reader.signals("demo", "home")
         assert loaded is not None and loaded.signals.available == KINDS
-        root = reader.store_for_uri.root  # type: ignore[attr-defined]
-        assert isinstance(root, S3Store)
         calls: list[dict] = []
-        root.client.meta.events.register("before-call.s3.GetObject", lambda params, **_: calls.append(params))
+        reader.store.client.meta.events.register("before-call.s3.GetObject", lambda params, **_: calls.append(params))
 
         user = table["user_id"][0].as_py()
         rows = table.filter(pa.compute.equal(table["user_id"], user)).sort_by("rank")
@@ -845,14 +792,11 @@ def test_s3_reader_uses_ranged_gets_for_implicit(tmp_path, aws_credentials, monk
             s3.size("artifacts/missing.parquet")
 
 
-def test_split_uri_resolver_reuses_stores(store, refs) -> None:
-    reader = ArtifactReader(store_for_uri=split_uri, store_uri=store.uri)
-    signals = must(reader).signals
-    signals.popular(1)
-    signals.co_visited("i00000")
-    first, _ = reader.store_for_uri(refs["popularity"].uri)
-    again, _ = reader.store_for_uri(refs["popularity"].uri)
-    assert first is again
+def test_artifact_uris_outside_the_readers_store_are_unreadable(store, refs, clock) -> None:
+    manifest = with_current(current_manifest(store), cooc="s3://elsewhere/artifacts/cooc.parquet")
+    signals = ArtifactSignals(manifest, ArtifactCache(), store, clock=clock)
+    assert signals.co_visited("i00000") == [] and signals.unreadable == {"cooc"}
+    assert signals.popular(1)
 
 
 def test_store_errors_loading_an_artifact_propagate_and_are_not_remembered(

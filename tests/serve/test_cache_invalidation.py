@@ -17,8 +17,8 @@ from recsys.contract.manifest import ArtifactRef
 from recsys.days import Window
 from recsys.publish.service import publish
 from recsys.serve.app import create_app
-from recsys.serve.artifacts import ArtifactReader
 from recsys.serve.auth import AuthSettings
+from recsys.serve.reader import ArtifactReader
 from recsys.serve.service import RecommendService
 from recsys.serve.settings import ServeSettings
 from recsys.serve.tenant_store import ApiKeys, TenantDocuments
@@ -53,7 +53,7 @@ def client(store: FileSystemStore) -> TestClient:
     service = RecommendService(
         settings=settings,
         store=store,
-        reader=ArtifactReader(store_uri=store.uri),
+        reader=ArtifactReader(store),
         documents=TenantDocuments(store),
         api_keys=ApiKeys(store),
     )

@@ -11,7 +11,6 @@ import pyarrow as pa
 import pytest
 
 from recsys.ranking.signals import Interaction, Scored
-from recsys.serve.artifacts import ContentTable, NeighborTable, PopularityTable, UserRows
 from recsys.serve.index import (
     ItemVocabulary,
     SortedStrings,
@@ -21,6 +20,7 @@ from recsys.serve.index import (
     smallest_ints,
     strictly_ascending,
 )
+from recsys.serve.reader.forms import ContentTable, NeighborTable, PopularityTable, UserRows
 
 
 @dataclass(frozen=True, eq=False)

@@ -12,8 +12,8 @@ from recsys import paths
 from recsys.days import Window
 from recsys.publish.manifest import build_manifest
 from recsys.serve.app import create_app
-from recsys.serve.artifacts import ArtifactReader
 from recsys.serve.auth import AuthSettings
+from recsys.serve.reader import ArtifactReader
 from recsys.serve.service import RecommendService, report_stale_manifest
 from recsys.serve.settings import ServeSettings
 from recsys.serve.tenant_store import TenantDocuments
@@ -47,7 +47,7 @@ def test_a_stale_manifest_emits_its_metric_only_when_metrics_are_on(
     clock = Clock()
     settings = ServeSettings(RECSYS_STORE=store.uri)
     # The production wiring of the stale-manifest callback (what RecommendService.from_settings passes).
-    reader = ArtifactReader(store_uri=store.uri, manifest_ttl=60, clock=clock, on_stale=report_stale_manifest)
+    reader = ArtifactReader(store, manifest_ttl=60, clock=clock, on_stale=report_stale_manifest)
     service = RecommendService(
         settings=settings, store=store, reader=reader, documents=TenantDocuments(store), clock=clock
     )

@@ -8,7 +8,8 @@ import uuid
 
 import pytest
 
-from recsys.serve.rules import RULE_ID_NAMESPACE, Rule, apply_rules, parse_rules
+from recsys.ranking.rules import Rule, apply_rules
+from recsys.serve.rules import RULE_ID_NAMESPACE, parse_rules
 
 NOW = dt.datetime(2026, 5, 23, 12, 0, tzinfo=dt.UTC)
 

@@ -13,7 +13,9 @@ from typing import Annotated
 from pydantic import BaseModel, Field, PositiveFloat, PositiveInt, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-ARTIFACT_KINDS = ("popularity", "cooc", "implicit", "content_sim", "session_seq", "item_knn")
+from recsys.contract.kinds import BUILTIN_KINDS, KINDS
+
+ARTIFACT_KINDS = BUILTIN_KINDS  # the built-in kinds, in canonical order: the default RECSYS_KINDS
 
 DEFAULT_EVENT_WEIGHTS = {"exposure": 1.0, "click": 3.0, "add_to_cart": 5.0, "purchase": 10.0}
 
@@ -123,12 +125,13 @@ class Settings(BaseSettings):
     @field_validator("kinds")
     @classmethod
     def _known_kinds(cls, value: list[str]) -> list[str]:
-        unknown = sorted(set(value) - set(ARTIFACT_KINDS))
+        known = KINDS.names()  # the built-in kinds, then any other registered kind
+        unknown = sorted(set(value) - set(known))
         if unknown:
-            raise ValueError(f"unknown artifact kind(s) {unknown}; known: {list(ARTIFACT_KINDS)}")
+            raise ValueError(f"unknown artifact kind(s) {unknown}; known: {list(known)}")
         if not value:
             raise ValueError("at least one artifact kind must be enabled")
-        return [kind for kind in ARTIFACT_KINDS if kind in value]
+        return [kind for kind in known if kind in value]
 
     @field_validator("event_weights")
     @classmethod

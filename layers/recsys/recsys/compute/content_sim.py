@@ -28,6 +28,7 @@ the result (top_k + 1 entries per signature, top_k per item).
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,6 +36,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from recsys.compute.pairs import concat_ranges, exclusive_cumsum, unique_counts
+from recsys.contract.kinds import KINDS, ArtifactKind
 from recsys.settings import ComputeParams
 
 KIND = "content_sim"
@@ -265,3 +267,14 @@ def build_from_catalog(catalog: pa.Table, params: ComputeParams) -> pa.Table:
         }
     )
     return out.cast(SCHEMA)
+
+
+# This module's entry in the kind registry (the reader's form, the ranking signal, the columns read as dictionaries).
+ENTRY = KINDS.register(
+    ArtifactKind.from_module(
+        sys.modules[__name__],
+        form="content",
+        signal="content",
+        dictionary_columns=("item_id", "similar_items.list.element"),
+    )
+)

@@ -23,6 +23,7 @@ whose neighbours were all dropped have no rows.
 from __future__ import annotations
 
 import datetime as dt
+import sys
 from collections.abc import Sequence
 
 import numpy as np
@@ -30,6 +31,7 @@ import pyarrow as pa
 
 from recsys.compute import pairs
 from recsys.compute.artifact import NEIGHBOR_SCHEMA, stack
+from recsys.contract.kinds import KINDS, ArtifactKind
 from recsys.days import Window
 from recsys.settings import ComputeParams
 
@@ -89,3 +91,14 @@ def build(partials: Sequence[tuple[dt.date, pa.Table]], window: Window, params: 
         params.cooc_top_k,
     )
     return out.cast(SCHEMA)
+
+
+# This module's entry in the kind registry (the reader's form, the ranking signal, the columns read as dictionaries).
+ENTRY = KINDS.register(
+    ArtifactKind.from_module(
+        sys.modules[__name__],
+        form="neighbors_with_counts",
+        signal="cooc",
+        dictionary_columns=("item_id", "neighbor_id"),
+    )
+)

@@ -27,6 +27,7 @@ Event types without a configured weight count as events but weigh 0.
 from __future__ import annotations
 
 import datetime as dt
+import sys
 from collections.abc import Sequence
 
 import numpy as np
@@ -35,6 +36,7 @@ import pyarrow.compute as pc
 
 from recsys.compute import pairs
 from recsys.compute.artifact import decayed_stack, event_weight_column, weights_param
+from recsys.contract.kinds import KINDS, ArtifactKind
 from recsys.days import Window
 from recsys.settings import ComputeParams
 
@@ -130,3 +132,11 @@ def build(partials: Sequence[tuple[dt.date, pa.Table]], window: Window, params: 
     rows = pairs.lexsort_order([user, -score, -last_ts, item])
     rank = pairs.rank_in_segments(user[rows])
     return summed.take(rows).append_column("rank", pa.array(rank.astype(np.int32))).cast(SCHEMA)
+
+
+# This module's entry in the kind registry (the reader's form, the ranking signal, the columns read as dictionaries).
+ENTRY = KINDS.register(
+    ArtifactKind.from_module(
+        sys.modules[__name__], form="user_rows", signal="implicit", dictionary_columns=("user_id", "item_id")
+    )
+)

@@ -31,6 +31,7 @@ items whose neighbours were all dropped have no rows.
 from __future__ import annotations
 
 import datetime as dt
+import sys
 from collections.abc import Sequence
 
 import numpy as np
@@ -39,6 +40,7 @@ import pyarrow.compute as pc
 
 from recsys.compute import pairs
 from recsys.compute.artifact import NEIGHBOR_SCHEMA, stack
+from recsys.contract.kinds import KINDS, ArtifactKind
 from recsys.days import Window
 from recsys.settings import ComputeParams
 
@@ -106,3 +108,11 @@ def build(partials: Sequence[tuple[dt.date, pa.Table]], window: Window, params: 
         params.item_knn_top_k,
     )
     return out.cast(SCHEMA)
+
+
+# This module's entry in the kind registry (the reader's form, the ranking signal, the columns read as dictionaries).
+ENTRY = KINDS.register(
+    ArtifactKind.from_module(
+        sys.modules[__name__], form="neighbors", signal="knn", dictionary_columns=("item_id", "neighbor_id")
+    )
+)

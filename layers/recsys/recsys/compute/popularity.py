@@ -17,11 +17,13 @@ Event types without a configured weight count as events but weigh 0.
 from __future__ import annotations
 
 import datetime as dt
+import sys
 from collections.abc import Sequence
 
 import pyarrow as pa
 
 from recsys.compute.artifact import decayed_stack, event_weight_column, row_numbers, weights_param
+from recsys.contract.kinds import KINDS, ArtifactKind
 from recsys.days import Window
 from recsys.settings import ComputeParams
 
@@ -85,3 +87,7 @@ def build(partials: Sequence[tuple[dt.date, pa.Table]], window: Window, params: 
         }
     )
     return out.cast(SCHEMA)
+
+
+# This module's entry in the kind registry (the reader's form, the ranking signal, the columns read as dictionaries).
+ENTRY = KINDS.register(ArtifactKind.from_module(sys.modules[__name__], form="popularity", signal="pop"))

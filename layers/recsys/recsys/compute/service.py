@@ -15,8 +15,9 @@ import pyarrow.compute as pc
 from pydantic import BaseModel
 
 from recsys import paths
-from recsys.compute import EVENT_KINDS, catalog, content_sim
+from recsys.compute import catalog  # (the package registers the built-in kinds)
 from recsys.compute.artifact import canonical_table, content_version
+from recsys.contract.kinds import KINDS, ArtifactKind
 from recsys.contract.manifest import ArtifactRef
 from recsys.days import Window
 from recsys.errors import ConfigError, DayNotIngested
@@ -38,48 +39,53 @@ def _partial_key(canonical_etag: str, knobs: dict) -> str:
 
 
 def _event_artifact(
-    store: ObjectStore, kind: str, tenant: str, surface: str, window: Window, settings: Settings
+    store: ObjectStore, kind: ArtifactKind, tenant: str, surface: str, window: Window, settings: Settings
 ) -> tuple[pa.Table, int, int]:
-    module = EVENT_KINDS[kind]
-    knobs = module.partial_params(settings.compute, settings.event_weights)
+    knobs = kind.partial_params(settings.compute, settings.event_weights)
     partials, built, reused = [], 0, 0
     for day in window.days:
         events_key = paths.canonical_events(tenant, surface, day)
         etag = store.head(events_key)
         if etag is None:
             raise DayNotIngested(f"{tenant}/{surface} {day} has not been ingested")
-        key = paths.partial(tenant, surface, kind, day, _partial_key(etag, knobs))
+        key = paths.partial(tenant, surface, kind.name, day, _partial_key(etag, knobs))
         if store.exists(key):
             # Dictionary-encoded strings: the builds code ids through the dictionaries (compute.pairs).
             partial = from_parquet(store.get(key).data, dictionaries=True)
             reused += 1
         else:
-            events = from_parquet(store.get(events_key).data, columns=module.EVENT_COLUMNS)
-            partial = module.partial(events, settings.compute, settings.event_weights)
-            store.create(key, to_parquet(partial, module.PARTIAL_SCHEMA, kind=f"{kind}.partial"))
+            events = from_parquet(store.get(events_key).data, columns=list(kind.event_columns))
+            partial = kind.partial(events, settings.compute, settings.event_weights)
+            store.create(key, to_parquet(partial, kind.partial_schema, kind=f"{kind.name}.partial"))
             built += 1
         partials.append((day, partial))
-    return module.build(partials, window, settings.compute), built, reused
+    return kind.build(partials, window, settings.compute), built, reused
 
 
 def _catalog_artifact(
-    store: ObjectStore, tenant: str, surface: str, window: Window, settings: Settings, catalog_uri: str | None
+    store: ObjectStore,
+    kind: ArtifactKind,
+    tenant: str,
+    surface: str,
+    window: Window,
+    settings: Settings,
+    catalog_uri: str | None,
 ) -> tuple[pa.Table | ArtifactRef, str]:
-    """content_sim's table to build, or the ref of the artifact this catalog (same bytes: same ETag) with the same
+    """The kind's table to build, or the ref of the artifact this catalog (same bytes: same ETag) with the same
     knobs gave before, from its build record; and the build record's key."""
     if not catalog_uri:
-        raise ConfigError("content_sim needs a catalog: set RECSYS_CATALOG_URI or pass --catalog")
+        raise ConfigError(f"{kind.name} needs a catalog: set RECSYS_CATALOG_URI or pass --catalog")
     catalog_store, key = split_uri(catalog_uri.format(tenant=tenant, surface=surface))
     blob = catalog_store.get(key)  # the ETag of the bytes read, so a catalog replaced meanwhile cannot be mixed up
-    knobs = {"surface": surface, "format": catalog.catalog_format(key), **content_sim.build_params(settings.compute)}
+    knobs = {"surface": surface, "format": catalog.catalog_format(key), **kind.build_params(settings.compute)}
     record_key = paths.catalog_build(tenant, surface, _partial_key(blob.etag, knobs))
     if store.exists(record_key):
         record = json.loads(store.get(record_key).data)
-        artifact_key = paths.artifact(tenant, surface, content_sim.KIND, record["version"])
+        artifact_key = paths.artifact(tenant, surface, kind.name, record["version"])
         if store.exists(artifact_key):
-            return ArtifactRef(kind=content_sim.KIND, uri=store.url(artifact_key), window=window, **record), record_key
+            return ArtifactRef(kind=kind.name, uri=store.url(artifact_key), window=window, **record), record_key
     items = catalog.read_catalog(blob.data, catalog.catalog_format(key), surface)
-    return content_sim.build_from_catalog(items, settings.compute), record_key
+    return kind.build_from_catalog(items, settings.compute), record_key
 
 
 def compute_kind(
@@ -92,20 +98,22 @@ def compute_kind(
     catalog_uri: str | None = None,
 ) -> ComputeResult:
     """Build `kind` over `window` and store it create-exclusive; an existing version is reused, never rewritten."""
+    try:
+        entry = KINDS.get(kind)
+    except KeyError:
+        raise ConfigError(f"unknown artifact kind {kind!r}") from None
     built = reused = 0
     record_key = ""
-    if kind == content_sim.KIND:
+    if entry.source == "catalog":
         built_or_ref, record_key = _catalog_artifact(
-            store, tenant, surface, window, settings, catalog_uri or settings.catalog_uri
+            store, entry, tenant, surface, window, settings, catalog_uri or settings.catalog_uri
         )
         if isinstance(built_or_ref, ArtifactRef):  # the daily case: the catalog has not changed since the last build
             return ComputeResult(artifact=built_or_ref, written=False)
-        table, schema = built_or_ref, content_sim.SCHEMA
-    elif kind in EVENT_KINDS:
-        table, built, reused = _event_artifact(store, kind, tenant, surface, window, settings)
-        schema = EVENT_KINDS[kind].SCHEMA
+        table = built_or_ref
     else:
-        raise ConfigError(f"unknown artifact kind {kind!r}")
+        table, built, reused = _event_artifact(store, entry, tenant, surface, window, settings)
+    schema = entry.schema
     table = canonical_table(table, schema)  # once, for both the version and the bytes
     version = content_version(table, schema, canonical=True)
     data = to_parquet(table, schema, kind=kind, canonical=True)
@@ -117,10 +125,10 @@ def compute_kind(
         uri=store.url(key),
         window=window,
         rows=table.num_rows,
-        keys=pc.count_distinct(table.column(0)).as_py() if table.num_rows else 0,
+        keys=pc.count_distinct(table.column(entry.key_column)).as_py() if table.num_rows else 0,
         bytes=len(data),
     )
-    if record_key:  # content_sim: what this catalog gave, so the next run with it skips the build
+    if record_key:  # a catalog kind: what this catalog gave, so the next run with it skips the build
         record = ref.model_dump(include={"version", "rows", "keys", "bytes"})
         store.create(record_key, json.dumps(record, sort_keys=True).encode(), content_type="application/json")
     return ComputeResult(artifact=ref, written=written, partials_built=built, partials_reused=reused)

@@ -23,6 +23,7 @@ SCHEMA (the artifact), sorted by item_id, rank:
 from __future__ import annotations
 
 import datetime as dt
+import sys
 from collections.abc import Sequence
 
 import numpy as np
@@ -31,6 +32,7 @@ import pyarrow.compute as pc
 
 from recsys.compute import pairs
 from recsys.compute.artifact import stack
+from recsys.contract.kinds import KINDS, ArtifactKind
 from recsys.days import Window
 from recsys.events.contract import CANONICAL_SORT
 from recsys.settings import ComputeParams
@@ -119,3 +121,11 @@ def build(partials: Sequence[tuple[dt.date, pa.Table]], window: Window, params: 
         }
     )
     return out.cast(SCHEMA)
+
+
+# This module's entry in the kind registry (the reader's form, the ranking signal, the columns read as dictionaries).
+ENTRY = KINDS.register(
+    ArtifactKind.from_module(
+        sys.modules[__name__], form="neighbors", signal="session", dictionary_columns=("item_id", "next_item_id")
+    )
+)

@@ -14,6 +14,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from recsys import ranking
 from recsys.compute.service import compute_kind
 from recsys.contract.manifest import Manifest
 from recsys.contract.quality import QualityResult
@@ -22,9 +23,9 @@ from recsys.evaluation.metrics import evaluate_lists
 from recsys.evaluation.split import interactions, relevant_items  # the same split rules as `recsys eval`
 from recsys.publish.manifest import build_manifest
 from recsys.publish.service import Pointer, carried_over, history, read_pointer
-from recsys.serve import ranking
-from recsys.serve.artifacts import ArtifactCache, ArtifactSignals, StoreResolver
-from recsys.serve.models import NormalizedRecommend, Options, User
+from recsys.ranking.types import RecommendQuery, Scope
+from recsys.serve.ranking import knobs
+from recsys.serve.reader import ArtifactCache, ArtifactSignals
 from recsys.serve.rules import parse_rules
 from recsys.serve.tenant_config import TenantConfig
 from recsys.serve.tenant_store import TenantDocuments
@@ -52,14 +53,13 @@ def _score(
     config_doc, rules_doc = documents.get(tenant, "config"), documents.get(tenant, "rules")
     config = TenantConfig.parse(config_doc.data if config_doc else None).for_surface(surface)
     rules = parse_rules(rules_doc.data) if rules_doc else []
-    signals = ArtifactSignals(manifest, ArtifactCache(), StoreResolver(store.uri))
-    now = day_start(holdout.day)
+    signals = ArtifactSignals(manifest, ArtifactCache(), store)
+    weights, config_knobs = config.weights_for(None), knobs(config)
+    scope = Scope(surface=surface, segment="default", now=day_start(holdout.day))
     lists = {}
     for user in sorted(holdout.relevant):
-        request = NormalizedRecommend(
-            surface=surface, segment="default", k=k, user=User(user_id=user), options=Options()
-        )
-        lists[user] = [item.item_id for item in ranking.rank(request, signals, config, rules, now).items]
+        query = RecommendQuery(subject=user, k=k, weights=weights, knobs=config_knobs, scope=scope)
+        lists[user] = [item.item_id for item in ranking.rank(query, signals.arrays(), rules).items]
     return evaluate_lists(lists, holdout.relevant, ks=(k,)).get(metric, 0.0)
 
 

@@ -15,7 +15,7 @@ from enum import StrEnum
 from pydantic import BaseModel
 
 from recsys import paths
-from recsys.compute import EVENT_KINDS, content_sim
+from recsys.compute import KINDS  # the registry, with the built-in kinds registered
 from recsys.compute.artifact import content_version
 from recsys.contract.manifest import ArtifactRef, Manifest
 from recsys.contract.quality import QualityResult
@@ -26,7 +26,6 @@ from recsys.store import NotFound, ObjectStore, PreconditionFailed
 from recsys.tables import from_parquet
 
 CAS_ATTEMPTS = 5
-SCHEMAS = {**{kind: module.SCHEMA for kind, module in EVENT_KINDS.items()}, content_sim.KIND: content_sim.SCHEMA}
 
 
 class Decision(StrEnum):
@@ -72,9 +71,9 @@ def read_manifest(store: ObjectStore, tenant: str, surface: str, version: str) -
 
 def verify_artifact(store: ObjectStore, ref: ArtifactRef) -> None:
     """The artifact exists, has its kind's schema and row count, and its content hashes to its version."""
-    schema = SCHEMAS.get(ref.kind)
-    if schema is None:
+    if ref.kind not in KINDS:
         raise ArtifactInvalid(f"unknown artifact kind {ref.kind!r}")
+    schema = KINDS.get(ref.kind).schema
     try:
         table = from_parquet(store.get(store.key_of(ref.uri)).data)
     except NotFound:

@@ -1,11 +1,10 @@
-"""What ranking reads from the artifacts of one manifest: small lookups, no I/O in the ranking code itself.
+"""What ranking reads from the artifacts of one manifest: `SignalArrays`, lookups over item codes, no I/O in ranking.
 
-`Signals` is implemented over loaded artifacts by `recsys.serve.artifacts` and by plain dicts in tests.
-A kind missing from the manifest is simply absent from `available`; its lookups return nothing. An implementation
-whose kinds can fail to load (the artifacts) also has `unreadable`: the kinds whose artifact exists but cannot be
-read. Such a kind leaves `available` once a lookup found it broken, and its lookups return nothing too.
-`SignalArrays` is the same data as arrays over item codes, what ranking works on (`Signals.arrays()` when the
-implementation has it, else ranking's adapter over the lookups above).
+`SignalArrays` is implemented by the reader (`ArtifactArrays`, one view per request over a manifest's loaded
+artifacts); ranking has no other signal protocol. A kind missing from the manifest is absent from `available`; its
+lookups return nothing. `unreadable` holds the kinds whose artifact exists but cannot be read: such a kind leaves
+`available` once a lookup found it broken, and its lookups return nothing too.
+`Scored` and `Interaction` are the reader's per-item lookup results (`ArtifactSignals`), `History` a user's rows.
 """
 
 from __future__ import annotations
@@ -33,37 +32,6 @@ class Interaction:
     score: float
     count: int
     last_us: int
-
-
-class Signals(Protocol):
-    available: frozenset[str]  # artifact kinds present in the manifest
-
-    def popular(self, n: int) -> list[Scored]:
-        """Top `n` items by popularity score (descending), score = the artifact's decayed weighted count."""
-
-    def popularity_of(self, item_id: str) -> float:
-        """An item's popularity score (0 if it is not in the artifact)."""
-
-    def co_visited(self, item_id: str) -> list[Scored]:
-        """cooc neighbours of `item_id`, score = shrunk cosine (0..1), best first."""
-
-    def co_visit_counts(self, item_id: str) -> dict[str, int]:
-        """cooc raw session counts of `item_id`'s neighbours (the seed's /v1/similar score)."""
-
-    def user_items(self, user_id: str) -> list[Interaction]:
-        """The user's implicit row (best score first); empty for unknown users."""
-
-    def next_items(self, item_id: str) -> list[Scored]:
-        """session_seq successors of `item_id`, score = share of transitions out of it (0..1), best first."""
-
-    def item_neighbors(self, item_id: str) -> list[Scored]:
-        """item_knn neighbours of `item_id`, score = shrunk cosine over shared users (0..1), best first."""
-
-    def similar_by_tags(self, item_id: str) -> list[Scored]:
-        """content_sim neighbours of `item_id`, score = cosine over tag sets (0..1), best first."""
-
-    def tags(self, item_id: str) -> tuple[str, ...]:
-        """The item's normalized catalog tags (empty if unknown)."""
 
 
 @dataclass(frozen=True)
@@ -106,7 +74,7 @@ EMPTY_HISTORY = History([], np.zeros(0), np.zeros(0, np.int64), np.zeros(0, np.i
 class SignalArrays(Protocol):
     """One request's view of the signals as arrays over item codes (what ranking reads).
 
-    `recsys.serve.artifacts.ArtifactArrays` is the real one; ranking adapts any other `Signals` to it. A code is an
+    The reader's `ArtifactArrays` is the implementation (tests build it over in-memory artifact tables). A code is an
     int for one item id within the view (`codes` gives the same code for the same id every time). `prepare(kinds)`
     loads the kinds a request will use before any id is turned into a code.
     """

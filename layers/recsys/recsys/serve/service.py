@@ -17,7 +17,6 @@ from typing import Any
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 
 from recsys.serve import ranking
-from recsys.serve.artifacts import ArtifactIncompatible, ArtifactReader, LoadedManifest, ManifestIncompatible
 from recsys.serve.auth import ApiKeysLike, Caller
 from recsys.serve.models import (
     Meta,
@@ -31,6 +30,7 @@ from recsys.serve.models import (
     normalize_similar,
 )
 from recsys.serve.problems import Problem
+from recsys.serve.reader import ArtifactIncompatible, ArtifactReader, LoadedManifest, ManifestIncompatible
 from recsys.serve.rules import Rule, parse_rules
 from recsys.serve.settings import ServeSettings
 from recsys.serve.tenant_config import TenantConfig
@@ -81,8 +81,8 @@ class RecommendService:
     def from_settings(cls, settings: ServeSettings, **kwargs: Any) -> RecommendService:
         store = open_store(settings.store)
         reader = ArtifactReader(
+            store,
             template=settings.manifest_template,
-            store_uri=store.uri,
             manifest_ttl=settings.manifest_ttl,
             cache_bytes=settings.artifact_cache_bytes,
             on_stale=report_stale_manifest,

@@ -1,5 +1,8 @@
 """Ranking: each signal, weights, filters, rules, warnings, reasons/explain and similar(), with hand-computed scores.
 
+Every test ranks over the production array path: small artifact tables read by the reader (`tests.ranking.arrays`),
+through the API's mapping (`recsys.serve.ranking`: wire request -> `RecommendQuery`, `Ranking` -> wire items).
+
 The hand computations use these weights (pinned by `config`, independent of DEFAULT_WEIGHTS, which tuning may move):
 pop 0.2, cooc 1.0, implicit 0.5, session 1.0, content 0.5, knn 1.0.
 """
@@ -23,7 +26,7 @@ from recsys.serve.models import (
 from recsys.serve.ranking import Ranked, rank, similar
 from recsys.serve.rules import Rule, parse_rules
 from recsys.serve.tenant_config import EffectiveConfig, TenantConfig
-from tests.serve.fakes import DictSignals
+from tests.ranking.arrays import artifacts
 
 NOW = dt.datetime(2026, 5, 23, 12, 0, tzinfo=dt.UTC)
 ONLY = {"pop": 0, "cooc": 0, "implicit": 0, "session": 0, "content": 0, "knn": 0}
@@ -72,7 +75,7 @@ def warnings(ranked: Ranked) -> list[tuple[str, str]]:
 
 
 def test_pop_only_cold_user_gets_popularity():
-    signals = DictSignals(popularity={"a": 10, "b": 5, "c": 5, "d": 2}, implicit={})
+    signals = artifacts(popularity={"a": 10, "b": 5, "c": 5, "d": 2}, implicit={})
     ranked = run(signals)
     # pop = score / max(10) ; score = 0.2 * pop
     # a 0.2*1.0 = 0.2 ; b, c 0.2*0.5 = 0.1 (tie -> item_id) ; d 0.2*0.2 = 0.04
@@ -83,7 +86,7 @@ def test_pop_only_cold_user_gets_popularity():
 
 
 def test_cooc_from_a_request_anchor():
-    signals = DictSignals(popularity={"a": 10, "x": 4}, cooc={"a": {"b": 0.5, "c": 0.25}}, implicit={}, session_seq={})
+    signals = artifacts(popularity={"a": 10, "x": 4}, cooc={"a": {"b": 0.5, "c": 0.25}}, implicit={}, session_seq={})
     ranked = run(signals, request(anchors={"item_ids": ["a"]}), config(weights={"content": 0, "knn": 0}))
     # b: 1.0*0.5 = 0.5 ; c: 1.0*0.25 = 0.25 ; x: 0.2 * 4/10 = 0.08 ; the anchor a is excluded
     assert scores(ranked) == {"b": 0.5, "c": 0.25, "x": 0.08}
@@ -92,7 +95,7 @@ def test_cooc_from_a_request_anchor():
 
 
 def test_cooc_from_the_users_most_recent_items():
-    signals = DictSignals(
+    signals = artifacts(
         popularity={"z": 1},
         implicit={"u1": {"h1": (2.0, 100), "h2": (1.0, 200)}},  # (score, last_us): h2 is the most recent
         cooc={"h1": {"p": 0.9}, "h2": {"q": 0.4, "h1": 0.3}},
@@ -105,7 +108,7 @@ def test_cooc_from_the_users_most_recent_items():
 
 
 def test_session_successors_weighted_by_recency():
-    signals = DictSignals(
+    signals = artifacts(
         popularity={},
         implicit={"u1": {"h1": (1.0, 300), "h2": (1.0, 200), "h3": (1.0, 100)}},  # h1 most recent
         session_seq={"h1": {"s1": 0.6, "s2": 0.4}, "h2": {"s1": 0.2, "s3": 1.0}, "h3": {"s4": 1.0}},
@@ -118,7 +121,7 @@ def test_session_successors_weighted_by_recency():
 
 
 def test_an_anonymous_visitors_anchors_drive_session_and_cooc_most_recent_first():
-    signals = DictSignals(
+    signals = artifacts(
         popularity={"p": 1},
         implicit={},
         cooc={"a": {"c1": 1.0}, "b": {"c2": 1.0}},
@@ -135,7 +138,7 @@ def test_an_anonymous_visitors_anchors_drive_session_and_cooc_most_recent_first(
 
 
 def test_content_from_an_anchor():
-    signals = DictSignals(
+    signals = artifacts(
         popularity={"t2": 10, "a": 5}, content_sim={"a": {"t1": 0.8, "t2": 0.5}}, implicit={}, session_seq={}
     )
     ranked = run(signals, request(anchors={"item_ids": ["a"]}), config(weights={"cooc": 0, "knn": 0}))
@@ -151,7 +154,7 @@ KNN = {"h1": {"x": 0.3, "y": 0.1, "h2": 0.5}, "h2": {"x": 0.2, "z": 0.4}, "a": {
 
 
 def test_knn_sums_the_neighbours_of_the_history_each_history_item_counting_once():
-    signals = DictSignals(popularity={}, implicit=KNN_HISTORY, item_knn=KNN)
+    signals = artifacts(popularity={}, implicit=KNN_HISTORY, item_knn=KNN)
     req = request(options={"include_reasons": True, "explain": "full"})
     ranked = run(signals, req, config(weights=KNN_ONLY, history_decay=1.0))
     # h1 (score 4) and h2 (score 2) count the same: x = 0.3 + 0.2 = 0.5 ; z = 0.4 ; y = 0.1 ; h2 0.5 (seen: excluded)
@@ -164,7 +167,7 @@ def test_knn_sums_the_neighbours_of_the_history_each_history_item_counting_once(
 
 
 def test_knn_weighs_the_history_by_recency_in_the_users_own_timeline():
-    signals = DictSignals(popularity={}, implicit=KNN_HISTORY, item_knn=KNN)
+    signals = artifacts(popularity={}, implicit=KNN_HISTORY, item_knn=KNN)
     ranked = run(signals, cfg=config(weights=KNN_ONLY, history_decay=0.5))
     # h2 (last_us 2) is the latest: weight 1 ; h1: 0.5. x = 0.2 + 0.5*0.3 = 0.35 ; z = 0.4 ; y = 0.5*0.1 = 0.05
     # normalized by 0.4: z 1.0, x 0.875, y 0.125
@@ -172,14 +175,14 @@ def test_knn_weighs_the_history_by_recency_in_the_users_own_timeline():
 
 
 def test_knn_normalizes_over_seen_items_when_they_are_candidates():
-    signals = DictSignals(popularity={}, implicit=KNN_HISTORY, item_knn=KNN)
+    signals = artifacts(popularity={}, implicit=KNN_HISTORY, item_knn=KNN)
     ranked = run(signals, cfg=config(weights=KNN_ONLY, exclude_seen=False, history_decay=1.0))
     # as above, h2 0.5 (h1's neighbour) is now a candidate: h2 0.5/0.5 = 1.0, x 1.0, z 0.8, y 0.2 ; h1 0
     assert scores(ranked) == {"h2": 1.0, "x": 1.0, "z": 0.8, "y": 0.2, "h1": 0.0}
 
 
 def test_knn_puts_the_request_anchors_first_in_the_visitors_timeline():
-    signals = DictSignals(popularity={}, implicit=KNN_HISTORY, item_knn=KNN)
+    signals = artifacts(popularity={}, implicit=KNN_HISTORY, item_knn=KNN)
     ranked = run(signals, request(anchors={"item_ids": ["a"]}), config(weights=KNN_ONLY, history_decay=0.5))
     # a (weight 1), then h2 (0.5), then h1 (0.25): x = 0.6 + 0.1 + 0.075 = 0.775 ; w = 0.3 ; z = 0.2 ; y = 0.025
     assert scores(ranked) == {"x": 1.0, "w": 0.387097, "z": 0.258065, "y": 0.032258}
@@ -193,11 +196,11 @@ def test_knn_uses_the_50_most_recent_history_items():
     history["h01"] = (2.0, 1)
     history["h00"] = (1.0, 1)  # ties h01 on last_us: the higher score keeps h01 (the 50th), drops h00
     history["zero"] = (0.0, 99)  # a zero score never counts
-    signals = DictSignals(
+    signals = artifacts(
         popularity={}, implicit={"u1": history}, item_knn={"h00": {"p": 1.0}, "h01": {"q": 1.0}, "h51": {"r": 0.5}}
     )
     ranked = run(signals, cfg=config(weights=KNN_ONLY, history_decay=1.0))
-    looked_up = [arg for call, arg in signals.calls if call == "item_neighbors"]
+    [looked_up] = [sources for call, sources in signals.calls if call == "item_knn"]
     assert len(looked_up) == 50 and looked_up[0] == "h51" and looked_up[-1] == "h01"
     assert "h00" not in looked_up and "zero" not in looked_up
     assert scores(ranked) == {"q": 1.0, "r": 0.5}
@@ -207,26 +210,26 @@ def test_exclude_seen_drops_every_item_of_a_1000_item_history():
     history = {f"h{n:04}": (1.0, n) for n in range(1000)}
     neighbours = {f"h{n:04}": {f"h{(n + 1) % 1000:04}": 0.9, f"new{n}": 0.1} for n in range(1000)}
     popular = {f"h{n:04}": 1000 - n for n in range(1000)} | {"p": 1}
-    signals = DictSignals(popularity=popular, implicit={"u1": history}, item_knn=neighbours, cooc=neighbours)
+    signals = artifacts(popularity=popular, implicit={"u1": history}, item_knn=neighbours, cooc=neighbours)
     ranked = run(signals, request(k=200), config(weights={**ONLY, "pop": 1, "cooc": 1, "knn": 1}))
     assert ranked.items and not any(item.item_id in history for item in ranked.items)
 
 
 def test_knn_is_not_looked_up_with_a_zero_weight_and_warns_only_when_used():
-    signals = DictSignals(popularity={"a": 1}, implicit=KNN_HISTORY, item_knn=KNN)
+    signals = artifacts(popularity={"a": 1}, implicit=KNN_HISTORY, item_knn=KNN)
     run(signals, cfg=config(weights={"knn": 0}))
-    assert not [call for call in signals.calls if call[0] == "item_neighbors"]
-    missing = DictSignals(popularity={"a": 1}, implicit=KNN_HISTORY, cooc={}, session_seq={}, content_sim={})
+    assert not [call for call in signals.calls if call[0] == "item_knn"]
+    missing = artifacts(popularity={"a": 1}, implicit=KNN_HISTORY, cooc={}, session_seq={}, content_sim={})
     assert warnings(run(missing)) == [("SIGNAL_UNAVAILABLE", "item_knn unavailable: not in manifest")]
     assert run(missing, cfg=config(weights={"knn": 0})).warnings == []
-    cold = DictSignals(popularity={"a": 1}, implicit={}, cooc={}, session_seq={}, content_sim={})
+    cold = artifacts(popularity={"a": 1}, implicit={}, cooc={}, session_seq={}, content_sim={})
     assert run(cold).warnings == []  # no history, no anchors: item_knn would not be used
     anchored = run(cold, request(anchors={"item_ids": ["a"]}))
     assert warnings(anchored) == [("SIGNAL_UNAVAILABLE", "item_knn unavailable: not in manifest")]
 
 
 def test_implicit_with_exclude_seen_off_and_on():
-    signals = DictSignals(popularity={"h2": 10, "p": 5}, implicit={"u1": {"h1": (4.0, 1), "h2": (2.0, 2)}})
+    signals = artifacts(popularity={"h2": 10, "p": 5}, implicit={"u1": {"h1": (4.0, 1), "h2": (2.0, 2)}})
     ranked = run(signals, cfg=config(exclude_seen=False, recent_items=0))
     # implicit = score / max(4): h1 1.0, h2 0.5
     # h1: 0.5*1.0 = 0.5 ; h2: 0.5*0.5 + 0.2*1.0 = 0.45 ; p: 0.2*0.5 = 0.1
@@ -237,7 +240,7 @@ def test_implicit_with_exclude_seen_off_and_on():
 
 
 def test_surface_override_turns_exclude_seen_off():
-    signals = DictSignals(popularity={"h1": 1, "p": 1}, implicit={"u1": {"h1": (1.0, 1)}})
+    signals = artifacts(popularity={"h1": 1, "p": 1}, implicit={"u1": {"h1": (1.0, 1)}})
     cfg = config("buy-again", recent_items=0, surfaces={"buy-again": {"exclude_seen": False}})
     # h1: 0.5*1 + 0.2*1 = 0.7 ; p: 0.2
     assert scores(run(signals, request(surface="buy-again"), cfg)) == {"h1": 0.7, "p": 0.2}
@@ -245,7 +248,7 @@ def test_surface_override_turns_exclude_seen_off():
 
 
 def test_recent_items_stay_candidates_when_exclude_seen_is_off():
-    signals = DictSignals(popularity={}, implicit={"u1": {"h1": (1.0, 5)}}, cooc={"h1": {"n": 0.5}})
+    signals = artifacts(popularity={}, implicit={"u1": {"h1": (1.0, 5)}}, cooc={"h1": {"n": 0.5}})
     ranked = run(signals, cfg=config(exclude_seen=False, weights={"session": 0, "content": 0}))
     # h1 is a recent anchor but a request anchor only is excluded: h1 = 0.5*1.0 = 0.5 ; n = 1.0*0.5 = 0.5 (tie -> id)
     assert scores(ranked) == {"h1": 0.5, "n": 0.5}
@@ -256,7 +259,7 @@ def test_recent_items_stay_candidates_when_exclude_seen_is_off():
 
 
 def test_weight_precedence_request_over_surface_over_tenant():
-    signals = DictSignals(popularity={"a": 10, "b": 4}, cooc={"x": {"b": 0.5}}, implicit={})
+    signals = artifacts(popularity={"a": 10, "b": 4}, cooc={"x": {"b": 0.5}}, implicit={})
     cfg = config(weights={"pop": 0.5, "content": 0}, surfaces={"home": {"weights": {"cooc": 2}}})
     anchored = {"anchors": {"item_ids": ["x"]}}
     # tenant pop 0.5, surface cooc 2: b = 0.5*0.4 + 2*0.5 = 1.2 ; a = 0.5*1.0 = 0.5
@@ -266,7 +269,7 @@ def test_weight_precedence_request_over_surface_over_tenant():
 
 
 def test_all_zero_weights_fall_back_to_popularity():
-    signals = DictSignals(popularity={"a": 10, "b": 4}, cooc={"x": {"b": 1.0}}, implicit={})
+    signals = artifacts(popularity={"a": 10, "b": 4}, cooc={"x": {"b": 1.0}}, implicit={})
     ranked = run(signals, request(anchors={"item_ids": ["x"]}, weights=ONLY))
     # {pop: 1} only: a 1.0, b 0.4 (cooc weight 0)
     assert scores(ranked) == {"a": 1.0, "b": 0.4}
@@ -276,7 +279,7 @@ def test_all_zero_weights_fall_back_to_popularity():
 
 
 def test_include_and_exclude_lists():
-    signals = DictSignals(popularity={"a": 5, "b": 4, "c": 3}, implicit={})
+    signals = artifacts(popularity={"a": 5, "b": 4, "c": 3}, implicit={})
     req = request(candidates={"include_ids": ["c", "z", "b"], "exclude_ids": ["b"]})
     ranked = run(signals, req)
     # pool a, b, c + include z (no signals: 0) ; b excluded ; order a 0.2, c 0.2*0.6 = 0.12, z 0
@@ -287,14 +290,14 @@ def test_include_and_exclude_lists():
 
 
 def test_include_list_that_matches_nothing():
-    signals = DictSignals(popularity={"a": 5, "b": 4}, implicit={})
+    signals = artifacts(popularity={"a": 5, "b": 4}, implicit={})
     ranked = run(signals, request(candidates={"include_ids": ["b"], "exclude_ids": ["b"]}))
     assert ranked.items == []
     assert warnings(ranked) == [("CANDIDATES_INCLUDE_EMPTY", "no items matched candidates.include_ids")]
 
 
 def test_tag_constraints_forbidden_and_max_per_tag_backfill():
-    signals = DictSignals(
+    signals = artifacts(
         popularity={"a": 5, "b": 4, "c": 3, "d": 2, "e": 1},
         implicit={},
         tags={"a": ("brand:x", "cat:1"), "b": ("brand:x",), "c": ("adult",), "d": ("brand:y",)},
@@ -307,7 +310,7 @@ def test_tag_constraints_forbidden_and_max_per_tag_backfill():
 
 
 def test_required_tags_keep_items_with_any_and_drop_untagged():
-    signals = DictSignals(
+    signals = artifacts(
         popularity={"a": 5, "b": 4, "c": 3, "d": 2},
         implicit={},
         tags={"a": ("brand:x",), "b": ("sale", "brand:y"), "c": ("other",)},
@@ -318,7 +321,7 @@ def test_required_tags_keep_items_with_any_and_drop_untagged():
 
 
 def test_tag_constraints_without_content_sim_warn_and_required_drops_everything():
-    signals = DictSignals(popularity={"a": 5, "b": 4}, implicit={})
+    signals = artifacts(popularity={"a": 5, "b": 4}, implicit={})
     ranked = run(signals, request(constraints={"forbidden_tags": ["adult"]}))
     assert ids(ranked) == ["a", "b"]  # nothing can be checked: returned unfiltered
     assert warnings(ranked) == [("TAG_LOOKUP_FAILED", "failed to fetch item tags for constraints")]
@@ -327,20 +330,20 @@ def test_tag_constraints_without_content_sim_warn_and_required_drops_everything(
 
 
 def test_deterministic_tie_break_by_item_id():
-    signals = DictSignals(popularity={"b": 1, "c": 1, "a": 1}, implicit={})
+    signals = artifacts(popularity={"b": 1, "c": 1, "a": 1}, implicit={})
     first = run(signals)
     assert ids(first) == ["a", "b", "c"]
     assert run(signals) == first
 
 
 def test_truncates_to_k():
-    signals = DictSignals(popularity={f"i{n:02d}": 100 - n for n in range(30)}, implicit={})
+    signals = artifacts(popularity={f"i{n:02d}": 100 - n for n in range(30)}, implicit={})
     ranked = run(signals, request(k=5))
     assert ids(ranked) == ["i00", "i01", "i02", "i03", "i04"]
 
 
 def test_exclusions_widen_the_popularity_fanout():
-    signals = DictSignals(popularity={"a": 1}, implicit={})
+    signals = artifacts(popularity={"a": 1}, implicit={})
     run(signals, request(k=10, candidates={"exclude_ids": ["x", "y"]}), config(fanout=50))
     # max(k 10, fanout 50) + 2 excluded
     assert ("popular", 52) in signals.calls
@@ -350,7 +353,7 @@ def test_exclusions_widen_the_popularity_fanout():
 
 
 def test_rules_pin_external_item_boost_and_block():
-    signals = DictSignals(popularity={"a": 10, "b": 5, "c": 1}, implicit={})
+    signals = artifacts(popularity={"a": 10, "b": 5, "c": 1}, implicit={})
     rules = parse_rules(
         [
             {"action": "pin", "item_ids": ["ext"], "id": "pin-ext"},
@@ -371,7 +374,7 @@ def test_rules_pin_external_item_boost_and_block():
 
 
 def test_pinned_candidates_lead_and_are_not_counted_as_injected():
-    signals = DictSignals(popularity={"a": 10, "b": 5, "c": 1}, implicit={})
+    signals = artifacts(popularity={"a": 10, "b": 5, "c": 1}, implicit={})
     rules = parse_rules([{"action": "pin", "item_ids": "c,b", "id": "p"}])
     ranked = run(signals, rules=rules)
     assert ids(ranked) == ["c", "b", "a"]
@@ -379,7 +382,7 @@ def test_pinned_candidates_lead_and_are_not_counted_as_injected():
 
 
 def test_rules_respect_request_filters_and_scope():
-    signals = DictSignals(popularity={"a": 10}, implicit={"u1": {"seen": (1.0, 1)}})
+    signals = artifacts(popularity={"a": 10}, implicit={"u1": {"seen": (1.0, 1)}})
     rules = parse_rules(
         [
             {"action": "pin", "item_ids": ["excluded", "seen", "ok"], "id": "p"},
@@ -392,7 +395,7 @@ def test_rules_respect_request_filters_and_scope():
 
 
 def test_boost_injected_item_takes_its_boost_as_score():
-    signals = DictSignals(popularity={"a": 10}, implicit={})
+    signals = artifacts(popularity={"a": 10}, implicit={})
     rules = parse_rules([{"action": "boost", "item_ids": ["new"], "boost": 0.3, "id": "b"}])
     ranked = run(signals, request(options={"explain": "summary"}), rules=rules)
     # new: injected with 0.3 ; a: 0.2
@@ -407,7 +410,7 @@ def test_boost_injected_item_takes_its_boost_as_score():
 
 
 def test_reasons_and_explain_shapes():
-    signals = DictSignals(
+    signals = artifacts(
         popularity={"b": 10, "c": 5},
         implicit={},
         cooc={"a": {"b": 0.5}},
@@ -434,7 +437,7 @@ def test_reasons_and_explain_shapes():
 
 
 def test_reasons_for_every_signal_in_seed_order():
-    signals = DictSignals(
+    signals = artifacts(
         popularity={"x": 1},
         implicit={"u1": {"x": (1.0, 1), "h": (1.0, 2)}},
         cooc={"h": {"x": 0.5}},
@@ -461,7 +464,7 @@ def test_reasons_for_every_signal_in_seed_order():
 
 
 def test_unavailable_signals_warn_only_when_the_request_would_use_them():
-    signals = DictSignals(popularity={"a": 1})  # no implicit, cooc, session_seq, content_sim, item_knn
+    signals = artifacts(popularity={"a": 1})  # no implicit, cooc, session_seq, content_sim, item_knn
     ranked = run(signals, request(anchors={"item_ids": ["x"]}))
     assert warnings(ranked) == [
         ("SIGNAL_UNAVAILABLE", "cooc unavailable: not in manifest"),
@@ -478,9 +481,9 @@ def test_unavailable_signals_warn_only_when_the_request_would_use_them():
 
 
 def test_session_warning_needs_history():
-    cold = DictSignals(popularity={"a": 1}, implicit={})
+    cold = artifacts(popularity={"a": 1}, implicit={})
     assert run(cold).warnings == []
-    warm = DictSignals(popularity={"a": 1}, implicit={"u1": {"h": (1.0, 1)}})
+    warm = artifacts(popularity={"a": 1}, implicit={"u1": {"h": (1.0, 1)}})
     assert warnings(run(warm, cfg=config(weights={"cooc": 0, "content": 0}))) == [
         ("SIGNAL_UNAVAILABLE", "session unavailable: not in manifest"),
         ("SIGNAL_UNAVAILABLE", "item_knn unavailable: not in manifest"),  # history is enough for item_knn
@@ -488,38 +491,9 @@ def test_session_warning_needs_history():
 
 
 def test_popularity_unavailable():
-    ranked = run(DictSignals(implicit={}))
+    ranked = run(artifacts(implicit={}))
     assert ranked.items == []
     assert warnings(ranked) == [("SIGNAL_UNAVAILABLE", "popularity unavailable: not in manifest")]
-
-
-class UnreadableSignals(DictSignals):
-    """DictSignals whose `unreadable` kinds exist but fail to load on first use, like a corrupt artifact behind
-    ArtifactSignals: the lookup gives nothing, the kind leaves `available` and is listed in `unreadable`."""
-
-    LOOKUPS = {
-        "popularity": {"popular": [], "popularity_of": 0.0},
-        "cooc": {"co_visited": [], "co_visit_counts": {}},
-        "implicit": {"user_items": []},
-        "session_seq": {"next_items": []},
-        "content_sim": {"similar_by_tags": [], "tags": ()},
-        "item_knn": {"item_neighbors": []},
-    }
-
-    def __init__(self, unreadable: set[str], **data) -> None:
-        super().__init__(**data)
-        self.unreadable: frozenset[str] = frozenset()
-        for kind in unreadable:
-            for method, nothing in self.LOOKUPS[kind].items():
-                setattr(self, method, self._failing(kind, nothing))
-
-    def _failing(self, kind: str, nothing):
-        def lookup(*_):
-            self.unreadable |= {kind}
-            self.available -= {kind}
-            return nothing
-
-        return lookup
 
 
 def test_an_unreadable_kind_is_skipped_with_a_warning_on_first_use_and_after():
@@ -532,7 +506,7 @@ def test_an_unreadable_kind_is_skipped_with_a_warning_on_first_use_and_after():
         "implicit": {},
         "item_knn": {},
     }
-    signals = UnreadableSignals({"cooc", "content_sim"}, **data)
+    signals = artifacts(unreadable={"cooc", "content_sim"}, **data)
     req = request(anchors={"item_ids": ["x"]}, constraints={"forbidden_tags": ["t"]})
     first, second = run(signals, req), run(signals, req)  # the failure, then a request that finds it remembered
     for ranked in (first, second):
@@ -544,11 +518,11 @@ def test_an_unreadable_kind_is_skipped_with_a_warning_on_first_use_and_after():
         ]
     assert first.items == second.items
     # Not looked up (no anchors): no warning, unreadable or not.
-    assert warnings(run(UnreadableSignals({"cooc"}, **data))) == []
+    assert warnings(run(artifacts(unreadable={"cooc"}, **data))) == []
 
 
 def test_unreadable_popularity_is_what_a_missing_one_is_with_its_own_reason():
-    signals = UnreadableSignals({"popularity"}, popularity={"a": 1}, implicit={})
+    signals = artifacts(unreadable={"popularity"}, implicit={})
     for _ in range(2):  # the failure, then its memo
         ranked = run(signals)
         assert ranked.items == []
@@ -559,7 +533,7 @@ def test_unreadable_popularity_is_what_a_missing_one_is_with_its_own_reason():
 
 
 def test_similar_blends_cooc_and_content():
-    signals = DictSignals(
+    signals = artifacts(
         cooc={"a": {"b": 0.5, "c": 0.2, "a": 1.0}},  # a self-pair (never in a real artifact) is still excluded
         content_sim={"a": {"c": 0.8, "d": 0.4}},
         item_knn={},
@@ -577,7 +551,7 @@ def test_similar_blends_cooc_and_content():
 
 
 def test_similar_blends_cooc_knn_and_content():
-    signals = DictSignals(
+    signals = artifacts(
         cooc={"a": {"b": 0.5}}, item_knn={"a": {"b": 0.2, "c": 0.4}}, content_sim={"a": {"c": 0.2, "d": 0.1}}
     )
     req = similar_request("a", options={"include_reasons": True, "explain": "summary"})
@@ -599,7 +573,7 @@ def test_similar_blends_cooc_knn_and_content():
 
 
 def test_similar_with_item_knn_alone():
-    ranked = similar(similar_request("a"), DictSignals(item_knn={"a": {"b": 0.2, "c": 0.4}}), config("pdp"))
+    ranked = similar(similar_request("a"), artifacts(item_knn={"a": {"b": 0.2, "c": 0.4}}), config("pdp"))
     assert scores(ranked) == {"c": 0.4, "b": 0.2}
     assert warnings(ranked) == [
         ("SIGNAL_UNAVAILABLE", "cooc unavailable: not in manifest"),
@@ -608,25 +582,25 @@ def test_similar_with_item_knn_alone():
 
 
 def test_similar_unknown_item_is_empty_without_warning():
-    signals = DictSignals(cooc={"a": {"b": 0.5}}, content_sim={}, item_knn={"a": {"b": 0.1}})
+    signals = artifacts(cooc={"a": {"b": 0.5}}, content_sim={}, item_knn={"a": {"b": 0.1}})
     ranked = similar(similar_request("nope"), signals, config("pdp"))
     assert (ranked.items, ranked.warnings) == ([], [])
 
 
 def test_similar_without_similarity_signals():
-    ranked = similar(similar_request("a"), DictSignals(popularity={"a": 1}), config("pdp"))
+    ranked = similar(similar_request("a"), artifacts(popularity={"a": 1}), config("pdp"))
     assert ranked.items == []
     assert warnings(ranked) == [("SIGNAL_UNAVAILABLE", "similarity signals unavailable")]
 
 
 def test_similar_skips_unreadable_kinds_and_without_a_readable_one_has_no_signal():
     data = {"cooc": {"a": {"b": 0.5}}, "content_sim": {"a": {"c": 0.4}}, "item_knn": {"a": {"d": 0.3}}}
-    signals = UnreadableSignals({"cooc"}, **data)
+    signals = artifacts(unreadable={"cooc"}, **data)
     for _ in range(2):
         ranked = similar(similar_request("a"), signals, config("pdp"))
         assert ids(ranked) == ["d", "c"]
         assert warnings(ranked) == [("SIGNAL_UNAVAILABLE", "cooc unavailable: artifact unreadable")]
-    signals = UnreadableSignals({"cooc", "content_sim", "item_knn"}, **data)
+    signals = artifacts(unreadable={"cooc", "content_sim", "item_knn"}, **data)
     for _ in range(2):
         ranked = similar(similar_request("a"), signals, config("pdp"))
         assert ranked.items == []
@@ -635,7 +609,7 @@ def test_similar_skips_unreadable_kinds_and_without_a_readable_one_has_no_signal
 
 def test_scores_past_a_doubles_range_saturate():
     huge = 1e308  # finite, but the blend of several such weights overflows a double
-    signals = DictSignals(
+    signals = artifacts(
         popularity={"a": 10, "b": 5}, cooc={"x": {"a": 1.0, "b": 1.0}}, content_sim={"x": {"a": 1.0}}, item_knn={}
     )
     cfg = config(weights=dict.fromkeys(TEST_WEIGHTS, huge))
@@ -647,14 +621,14 @@ def test_scores_past_a_doubles_range_saturate():
 
 
 def test_similar_with_one_signal_missing_and_constraints():
-    signals = DictSignals(cooc={"a": {"b": 0.5, "c": 0.4, "d": 0.3}})
+    signals = artifacts(cooc={"a": {"b": 0.5, "c": 0.4, "d": 0.3}})
     ranked = similar(similar_request("a", k=2), signals, config("pdp"))
     assert ids(ranked) == ["b", "c"]
     assert warnings(ranked) == [
         ("SIGNAL_UNAVAILABLE", "content unavailable: not in manifest"),
         ("SIGNAL_UNAVAILABLE", "item_knn unavailable: not in manifest"),
     ]
-    tagged = DictSignals(cooc={"a": {"b": 0.5, "c": 0.4, "d": 0.3}}, tags={"b": ("adult",), "c": ("x",), "d": ("x",)},
+    tagged = artifacts(cooc={"a": {"b": 0.5, "c": 0.4, "d": 0.3}}, tags={"b": ("adult",), "c": ("x",), "d": ("x",)},
                          item_knn={})  # fmt: skip
     ranked = similar(similar_request("a", constraints={"max_per_tag": {"x": 1}, "forbidden_tags": ["adult"]}),
                      tagged, config("pdp"))  # fmt: skip
@@ -666,6 +640,6 @@ def test_similar_with_one_signal_missing_and_constraints():
     "weights", [{"cooc": 0, "content": 0, "knn": 0}, {"cooc": 0, "content": 0, "knn": 0, "pop": 1}]
 )
 def test_similar_with_zero_similarity_weights_uses_the_defaults(weights):
-    signals = DictSignals(cooc={"a": {"b": 0.5}}, content_sim={"a": {"b": 0.4}}, item_knn={"a": {"b": 0.1}})
+    signals = artifacts(cooc={"a": {"b": 0.5}}, content_sim={"a": {"b": 0.4}}, item_knn={"a": {"b": 0.1}})
     # DEFAULT_WEIGHTS cooc .125, content .05, knn 1.0: b = .5 x .125 + .4 x .05 + .1 x 1 = .0625 + .02 + .1 = .1825
     assert scores(similar(similar_request("a"), signals, config("pdp", weights=weights))) == {"b": 0.1825}

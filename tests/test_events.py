@@ -66,6 +66,9 @@ def test_every_function_has_a_sample_event_and_every_sample_is_tested() -> None:
 def test_the_sample_events_run_through_their_handlers(buckets: S3Store) -> None:
     plan = handler("plan")(sample("plan"), Context())
     assert plan["days"][0] == "2026-01-01" and len(plan["days"]) == 7 and plan["run_id"] == "example-run"
+    # Plan fills in {tenant} and {surface} once; the later states use these as they are.
+    assert plan["raw"] == "s3://recsys-raw-example/events/demo/home"
+    assert plan["catalog"] == sample("compute")["catalog"] == "s3://recsys-raw-example/catalog/demo.csv"
     ingest = handler("ingest")
     first = ingest(sample("ingest"), Context())
     assert (first["accepted"], first["quarantined"], first["reasons"]) == (492, 1, {"malformed_json": 1})

@@ -16,6 +16,8 @@ from recsys import paths
 from recsys.compute.service import compute_kind
 from recsys.contract.kinds import KINDS, ArtifactKind
 from recsys.days import Window
+from recsys.paths import Scope
+from recsys.pipeline.models import RunRequest
 from recsys.publish.service import Decision, publish, read_pointer
 from recsys.serve.reader import ArtifactReader
 from recsys.settings import Settings
@@ -89,7 +91,7 @@ def test_a_registered_toy_kind_is_computed_published_and_read_back(
     pointer = read_pointer(store, "demo", "home")
     assert pointer is not None and pointer.manifest.current[toy.KIND] == ref.uri
 
-    loaded = ArtifactReader(store).signals("demo", "home")
+    loaded = ArtifactReader(store).signals(Scope("demo", "home"))
     assert loaded is not None and loaded.signals.available == {"popularity", toy.KIND}
     table = loaded.signals.loaded(toy.KIND)
     assert isinstance(table, pa.Table) and table.schema.equals(toy.SCHEMA)
@@ -103,6 +105,13 @@ def test_settings_accept_a_kind_while_it_is_registered(store: FileSystemStore, t
     KINDS.unregister(toy.KIND)
     with pytest.raises(ValidationError, match="unknown artifact kind"):
         Settings(store=store.uri, kinds=[toy.KIND])
+
+
+def test_a_run_request_accepts_a_kind_while_it_is_registered(toy: types.ModuleType) -> None:
+    assert RunRequest(tenant="demo", surface="home", kinds=[toy.KIND]).kinds == [toy.KIND]
+    KINDS.unregister(toy.KIND)
+    with pytest.raises(ValidationError, match="unknown artifact kind"):
+        RunRequest(tenant="demo", surface="home", kinds=[toy.KIND])
 
 
 def test_an_entry_must_carry_the_hooks_of_its_source() -> None:

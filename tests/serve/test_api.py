@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 
 from recsys import paths
 from recsys.days import Window
+from recsys.paths import Scope
 from recsys.publish.service import publish
 from recsys.serve.app import create_app
 from recsys.serve.auth import AuthSettings
@@ -134,9 +135,10 @@ def test_a_user_with_history_gets_personal_items_and_no_seen_ones(client: TestCl
     warm = recommend(client, k=10, user={"user_id": "u00008"})
     cold = recommend(client, k=10, user={"user_id": "never-seen"})
     assert ids(warm) != ids(cold)
-    popularity = client.app.state.service.reader.signals("demo", "home").signals.popular(10)
+    signals = client.app.state.service.reader.signals(Scope("demo", "home")).signals
+    popularity = signals.popular(10)
     assert ids(cold) == [s.item_id for s in popularity]  # no history, no anchors: popularity
-    seen = {i.item_id for i in client.app.state.service.reader.signals("demo", "home").signals.user_items("u00008")}
+    seen = {i.item_id for i in signals.user_items("u00008")}
     assert seen and not seen & set(ids(warm))
 
 
@@ -482,8 +484,9 @@ def test_config_weights_change_the_ranking(client: TestClient) -> None:
     )
     after = recommend(client, k=10, user={"user_id": "u00008"})
     assert ids(after) != ids(before) and after["meta"]["config_version"]
-    popular = client.app.state.service.reader.signals("demo", "home").signals.popular(60)
-    seen = {i.item_id for i in client.app.state.service.reader.signals("demo", "home").signals.user_items("u00008")}
+    signals = client.app.state.service.reader.signals(Scope("demo", "home")).signals
+    popular = signals.popular(60)
+    seen = {i.item_id for i in signals.user_items("u00008")}
     assert ids(after) == [s.item_id for s in popular if s.item_id not in seen][:10]
 
 
@@ -722,7 +725,7 @@ def test_no_route_reads_another_tenants_data(client: TestClient) -> None:
     crossed = client.post("/v1/admin/tenants/demo/cache/invalidate", json={"targets": ["config"]}, headers=ACME)
     assert crossed.status_code == 403
     # the manifest template only ever names the caller's own tenant
-    assert client.app.state.service.reader.signals("acme", "home") is None
+    assert client.app.state.service.reader.signals(Scope("acme", "home")) is None
 
 
 # --- Mangum: API Gateway HTTP API v2.0 events through the real handler -----------------------------------------------

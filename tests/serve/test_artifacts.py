@@ -21,6 +21,7 @@ from recsys import paths
 from recsys.compute import implicit, popularity
 from recsys.contract.manifest import Manifest
 from recsys.days import Window
+from recsys.paths import Scope
 from recsys.publish.service import publish
 from recsys.ranking.signals import Interaction, Scored
 from recsys.serve.reader import (
@@ -144,7 +145,7 @@ def reader(spy: SpyStore, clock: FakeClock, refs: dict[str, Any]) -> ArtifactRea
 
 
 def must(reader: ArtifactReader, tenant: str = "demo", surface: str = "home") -> LoadedManifest:
-    loaded = reader.signals(tenant, surface)
+    loaded = reader.signals(Scope(tenant, surface))
     assert loaded is not None
     return loaded
 
@@ -174,18 +175,18 @@ def with_current(manifest: Manifest, **changes: str | None) -> Manifest:
 
 def test_manifest_uri() -> None:
     assert (
-        manifest_uri(DEFAULT_MANIFEST_TEMPLATE, "s3://bucket/pre/", "demo", "home")
+        manifest_uri(DEFAULT_MANIFEST_TEMPLATE, "s3://bucket/pre/", Scope("demo", "home"))
         == "s3://bucket/pre/registry/current/demo/home/manifest.json"
     )
-    assert manifest_uri("/artifacts/{tenant}/{surface}/manifest.json", None, "tenant-a", "home") == (
+    assert manifest_uri("/artifacts/{tenant}/{surface}/manifest.json", None, Scope("tenant-a", "home")) == (
         "/artifacts/tenant-a/home/manifest.json"
     )
     for tenant, surface in (("../x", "home"), ("demo", "a/b"), ("demo", ".."), ("", "home")):
         with pytest.raises(ValueError) as caught:
-            manifest_uri("s3://secret-bucket/{tenant}/{surface}.json", None, tenant, surface)
+            manifest_uri("s3://secret-bucket/{tenant}/{surface}.json", None, Scope(tenant, surface))
         assert "secret-bucket" not in str(caught.value)
     with pytest.raises(ValueError, match="store"):
-        manifest_uri(DEFAULT_MANIFEST_TEMPLATE, None, "demo", "home")
+        manifest_uri(DEFAULT_MANIFEST_TEMPLATE, None, Scope("demo", "home"))
 
 
 def test_reader_rejects_templates_without_placeholders_or_outside_its_store(store: FileSystemStore) -> None:
@@ -194,7 +195,7 @@ def test_reader_rejects_templates_without_placeholders_or_outside_its_store(stor
     with pytest.raises(ValueError, match="outside the store"):
         ArtifactReader(store, template="s3://elsewhere/{tenant}/{surface}/manifest.json")
     explicit = ArtifactReader(store, template=store.uri + "/registry/current/{tenant}/{surface}/manifest.json")
-    assert explicit.manifest_uri("demo", "home") == ArtifactReader(store).manifest_uri("demo", "home")
+    assert explicit.manifest_uri(Scope("demo", "home")) == ArtifactReader(store).manifest_uri(Scope("demo", "home"))
 
 
 def test_reader_reads_a_relative_store_root(
@@ -202,7 +203,7 @@ def test_reader_reads_a_relative_store_root(
 ) -> None:
     monkeypatch.chdir(store.root.parent)
     reader = ArtifactReader(FileSystemStore(store.root.name))
-    loaded = reader.signals("demo", "home")
+    loaded = reader.signals(Scope("demo", "home"))
     assert loaded is not None and loaded.signals.available == KINDS
     assert loaded.signals.popular(1)[0].item_id == read_table(store, refs["popularity"].uri)["item_id"][0].as_py()
 
@@ -211,7 +212,7 @@ def test_reader_reads_a_relative_store_root(
 
 
 def test_lookups_return_what_the_parquet_holds(store: FileSystemStore, reader: ArtifactReader, refs) -> None:
-    loaded = reader.signals("demo", "home")
+    loaded = reader.signals(Scope("demo", "home"))
     assert loaded is not None
     assert (loaded.stale, loaded.fallback, loaded.manifest.surface) == (False, False, "home")
     signals = loaded.signals
@@ -323,7 +324,7 @@ def test_a_cold_view_loads_its_kinds_in_threads_and_a_warm_one_starts_none(
 
 
 def test_kinds_load_lazily_and_once(spy: SpyStore, reader: ArtifactReader, refs) -> None:
-    loaded = reader.signals("demo", "home")
+    loaded = reader.signals(Scope("demo", "home"))
     assert loaded is not None
     assert len(reader.artifacts) == 0
     loaded.signals.popular(5)
@@ -336,7 +337,7 @@ def test_kinds_load_lazily_and_once(spy: SpyStore, reader: ArtifactReader, refs)
 
 
 def test_available_probes_objects_once_without_loading_them(spy: SpyStore, reader: ArtifactReader) -> None:
-    loaded = reader.signals("demo", "home")
+    loaded = reader.signals(Scope("demo", "home"))
     assert loaded is not None
     spy.reset()
     assert loaded.signals.available == KINDS
@@ -350,7 +351,7 @@ def test_available_probes_objects_once_without_loading_them(spy: SpyStore, reade
 
 
 def test_manifest_is_cached_for_the_ttl(store, spy: SpyStore, clock: FakeClock, reader: ArtifactReader) -> None:
-    first = reader.signals("demo", "home")
+    first = reader.signals(Scope("demo", "home"))
     assert first is not None
     changed = with_current(first.manifest, cooc=None)
     put_manifest(store, "demo", "home", changed.to_bytes())
@@ -359,7 +360,7 @@ def test_manifest_is_cached_for_the_ttl(store, spy: SpyStore, clock: FakeClock, 
     assert must(reader).manifest == first.manifest
     assert spy.gets == []
     clock.advance(2)
-    again = reader.signals("demo", "home")
+    again = reader.signals(Scope("demo", "home"))
     assert again is not None and again.manifest == changed and not again.stale
     assert "cooc" not in again.signals.available and again.signals.co_visited("i00000") == []
     assert len(spy.gets) == 1
@@ -368,13 +369,13 @@ def test_manifest_is_cached_for_the_ttl(store, spy: SpyStore, clock: FakeClock, 
 def test_stale_if_error(spy: SpyStore, clock: FakeClock, refs) -> None:
     calls: list[tuple[str, str, Exception]] = []
     reader = make_reader(spy, clock, manifest_ttl=60, error_retry=5, on_stale=lambda *args: calls.append(args))
-    good = reader.signals("demo", "home")
+    good = reader.signals(Scope("demo", "home"))
     assert good is not None and not good.stale
     top = good.signals.popular(3)
 
     spy.fail = True
     clock.advance(61)
-    stale = reader.signals("demo", "home")
+    stale = reader.signals(Scope("demo", "home"))
     assert stale is not None and stale.stale
     assert stale.manifest == good.manifest and stale.signals is good.signals
     assert stale.signals.popular(3) == top  # loaded artifacts keep serving from memory
@@ -391,7 +392,7 @@ def test_stale_if_error(spy: SpyStore, clock: FakeClock, refs) -> None:
 
     spy.fail = False
     clock.advance(6)
-    recovered = reader.signals("demo", "home")
+    recovered = reader.signals(Scope("demo", "home"))
     assert recovered is not None and not recovered.stale
     assert reader.manifests.refresh_failures == 2
 
@@ -400,7 +401,7 @@ def test_store_error_without_a_last_good_manifest_propagates(spy: SpyStore, cloc
     reader = make_reader(spy, clock, on_stale=lambda *args: pytest.fail("nothing to serve stale"))
     spy.fail = True
     with pytest.raises(TransientStoreError):
-        reader.signals("demo", "home")
+        reader.signals(Scope("demo", "home"))
     assert reader.manifests.refresh_failures == 0
 
 
@@ -409,14 +410,14 @@ def test_a_failing_on_stale_hook_does_not_break_serving(spy: SpyStore, clock: Fa
         raise RuntimeError("metrics are down")
 
     reader = make_reader(spy, clock, on_stale=hook)
-    assert reader.signals("demo", "home") is not None
+    assert reader.signals(Scope("demo", "home")) is not None
     spy.fail = True
     clock.advance(61)
     assert must(reader).stale
 
 
 def test_invalidate(store, spy: SpyStore, reader: ArtifactReader) -> None:
-    first = reader.signals("demo", "home")
+    first = reader.signals(Scope("demo", "home"))
     assert first is not None
     first.signals.popular(1)
     changed = with_current(first.manifest, session_seq=None)
@@ -425,7 +426,7 @@ def test_invalidate(store, spy: SpyStore, reader: ArtifactReader) -> None:
     assert reader.invalidate("other-tenant") == 0
     assert reader.invalidate("demo", "home") == 1
     assert len(reader.artifacts) == 1
-    again = reader.signals("demo", "home")
+    again = reader.signals(Scope("demo", "home"))
     assert again is not None and again.manifest == changed and again.signals is not first.signals
     assert reader.invalidate("demo", artifacts=True) == 2
     assert len(reader.artifacts) == 0
@@ -436,28 +437,28 @@ def test_missing_manifest_is_none_and_the_miss_is_cached(
     store, spy: SpyStore, clock: FakeClock, sample_settings
 ) -> None:
     reader = make_reader(spy, clock, manifest_ttl=60)
-    assert reader.signals("demo", "home") is None
+    assert reader.signals(Scope("demo", "home")) is None
     assert spy.gets == [paths.current_manifest("demo", "home"), paths.current_manifest("demo", "default")]
     spy.reset()
-    assert reader.signals("demo", "home") is None
+    assert reader.signals(Scope("demo", "home")) is None
     assert spy.gets == []
     publish(store, "demo", "home", JAN, run_steps(sample_settings, "2026-01-01", "2026-01-07"))
-    assert reader.signals("demo", "home") is None
+    assert reader.signals(Scope("demo", "home")) is None
     clock.advance(61)
-    assert reader.signals("demo", "home") is not None
+    assert reader.signals(Scope("demo", "home")) is not None
 
 
 def test_default_surface_fallback(store, reader: ArtifactReader, refs) -> None:
     publish(store, "demo", "default", JAN, list(refs.values()))
-    own = reader.signals("demo", "home")
-    fallback = reader.signals("demo", "checkout")
+    own = reader.signals(Scope("demo", "home"))
+    fallback = reader.signals(Scope("demo", "checkout"))
     assert own is not None and fallback is not None
     assert (own.fallback, own.manifest.surface) == (False, "home")
     assert (fallback.fallback, fallback.manifest.surface) == (True, "default")
     assert fallback.signals.popular(3) == own.signals.popular(3)
-    direct = reader.signals("demo", "default")
+    direct = reader.signals(Scope("demo", "default"))
     assert direct is not None and not direct.fallback
-    assert reader.signals("other", "home") is None
+    assert reader.signals(Scope("other", "home")) is None
 
 
 def bad_manifests(good: dict) -> dict[str, bytes]:
@@ -480,22 +481,22 @@ def test_incompatible_manifest(store, spy: SpyStore, clock: FakeClock, reader: A
     good = json.loads(store.get(paths.current_manifest("demo", "home")).data)
     put_manifest(store, "demo", "home", bad_manifests(good)[case])
     with pytest.raises(ManifestIncompatible) as caught:
-        reader.signals("demo", "home")
+        reader.signals(Scope("demo", "home"))
     assert caught.value.kind == "manifest" and isinstance(caught.value, ArtifactIncompatible)
     spy.reset()
     with pytest.raises(ManifestIncompatible):
-        reader.signals("demo", "home")
+        reader.signals(Scope("demo", "home"))
     assert spy.gets == []  # cached for the TTL too
     put_manifest(store, "demo", "home", json.dumps(good).encode())
     clock.advance(61)
-    assert reader.signals("demo", "home") is not None
+    assert reader.signals(Scope("demo", "home")) is not None
 
 
 def test_manifest_cache_refreshes_one_key_once_under_concurrency() -> None:
     fetches: list[str] = []
 
-    def fetch(tenant: str, surface: str) -> bytes:
-        fetches.append(surface)
+    def fetch(scope: Scope) -> bytes:
+        fetches.append(scope.surface)
         time.sleep(0.05)
         return minimal_manifest()
 
@@ -505,7 +506,7 @@ def test_manifest_cache_refreshes_one_key_once_under_concurrency() -> None:
 
     def worker() -> None:
         barrier.wait()
-        results.append(cache.get("demo", "home"))
+        results.append(cache.get(Scope("demo", "home")))
 
     threads = [threading.Thread(target=worker) for _ in range(8)]
     for thread in threads:
@@ -532,17 +533,17 @@ def minimal_manifest(version: str = "m1") -> bytes:
 
 
 def test_manifest_cache_keeps_a_bounded_number_of_misses(clock: FakeClock) -> None:
-    def fetch(tenant: str, surface: str) -> bytes:
-        if surface == "home":
+    def fetch(scope: Scope) -> bytes:
+        if scope.surface == "home":
             return minimal_manifest()
-        raise NotFound(surface)
+        raise NotFound(scope.surface)
 
     cache = ManifestCache(fetch, ttl=60, clock=clock, max_entries=3)
-    assert cache.get("demo", "home") is not None
+    assert cache.get(Scope("demo", "home")) is not None
     for i in range(20):
-        assert cache.get("demo", f"made-up-{i}") is None
+        assert cache.get(Scope("demo", f"made-up-{i}")) is None
     assert len(cache) <= 3
-    fetch_home = cache.get("demo", "home")
+    fetch_home = cache.get(Scope("demo", "home"))
     assert fetch_home is not None  # the good manifest survived the pruning
 
 
@@ -550,14 +551,14 @@ def test_an_invalidate_during_a_refresh_wins(clock: FakeClock) -> None:
     versions = iter(["old", "new"])
     cache: ManifestCache
 
-    def fetch(tenant: str, surface: str) -> bytes:
+    def fetch(scope: Scope) -> bytes:
         data = minimal_manifest(next(versions))
         cache.invalidate("demo")  # lands while this (now outdated) read is in flight
         return data
 
     cache = ManifestCache(fetch, ttl=60, clock=clock)
-    assert cache.get("demo", "home").manifest.manifest_version == "old"  # type: ignore[union-attr]
-    assert cache.get("demo", "home").manifest.manifest_version == "new"  # type: ignore[union-attr]
+    assert cache.get(Scope("demo", "home")).manifest.manifest_version == "old"  # type: ignore[union-attr]
+    assert cache.get(Scope("demo", "home")).manifest.manifest_version == "new"  # type: ignore[union-attr]
 
 
 # --- the artifact cache ----------------------------------------------------------------------------------------
@@ -777,7 +778,7 @@ def test_s3_reader_uses_ranged_gets_for_implicit(tmp_path, aws_credentials, monk
         table = pq.read_table(pa.BufferReader(s3.get(s3.key_of(implicit_uri)).data))
 
         reader = ArtifactReader(S3Store("recsys-art", "pre/"))
-        loaded = reader.signals("demo", "home")
+        loaded = reader.signals(Scope("demo", "home"))
         assert loaded is not None and loaded.signals.available == KINDS
         calls: list[dict] = []
         reader.store.client.meta.events.register("before-call.s3.GetObject", lambda params, **_: calls.append(params))

@@ -25,11 +25,11 @@ from recsys.local.runner import Execution, LocalPipeline, StepEvent
 from recsys.pipeline.models import RunRequest
 from recsys.publish import service as registry
 from recsys.serve.problems import Problem
-from recsys.settings import load_settings
+from recsys.settings import StoreSettings, load_settings
 from recsys.store import StoreError, open_store
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-DEFAULT_STORE = os.environ.get("RECSYS_STORE", "file://.out")
+DEFAULT_STORE = StoreSettings().store  # RECSYS_STORE, else file://.out
 
 
 class UsageError(Exception):
@@ -354,17 +354,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from recsys.serve.app import create_app
-    from recsys.serve.auth import AuthSettings
+    from recsys.serve.auth import AuthSettings, DevAuthSettings
     from recsys.serve.settings import ServeSettings
 
+    # Powertools reads this variable itself (no EMF lines on a laptop), so it is set, not passed.
     os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
     dev_auth = not args.no_dev_auth
-    auth = {"DEV_AUTH_ENABLED": dev_auth}
-    if dev_auth:  # dev headers carry no roles: like the seed's local demo, role checks are off unless configured
-        auth |= {
-            name: os.environ.get(name, "") for name in ("AUTH_VIEWER_ROLE", "AUTH_OPERATOR_ROLE", "AUTH_ADMIN_ROLE")
-        }
-    app = create_app(ServeSettings(RECSYS_STORE=_store_uri(args.store)), AuthSettings(**auth))
+    settings_class = DevAuthSettings if dev_auth else AuthSettings
+    app = create_app(ServeSettings(RECSYS_STORE=_store_uri(args.store)), settings_class(DEV_AUTH_ENABLED=dev_auth))
     print(
         f"recsys serve: http://{args.host}:{args.port} (docs at /docs) over {_store_uri(args.store)}"
         + ("; dev auth: send X-Dev-Org-Id: <tenant>" if dev_auth else ""),

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from dataclasses import dataclass
 
 _SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
@@ -26,6 +27,18 @@ def safe_segment(value: str, what: str = "segment") -> str:
     if not isinstance(value, str) or not _SEGMENT.match(value) or ".." in value:
         raise ValueError(f"invalid {what} {value!r}: use letters, digits, '.', '_' or '-' (max 128, no '..')")
     return value
+
+
+@dataclass(frozen=True)
+class Scope:
+    """A (tenant, surface), both checked by safe_segment once, where a request enters; what is below trusts it."""
+
+    tenant: str
+    surface: str
+
+    def __post_init__(self) -> None:
+        safe_segment(self.tenant, "tenant")
+        safe_segment(self.surface, "surface")
 
 
 def canonical_prefix(tenant: str, surface: str, day: dt.date) -> str:

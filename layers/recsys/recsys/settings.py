@@ -17,6 +17,8 @@ from recsys.contract.kinds import BUILTIN_KINDS, KINDS
 
 ARTIFACT_KINDS = BUILTIN_KINDS  # the built-in kinds, in canonical order: the default RECSYS_KINDS
 
+DEFAULT_STORE = "file://.out"  # RECSYS_STORE's default, for the pipeline, the API and the CLI alike
+
 DEFAULT_EVENT_WEIGHTS = {"exposure": 1.0, "click": 3.0, "add_to_cart": 5.0, "purchase": 10.0}
 
 
@@ -78,12 +80,19 @@ class QualityGate(BaseModel):
         return f"{name}@{int(k)}"
 
 
-class Settings(BaseSettings):
+class StoreSettings(BaseSettings):
+    """RECSYS_STORE alone: what the CLI's --store defaults to, without validating every other variable."""
+
+    model_config = SettingsConfigDict(env_prefix="RECSYS_", extra="ignore")
+
+    store: str = Field(DEFAULT_STORE, description="where canonical data, artifacts and manifests live")
+
+
+class Settings(StoreSettings):
     """Everything a Lambda, the local runner or the CLI needs, from RECSYS_* variables."""
 
     model_config = SettingsConfigDict(env_prefix="RECSYS_", env_nested_delimiter="__", extra="ignore")
 
-    store: str = Field("file://.out", description="where canonical data, artifacts and manifests live")
     raw_uri: str | None = Field(
         None, description="raw events: local dir or s3://bucket/prefix; may contain {tenant} and {surface}"
     )
@@ -146,6 +155,12 @@ class Settings(BaseSettings):
     @cached_property
     def event_types(self) -> list[str]:
         return sorted(self.event_weights)
+
+
+def fill_scope(location: str | None, tenant: str, surface: str) -> str | None:
+    """A raw or catalog location with {tenant} and {surface} filled in (None stays None). Plan fills the run's
+    locations once; a step run on its own without them fills RECSYS_RAW_URI or RECSYS_CATALOG_URI with it."""
+    return location.format(tenant=tenant, surface=surface) if location else None
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -21,7 +21,7 @@ from recsys.contract.kinds import KINDS, ArtifactKind
 from recsys.contract.manifest import ArtifactRef
 from recsys.days import Window
 from recsys.errors import ConfigError, DayNotIngested
-from recsys.settings import Settings
+from recsys.settings import Settings, fill_scope
 from recsys.store import ObjectStore, split_uri
 from recsys.tables import from_parquet, to_parquet
 
@@ -75,7 +75,7 @@ def _catalog_artifact(
     knobs gave before, from its build record; and the build record's key."""
     if not catalog_uri:
         raise ConfigError(f"{kind.name} needs a catalog: set RECSYS_CATALOG_URI or pass --catalog")
-    catalog_store, key = split_uri(catalog_uri.format(tenant=tenant, surface=surface))
+    catalog_store, key = split_uri(catalog_uri)
     blob = catalog_store.get(key)  # the ETag of the bytes read, so a catalog replaced meanwhile cannot be mixed up
     knobs = {"surface": surface, "format": catalog.catalog_format(key), **kind.build_params(settings.compute)}
     record_key = paths.catalog_build(tenant, surface, _partial_key(blob.etag, knobs))
@@ -97,7 +97,10 @@ def compute_kind(
     settings: Settings,
     catalog_uri: str | None = None,
 ) -> ComputeResult:
-    """Build `kind` over `window` and store it create-exclusive; an existing version is reused, never rewritten."""
+    """Build `kind` over `window` and store it create-exclusive; an existing version is reused, never rewritten.
+
+    `catalog_uri` is used as given (Plan has filled in its {tenant} and {surface}); without it, RECSYS_CATALOG_URI's.
+    """
     try:
         entry = KINDS.get(kind)
     except KeyError:
@@ -105,9 +108,8 @@ def compute_kind(
     built = reused = 0
     record_key = ""
     if entry.source == "catalog":
-        built_or_ref, record_key = _catalog_artifact(
-            store, entry, tenant, surface, window, settings, catalog_uri or settings.catalog_uri
-        )
+        catalog_uri = catalog_uri or fill_scope(settings.catalog_uri, tenant, surface)
+        built_or_ref, record_key = _catalog_artifact(store, entry, tenant, surface, window, settings, catalog_uri)
         if isinstance(built_or_ref, ArtifactRef):  # the daily case: the catalog has not changed since the last build
             return ComputeResult(artifact=built_or_ref, written=False)
         table = built_or_ref

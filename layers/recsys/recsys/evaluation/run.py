@@ -33,7 +33,7 @@ from recsys.serve.service import RecommendService
 from recsys.serve.settings import ServeSettings
 from recsys.serve.tenant_config import EffectiveConfig
 from recsys.serve.tenant_store import TenantDocuments
-from recsys.settings import Settings
+from recsys.settings import Settings, fill_scope
 from recsys.store import ObjectStore, open_store
 
 OURS = "recsys (blend)"
@@ -102,7 +102,7 @@ def build(options: EvalOptions, settings: Settings, split: Split) -> ObjectStore
                 start=split.train.start,
                 end=split.train.end,
                 kind=kind,
-                catalog=options.catalog,
+                catalog=fill_scope(options.catalog, options.tenant, options.surface),
             ),
             settings,
         ).artifact

@@ -39,7 +39,8 @@ def step_handler(
         surface = getattr(request, "surface", None) or getattr(getattr(request, "input", None), "surface", None)
         logger.append_keys(tenant=tenant, surface=surface)
         # Per-tenant dashboards and alarms. Locally (metrics disabled) handlers share this process's Metrics across
-        # parallel Map iterations, so dimensions are only set where they are published.
+        # parallel Map iterations, so dimensions are only set where they are published. POWERTOOLS_METRICS_DISABLED
+        # is Powertools' own switch (it reads it when flushing): it is read here only to follow it, not configuration.
         if tenant and surface and os.environ.get("POWERTOOLS_METRICS_DISABLED", "").lower() not in ("1", "true"):
             metrics.add_dimension(name="tenant", value=tenant)
             metrics.add_dimension(name="surface", value=surface)

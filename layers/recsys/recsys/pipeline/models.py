@@ -6,11 +6,11 @@ import datetime as dt
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from recsys.contract.kinds import KINDS
 from recsys.contract.manifest import ArtifactRef
 from recsys.contract.quality import QualityResult
 from recsys.days import Window
 from recsys.paths import safe_segment
-from recsys.settings import ARTIFACT_KINDS
 
 
 class _Step(BaseModel):
@@ -47,8 +47,9 @@ class RunRequest(_Step):
     @field_validator("kinds")
     @classmethod
     def _kinds(cls, value: list[str] | None) -> list[str] | None:
-        if value is not None and (unknown := sorted(set(value) - set(ARTIFACT_KINDS))):
-            raise ValueError(f"unknown artifact kind(s) {unknown}; known: {list(ARTIFACT_KINDS)}")
+        known = KINDS.names()  # the built-in kinds, then any other registered kind (as RECSYS_KINDS)
+        if value is not None and (unknown := sorted(set(value) - set(known))):
+            raise ValueError(f"unknown artifact kind(s) {unknown}; known: {list(known)}")
         return value
 
 

@@ -26,7 +26,7 @@ from recsys.pipeline.models import (
     ValidateRequest,
 )
 from recsys.publish.service import PublishResult, RollbackResult, publish, rollback
-from recsys.settings import Settings
+from recsys.settings import Settings, fill_scope
 from recsys.store import ObjectStore, open_store
 from recsys.validate.service import ValidationResult, validate_window
 
@@ -53,10 +53,10 @@ def plan(planned: PlanRequest, settings: Settings) -> Plan:
         days = [day for day in window.days if day == end or day not in ingested]
     if len(window.days) > settings.max_days_per_run:
         raise ConfigError(f"window {window} has {len(window.days)} days; the limit is {settings.max_days_per_run}")
-    raw = request.raw or settings.raw_uri
+    raw = fill_scope(request.raw or settings.raw_uri, request.tenant, request.surface)
     if not raw:
         raise ConfigError("no raw events location: set RECSYS_RAW_URI or pass raw")
-    catalog = request.catalog or settings.catalog_uri
+    catalog = fill_scope(request.catalog or settings.catalog_uri, request.tenant, request.surface)
     kinds = request.kinds or settings.kinds
     skipped: dict[str, str] = {}
     if content_sim.KIND in kinds and not catalog:
@@ -75,7 +75,7 @@ def plan(planned: PlanRequest, settings: Settings) -> Plan:
         kinds=kinds,
         skipped=skipped,
         promote=request.promote,
-        raw=raw.format(tenant=request.tenant, surface=request.surface),
+        raw=raw,
         catalog=catalog,
     )
 
@@ -94,12 +94,12 @@ def _leased_store(
 
 
 def ingest(request: IngestRequest, settings: Settings) -> IngestReport:
-    raw = request.raw or settings.raw_uri
+    raw = request.raw or fill_scope(settings.raw_uri, request.tenant, request.surface)  # Plan's raw is filled in
     if not raw:
         raise ConfigError("no raw events location: set RECSYS_RAW_URI or pass raw")
     scope = DayScope(request.tenant, request.surface, request.day, frozenset(settings.event_types))
     store = _leased_store(request, settings)
-    return ingest_day(store, raw.format(tenant=request.tenant, surface=request.surface), scope)
+    return ingest_day(store, raw, scope)
 
 
 def validate(request: ValidateRequest, settings: Settings) -> ValidationResult:

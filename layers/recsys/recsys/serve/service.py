@@ -8,7 +8,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,6 +15,7 @@ from typing import Any
 
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 
+from recsys.paths import Scope
 from recsys.serve import ranking
 from recsys.serve.auth import ApiKeysLike, Caller
 from recsys.serve.models import (
@@ -35,6 +35,7 @@ from recsys.serve.rules import Rule, parse_rules
 from recsys.serve.settings import ServeSettings
 from recsys.serve.tenant_config import TenantConfig
 from recsys.serve.tenant_store import Document, TenantDocuments, VersionMismatch
+from recsys.serve.ttl_cache import TtlCache
 from recsys.store import ObjectStore, StoreError, open_store
 
 logger = logging.getLogger("recsys.serve")
@@ -48,21 +49,21 @@ def report_stale_manifest(tenant: str, surface: str, error: Exception) -> None:
     logger.warning("manifest refresh failed for %s/%s, serving the last good one: %s", tenant, surface, error)
     # EphemeralMetrics, not single_metric: single_metric prints its EMF line even with POWERTOOLS_METRICS_DISABLED,
     # and a Metrics instance would share its pending metrics with the pipeline's handlers in one process.
+    # POWERTOOLS_METRICS_NAMESPACE is Powertools' own variable, read here only to give it the handlers' default.
     metrics = EphemeralMetrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "Recsys"))
     metrics.add_dimension(name="tenant", value=tenant)
     metrics.add_metric(name="ManifestRefreshFailures", unit=MetricUnit.Count, value=1)
     metrics.flush_metrics()
 
 
-@dataclass
+@dataclass(frozen=True)
 class _TenantState:
-    """The tenant's config and rules as last read, with when they were read."""
+    """The tenant's config and rules as last read."""
 
     config: Document | None
     rules: Document | None
     parsed_config: TenantConfig
     parsed_rules: list[Rule]
-    loaded_at: float
 
 
 @dataclass
@@ -74,8 +75,10 @@ class RecommendService:
     api_keys: ApiKeysLike | None = None
     clock: Callable[[], float] = time.monotonic
     on_stale: Callable[[str, str, Exception], None] | None = None
-    _tenants: dict[str, _TenantState] = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _tenants: TtlCache[str, _TenantState] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._tenants = TtlCache(clock=self.clock)  # one entry per tenant that made a request
 
     @classmethod
     def from_settings(cls, settings: ServeSettings, **kwargs: Any) -> RecommendService:
@@ -92,37 +95,30 @@ class RecommendService:
     # --- tenant config and rules -------------------------------------------------------------------------------
 
     def _tenant(self, tenant: str) -> _TenantState:
-        now = self.clock()
-        with self._lock:
-            state = self._tenants.get(tenant)
-            if state is not None and now - state.loaded_at < self.settings.config_cache_ttl:
-                return state
+        return self._tenants.get(tenant, lambda previous: self._load_tenant(tenant, previous))
+
+    def _load_tenant(self, tenant: str, previous: _TenantState | None) -> tuple[_TenantState, float]:
         try:
             config = self.documents.get(tenant, "config")
             rules = self.documents.get(tenant, "rules")
         except StoreError as exc:
-            if state is None:
+            if previous is None:
                 raise
             # Like manifests: keep serving what was last read, and look again in a few seconds.
             logger.warning("tenant %s config/rules refresh failed, serving the last read: %s", tenant, exc)
-            with self._lock:
-                state.loaded_at = now - self.settings.config_cache_ttl + CONFIG_RETRY_SECONDS
-            return state
+            return previous, CONFIG_RETRY_SECONDS
         try:
             parsed_config = TenantConfig.parse(config.data if config else None)
             parsed_rules = parse_rules(rules.data) if rules else []
         except ValueError as exc:  # validated on PUT, so only a hand-edited object gets here
             raise Problem(500, "RECSYS_INVALID_CONFIG", f"stored tenant config or rules are invalid: {exc}") from None
-        state = _TenantState(
-            config=config, rules=rules, parsed_config=parsed_config, parsed_rules=parsed_rules, loaded_at=now
-        )
-        with self._lock:
-            self._tenants[tenant] = state
-        return state
+        state = _TenantState(config=config, rules=rules, parsed_config=parsed_config, parsed_rules=parsed_rules)
+        return state, self.settings.config_cache_ttl
 
     def _signals(self, tenant: str, surface: str) -> LoadedManifest | None:
+        """The (tenant, surface)'s signals: the one place the request's tenant and surface become a checked Scope."""
         try:
-            return self.reader.signals(tenant, surface)
+            return self.reader.signals(Scope(tenant, surface))
         except (ManifestIncompatible, ArtifactIncompatible) as exc:
             raise Problem(422, "RECSYS_ARTIFACT_INCOMPATIBLE", f"artifact incompatible: {exc}") from None
 
@@ -266,8 +262,7 @@ class RecommendService:
             )
         counts: dict[str, int] = {}
         if {"config", "rules"} & set(targets):
-            with self._lock:
-                dropped = 1 if self._tenants.pop(tenant, None) else 0
+            dropped = 1 if self._tenants.discard(tenant) else 0
             for target in {"config", "rules"} & set(targets):
                 counts[target] = dropped
         if {"manifest", "artifacts", "popularity"} & set(targets):

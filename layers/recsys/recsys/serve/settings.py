@@ -8,6 +8,11 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from recsys import __version__
+from recsys.settings import DEFAULT_STORE
+
+DEFAULT_MANIFEST_TEMPLATE = "{store}/registry/current/{tenant}/{surface}/manifest.json"
+DEFAULT_MANIFEST_TTL = 60.0  # seconds
+DEFAULT_CONFIG_CACHE_TTL = 60.0  # seconds
 
 _DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m(?!s))?(?:(\d+(?:\.\d+)?)s)?(?:(\d+)ms)?$")
 
@@ -31,13 +36,11 @@ def parse_duration(value: object) -> float:
 class ServeSettings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
 
-    store: str = Field("file://.out", alias="RECSYS_STORE")
-    manifest_template: str = Field(
-        "{store}/registry/current/{tenant}/{surface}/manifest.json", alias="RECSYS_ARTIFACT_MANIFEST_TEMPLATE"
-    )
-    manifest_ttl: float = Field(60.0, alias="RECSYS_ARTIFACT_MANIFEST_TTL", ge=0)
+    store: str = Field(DEFAULT_STORE, alias="RECSYS_STORE")
+    manifest_template: str = Field(DEFAULT_MANIFEST_TEMPLATE, alias="RECSYS_ARTIFACT_MANIFEST_TEMPLATE")
+    manifest_ttl: float = Field(DEFAULT_MANIFEST_TTL, alias="RECSYS_ARTIFACT_MANIFEST_TTL", ge=0)
     artifact_cache_bytes: int = Field(512 * 2**20, alias="RECSYS_ARTIFACT_CACHE_BYTES", gt=0)
-    config_cache_ttl: float = Field(60.0, alias="RECSYS_CONFIG_CACHE_TTL", ge=0)
+    config_cache_ttl: float = Field(DEFAULT_CONFIG_CACHE_TTL, alias="RECSYS_CONFIG_CACHE_TTL", ge=0)
     algo_version: str = Field(f"recsys-serverless@{__version__}", alias="RECSYS_ALGO_VERSION")
     explain_max_items: int = Field(50, alias="RECSYS_EXPLAIN_MAX_ITEMS", ge=1)
     explain_require_admin: bool = Field(True, alias="RECSYS_EXPLAIN_REQUIRE_ADMIN")

@@ -20,14 +20,13 @@ import hmac
 import json
 import re
 import secrets
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from recsys.paths import safe_segment
+from recsys.serve.ttl_cache import TtlCache
 from recsys.store import NotFound, ObjectStore, PreconditionFailed, TransientStoreError
 
 KINDS = ("config", "rules")
@@ -259,11 +258,8 @@ class ApiKeys:
     ) -> None:
         self.store = store
         self.ttl = ttl
-        self.max_entries = max_entries
-        self._clock = clock
         self._now = now
-        self._cache: OrderedDict[str, tuple[float, ApiKeyRecord | None]] = OrderedDict()
-        self._lock = threading.Lock()
+        self._cache: TtlCache[str, ApiKeyRecord | None] = TtlCache(clock=clock, max_entries=max_entries)
 
     @staticmethod
     def _key(key_hash: str) -> str:
@@ -305,24 +301,16 @@ class ApiKeys:
             return None
         return ApiKeyRecord.from_json(key_hash, json.loads(blob.data)), blob.etag
 
+    def _record(self, key_hash: str) -> ApiKeyRecord | None:
+        found = self.get(key_hash)
+        return found[0] if found else None
+
     def lookup(self, key: str, secret: str = "") -> ApiKeyRecord | None:
         """The record of an active key; None if the key is unknown, revoked or expired."""
         if not key or len(key) > 256:
             return None
         key_hash = hash_api_key(key, secret)
-        now = self._clock()
-        with self._lock:
-            cached = self._cache.get(key_hash)
-        if cached is not None and now - cached[0] < self.ttl:
-            record = cached[1]
-        else:
-            found = self.get(key_hash)
-            record = found[0] if found else None
-            with self._lock:
-                self._cache[key_hash] = (now, record)
-                self._cache.move_to_end(key_hash)
-                while len(self._cache) > self.max_entries:
-                    self._cache.popitem(last=False)
+        record = self._cache.get(key_hash, lambda _previous: (self._record(key_hash), self.ttl))
         return record if record is not None and record.active(self._now()) else None
 
     def revoke(self, key_hash: str) -> ApiKeyRecord | None:
@@ -339,7 +327,6 @@ class ApiKeys:
                     self.store.put(self._key(key_hash), body, content_type=JSON, if_match=etag)
                 except (PreconditionFailed, NotFound):
                     continue  # changed or deleted meanwhile: re-read
-            with self._lock:
-                self._cache.pop(key_hash, None)
+            self._cache.discard(key_hash)
             return record
         raise TransientStoreError(f"{self.store.uri}: api key {key_hash[:12]} kept changing; revoke gave up")

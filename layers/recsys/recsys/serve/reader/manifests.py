@@ -1,6 +1,6 @@
 """Manifests: where a (tenant, surface)'s manifest is, how it is checked, and the TTL cache the reader keeps them in.
 
-ManifestCache: manifests per (tenant, surface) with a TTL, stale-if-error, cached misses, a per-key refresh lock.
+ManifestCache: manifests per (tenant, surface) in a TtlCache, with stale-if-error and cached misses.
 """
 
 from __future__ import annotations
@@ -18,29 +18,29 @@ from dataclasses import dataclass
 from pydantic import ValidationError
 
 from recsys.contract.manifest import Manifest
-from recsys.paths import safe_segment
+from recsys.paths import Scope
 from recsys.serve.reader.errors import ManifestIncompatible
+from recsys.serve.settings import DEFAULT_MANIFEST_TTL
+from recsys.serve.ttl_cache import Clock, TtlCache
 from recsys.store import NotFound, StoreError
 
 log = logging.getLogger("recsys.serve.reader")
 
-DEFAULT_MANIFEST_TEMPLATE = "{store}/registry/current/{tenant}/{surface}/manifest.json"
-DEFAULT_MANIFEST_TTL = 60.0
 DEFAULT_ERROR_RETRY = 5.0
 DEFAULT_MAX_MANIFEST_ENTRIES = 10_000
 
-Clock = Callable[[], float]
-OnStale = Callable[[str, str, Exception], None]
+OnStale = Callable[[str, str, Exception], None]  # (tenant, surface, error)
 
 _PLACEHOLDER = re.compile(r"\{(store|tenant|surface)\}")
 
 
-def manifest_uri(template: str, store_uri: str | None, tenant: str, surface: str) -> str:
+def manifest_uri(template: str, store_uri: str | None, scope: Scope) -> str:
     """`template` with {store}, {tenant} and {surface} replaced (one pass, plain text, like the seed).
 
-    tenant and surface must be safe path segments; the ValueError names the value, never the template.
+    The scope's tenant and surface are safe path segments (checked when it was made: that ValueError names the
+    value, never the template).
     """
-    values = {"tenant": safe_segment(tenant, "tenant"), "surface": safe_segment(surface, "surface")}
+    values = {"tenant": scope.tenant, "surface": scope.surface}
     if "{store}" in template:
         if not store_uri:
             raise ValueError("the manifest template uses {store} but no store URI is configured")
@@ -84,7 +84,6 @@ class CachedManifest:
 
 @dataclass(frozen=True)
 class _ManifestEntry:
-    expires: float
     manifest: Manifest | None = None  # None: missing (or `error`)
     stale: bool = False
     error: str | None = None  # a ManifestIncompatible message
@@ -98,20 +97,21 @@ class _ManifestEntry:
 
 
 class ManifestCache:
-    """Manifests per (tenant, surface) for `ttl` seconds.
+    """Manifests per (tenant, surface) for `ttl` seconds, in a TtlCache.
 
-    `fetch(tenant, surface)` returns the manifest bytes, raising NotFound when there is none and StoreError on
+    `fetch(scope)` returns the manifest bytes, raising NotFound when there is none and StoreError on
     failure. A missing manifest is cached as None and an incompatible one as its error, both for the TTL. When a
     refresh fails with a StoreError and a good manifest was loaded before, that manifest keeps being served with
     stale=True, `refresh_failures` is incremented and `on_stale(tenant, surface, error)` is called; the refresh is
     retried after min(ttl, error_retry) seconds. With nothing good to fall back on, the StoreError propagates.
     One thread refreshes a key at a time; while it does, others get the expired entry instead of waiting. At most
-    about `max_entries` keys are kept (misses of made-up surfaces are dropped first).
+    about `max_entries` keys are kept (misses of made-up surfaces are dropped first; good manifests are kept: they
+    are what stale-if-error serves). An invalidate during a refresh wins.
     """
 
     def __init__(
         self,
-        fetch: Callable[[str, str], bytes],
+        fetch: Callable[[Scope], bytes],
         *,
         ttl: float = DEFAULT_MANIFEST_TTL,
         clock: Clock = time.monotonic,
@@ -120,56 +120,29 @@ class ManifestCache:
         max_entries: int = DEFAULT_MAX_MANIFEST_ENTRIES,
     ) -> None:
         self._fetch = fetch
-        self.max_entries = max_entries
-        self._epoch = 0  # bumped by invalidate: a refresh that started before it does not store its result
         self.ttl = float(ttl)
         self.error_retry = float(error_retry)
-        self.clock = clock
         self.on_stale = on_stale
         self.refresh_failures = 0
-        self._entries: dict[tuple[str, str], _ManifestEntry] = {}
-        self._key_locks: dict[tuple[str, str], threading.Lock] = {}
+        self._cache: TtlCache[Scope, _ManifestEntry] = TtlCache(
+            clock=clock, max_entries=max_entries, evictable=lambda entry: entry.manifest is None
+        )
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self._cache)
 
-    def get(self, tenant: str, surface: str) -> CachedManifest | None:
+    def get(self, scope: Scope) -> CachedManifest | None:
         """The manifest (None if there is none); ManifestIncompatible; StoreError only without a last good one."""
-        key = (tenant, surface)
-        with self._lock:
-            entry = self._entries.get(key)
-            if entry is not None and self.clock() < entry.expires:
-                return entry.result()
-            key_lock = self._key_locks.setdefault(key, threading.Lock())
-        if entry is not None:
-            if not key_lock.acquire(blocking=False):
-                return entry.result()  # another thread is refreshing it
-        else:
-            key_lock.acquire()
-        try:
-            with self._lock:
-                entry = self._entries.get(key)
-                epoch = self._epoch
-            now = self.clock()
-            if entry is not None and now < entry.expires:
-                return entry.result()
-            entry = self._refresh(tenant, surface, entry, now)
-            with self._lock:
-                if epoch == self._epoch:
-                    self._entries.pop(key, None)  # re-insert: dict order is then oldest refresh first
-                    self._entries[key] = entry
-                    self._prune(now)
-        finally:
-            key_lock.release()
-        return entry.result()
+        return self._cache.get(scope, lambda previous: self._refresh(scope, previous)).result()
 
-    def _refresh(self, tenant: str, surface: str, previous: _ManifestEntry | None, now: float) -> _ManifestEntry:
+    def _refresh(self, scope: Scope, previous: _ManifestEntry | None) -> tuple[_ManifestEntry, float]:
+        tenant, surface = scope.tenant, scope.surface
         try:
-            data = self._fetch(tenant, surface)
+            data = self._fetch(scope)
         except NotFound:
             log.info("artifact manifest not found", extra={"tenant": tenant, "surface": surface})
-            return _ManifestEntry(expires=now + self.ttl)
+            return _ManifestEntry(), self.ttl
         except StoreError as err:
             if previous is None or previous.manifest is None:
                 raise
@@ -189,14 +162,14 @@ class ManifestCache:
                     self.on_stale(tenant, surface, err)
                 except Exception:
                     log.exception("on_stale callback failed")
-            return _ManifestEntry(expires=now + min(self.ttl, self.error_retry), manifest=previous.manifest, stale=True)
+            return _ManifestEntry(manifest=previous.manifest, stale=True), min(self.ttl, self.error_retry)
         try:
             manifest = parse_manifest(data, tenant, surface)
         except ManifestIncompatible as err:
             log.warning(
                 "artifact manifest incompatible", extra={"tenant": tenant, "surface": surface, "error": str(err)}
             )
-            return _ManifestEntry(expires=now + self.ttl, error=str(err))
+            return _ManifestEntry(error=str(err)), self.ttl
         if previous is None or previous.manifest is None or previous.manifest != manifest:
             log.info(
                 "artifact manifest loaded",
@@ -208,27 +181,8 @@ class ManifestCache:
                     "updated_at": manifest.updated_at,
                 },
             )
-        return _ManifestEntry(expires=now + self.ttl, manifest=manifest)
-
-    def _prune(self, now: float) -> None:
-        """Past `max_entries` (surfaces are request input), drop expired entries, then misses, oldest first.
-        Good manifests are kept: they are what stale-if-error serves. Called with the lock held."""
-        if len(self._entries) <= self.max_entries:
-            return
-        for drop in (lambda e: e.expires <= now, lambda e: e.manifest is None):
-            for key in [k for k, e in self._entries.items() if drop(e)]:
-                if len(self._entries) <= self.max_entries:
-                    break
-                del self._entries[key]
-                lock = self._key_locks.get(key)
-                if lock is not None and not lock.locked():
-                    del self._key_locks[key]
+        return _ManifestEntry(manifest=manifest), self.ttl
 
     def invalidate(self, tenant: str, surface: str | None = None) -> int:
         """Forget the tenant's manifests (one surface, or all): the next get fetches again. Returns how many."""
-        with self._lock:
-            self._epoch += 1
-            keys = [k for k in self._entries if k[0] == tenant and (surface is None or k[1] == surface)]
-            for key in keys:
-                del self._entries[key]
-        return len(keys)
+        return self._cache.invalidate(lambda key: key.tenant == tenant and surface in (None, key.surface))

@@ -12,18 +12,11 @@ import time
 from dataclasses import dataclass
 
 from recsys.contract.manifest import Manifest
-from recsys.paths import safe_segment
+from recsys.paths import Scope
 from recsys.serve.reader.cache import DEFAULT_CACHE_BYTES, ArtifactCache
-from recsys.serve.reader.manifests import (
-    DEFAULT_ERROR_RETRY,
-    DEFAULT_MANIFEST_TEMPLATE,
-    DEFAULT_MANIFEST_TTL,
-    Clock,
-    ManifestCache,
-    OnStale,
-    manifest_uri,
-)
+from recsys.serve.reader.manifests import DEFAULT_ERROR_RETRY, Clock, ManifestCache, OnStale, manifest_uri
 from recsys.serve.reader.signals import ArtifactSignals
+from recsys.serve.settings import DEFAULT_MANIFEST_TEMPLATE, DEFAULT_MANIFEST_TTL
 from recsys.store import ObjectStore
 
 FALLBACK_SURFACE = "default"
@@ -59,7 +52,7 @@ class ArtifactReader:
         if "{tenant}" not in template or "{surface}" not in template:
             raise ValueError("the manifest template must contain {tenant} and {surface}")
         try:
-            store.key_of(manifest_uri(template, store.uri, "tenant", "surface"))
+            store.key_of(manifest_uri(template, store.uri, Scope("tenant", "surface")))
         except ValueError:
             raise ValueError(
                 f"the manifest template {template!r} names objects outside the store {store.uri}"
@@ -75,23 +68,21 @@ class ArtifactReader:
         self._signals: dict[tuple[str, str], ArtifactSignals] = {}
         self._lock = threading.Lock()
 
-    def manifest_uri(self, tenant: str, surface: str) -> str:
-        return manifest_uri(self.template, self.store.uri, tenant, surface)
+    def manifest_uri(self, scope: Scope) -> str:
+        return manifest_uri(self.template, self.store.uri, scope)
 
-    def _fetch_manifest(self, tenant: str, surface: str) -> bytes:
-        return self.store.get(self.store.key_of(self.manifest_uri(tenant, surface))).data
+    def _fetch_manifest(self, scope: Scope) -> bytes:
+        return self.store.get(self.store.key_of(self.manifest_uri(scope))).data
 
-    def signals(self, tenant: str, surface: str) -> LoadedManifest | None:
+    def signals(self, scope: Scope) -> LoadedManifest | None:
         """The surface's manifest and signals, else the `default` surface's; None when neither has a manifest.
 
-        Raises ValueError (unsafe tenant/surface), ManifestIncompatible, or StoreError (no last good manifest).
+        Raises ManifestIncompatible, or StoreError (no last good manifest).
         """
-        safe_segment(tenant, "tenant")
-        safe_segment(surface, "surface")
         fallback = False
-        cached = self.manifests.get(tenant, surface)
-        if cached is None and surface != FALLBACK_SURFACE:
-            cached = self.manifests.get(tenant, FALLBACK_SURFACE)
+        cached = self.manifests.get(scope)
+        if cached is None and scope.surface != FALLBACK_SURFACE:
+            cached = self.manifests.get(Scope(scope.tenant, FALLBACK_SURFACE))
             fallback = cached is not None
         if cached is None:
             return None

@@ -25,7 +25,8 @@ from recsys.serve.reader.cache import ArtifactCache, V
 from recsys.serve.reader.errors import ArtifactIncompatible
 from recsys.serve.reader.forms import ImplicitFooter, PopularityTable, UserRows
 from recsys.serve.reader.loading import load_artifact, load_footer, load_row_group
-from recsys.serve.reader.manifests import DEFAULT_MANIFEST_TTL, Clock
+from recsys.serve.reader.manifests import Clock
+from recsys.serve.settings import DEFAULT_MANIFEST_TTL
 from recsys.store import NotFound, ObjectStore, StoreError
 
 log = logging.getLogger("recsys.serve.reader")

@@ -35,7 +35,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("serving", ("recsys.serve*",)),
     (
         "quality gate",
-        ("recsys.evaluation", "recsys.evaluation.metrics", "recsys.evaluation.split", "recsys.evaluation.gate"),
+        ("recsys.evaluation", "recsys.evaluation.metrics", "recsys.evaluation.split", "recsys.evaluation.lists",
+         "recsys.evaluation.gate"),
     ),  # fmt: skip
     ("pipeline", ("recsys.pipeline*",)),
     ("tooling", ("recsys.evaluation.*", "recsys.local*", "recsys.synthetic", "recsys.cli")),

@@ -14,21 +14,15 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from recsys import ranking
 from recsys.compute.service import compute_kind
 from recsys.contract.manifest import Manifest
 from recsys.contract.quality import QualityResult
 from recsys.days import Window, day_start
+from recsys.evaluation.lists import ManifestRanker
 from recsys.evaluation.metrics import evaluate_lists
 from recsys.evaluation.split import interactions, relevant_items  # the same split rules as `recsys eval`
 from recsys.publish.manifest import build_manifest
 from recsys.publish.service import Pointer, carried_over, history, read_pointer
-from recsys.ranking.types import RecommendQuery, Scope
-from recsys.serve.ranking import knobs
-from recsys.serve.reader import ArtifactCache, ArtifactSignals
-from recsys.serve.rules import parse_rules
-from recsys.serve.tenant_config import TenantConfig
-from recsys.serve.tenant_store import TenantDocuments
 from recsys.settings import QualityGate, Settings
 from recsys.store import ObjectStore
 
@@ -49,17 +43,9 @@ def _holdout(store: ObjectStore, tenant: str, surface: str, window: Window) -> _
 def _score(
     manifest: Manifest, store: ObjectStore, tenant: str, surface: str, holdout: _Holdout, metric: str, k: int
 ) -> float:
-    documents = TenantDocuments(store)
-    config_doc, rules_doc = documents.get(tenant, "config"), documents.get(tenant, "rules")
-    config = TenantConfig.parse(config_doc.data if config_doc else None).for_surface(surface)
-    rules = parse_rules(rules_doc.data) if rules_doc else []
-    signals = ArtifactSignals(manifest, ArtifactCache(), store)
-    weights, config_knobs = config.weights_for(None), knobs(config)
-    scope = Scope(surface=surface, segment="default", now=day_start(holdout.day))
-    lists = {}
-    for user in sorted(holdout.relevant):
-        query = RecommendQuery(subject=user, k=k, weights=weights, knobs=config_knobs, scope=scope)
-        lists[user] = [item.item_id for item in ranking.rank(query, signals.arrays(), rules).items]
+    ranker = ManifestRanker.open(store, tenant, surface, manifest)
+    now = day_start(holdout.day)
+    lists = {user: ranker.top(user, k, now) for user in sorted(holdout.relevant)}
     return evaluate_lists(lists, holdout.relevant, ks=(k,)).get(metric, 0.0)
 
 

@@ -20,8 +20,8 @@ one interaction against another. session_id = user_id, so the session kinds (coo
 user's whole sequence. Every event is a "purchase" (the data are reviews of bought games).
 
 Ours = `run.build` on the train events (ingest, every kind but content_sim: there is no catalog, publish), then
-one request per evaluated user through `RecommendService.recommend_normalized`, as `run.recommend_all` does
-(k = max(ks), the request time is the end of DAY).
+one ranking per evaluated user over the served manifest (`lists.ManifestRanker`, the ranking the API calls), as
+`run.recommend_all` does (k = max(ks), the request time is the end of DAY).
 
 Baselines use the same train interactions: popularity and item-kNN (`baselines`; its shrink chosen on the
 validation split), EASE and recency-weighted EASE (`ease`). EASE's lambda and the recency decay are chosen on the
@@ -52,8 +52,6 @@ from recsys.evaluation.baselines import interactions as index_interactions
 from recsys.evaluation.metrics import compare, evaluate_lists, seen_share
 from recsys.evaluation.report import Report
 from recsys.evaluation.run import OURS, EvalOptions, Split, build, recommend_all
-from recsys.serve.service import RecommendService
-from recsys.serve.settings import ServeSettings
 from recsys.settings import Settings
 
 DAY = dt.date(2020, 1, 1)
@@ -198,14 +196,13 @@ def recommend_ours(
     options: HoldoutOptions, settings: Settings, holdout: Holdout
 ) -> tuple[dict[str, list[str]], dict[str, float]]:
     """Build the store from work_dir/raw/{split} with the real pipeline, then top-max(ks) for every evaluated
-    user through the API's code path. Returns the lists and the seconds each part took (build, recommend)."""
+    user, ranked as the API ranks them. Returns the lists and the seconds each part took (build, recommend)."""
     eval_options = _eval_options(options, holdout.split)
     started = time.perf_counter()
     store = build(eval_options, settings, Split(train=Window(start=DAY, end=DAY), test=Window(start=DAY, end=DAY)))
     built = time.perf_counter()
-    service = RecommendService.from_settings(ServeSettings(RECSYS_STORE=store.uri))
     now = day_start(DAY + dt.timedelta(days=1))
-    lists = recommend_all(service, eval_options, holdout.users(), now, options.weights)
+    lists = recommend_all(store, eval_options, holdout.users(), now, options.weights)
     return lists, {"build": built - started, "recommend": time.perf_counter() - built}
 
 

@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field
 from recsys.days import Window, day_start
 from recsys.evaluation.baselines import interactions as baseline_index
 from recsys.evaluation.baselines import item_knn_baseline, item_probabilities, popularity_baseline
+from recsys.evaluation.lists import ManifestRanker
 from recsys.evaluation.metrics import compare, evaluate_lists, ndcg_at_k, seen_share
 from recsys.evaluation.report import Report
 from recsys.evaluation.split import WindowInteractions, interactions, relevant_items
@@ -27,10 +28,6 @@ from recsys.ingest.sources import day_in_path
 from recsys.pipeline import steps
 from recsys.pipeline.models import ComputeRequest, IngestRequest
 from recsys.publish.service import publish
-from recsys.serve.auth import Caller
-from recsys.serve.models import NormalizedRecommend, Options, User, Weights
-from recsys.serve.service import RecommendService
-from recsys.serve.settings import ServeSettings
 from recsys.serve.tenant_config import EffectiveConfig
 from recsys.serve.tenant_store import TenantDocuments
 from recsys.settings import Settings, fill_scope
@@ -113,28 +110,16 @@ def build(options: EvalOptions, settings: Settings, split: Split) -> ObjectStore
 
 
 def recommend_all(
-    service: RecommendService,
+    store: ObjectStore,
     options: EvalOptions,
     users: list[str],
     now: dt.datetime,
     weights: dict[str, float] | None = None,
 ) -> dict[str, list[str]]:
-    """Top-max(K) for every user through the same code path as POST /v1/recommend."""
-    caller = Caller(tenant=options.tenant, roles=frozenset({"admin"}), user_id="eval", source="dev", is_admin=True)
+    """Top-max(K) for every user over the current manifest, ranked as POST /v1/recommend ranks them."""
+    ranker = ManifestRanker.open(store, options.tenant, options.surface)
     k = max(options.ks)
-    lists = {}
-    for user in users:
-        request = NormalizedRecommend(
-            surface=options.surface,
-            segment="default",
-            k=k,
-            user=User(user_id=user),
-            options=Options(),
-            weights=Weights(**weights) if weights else None,
-        )
-        response = service.recommend_normalized(caller, request, [], f"eval-{user}", now)
-        lists[user] = [item.item_id for item in response.items]
-    return lists
+    return {user: ranker.top(user, k, now, weights=weights) for user in users}
 
 
 def _item_popularity(train: WindowInteractions) -> dict[str, float]:
@@ -284,8 +269,7 @@ def tune_settings(options: EvalOptions, settings: Settings, split: Split) -> tup
         stored = documents.get(options.tenant, "config")
         version = stored.version if stored else None
         documents.put(options.tenant, "config", config, if_match=version, actor="recsys eval --tune")  # {}: defaults
-        service = RecommendService.from_settings(ServeSettings(RECSYS_STORE=store.uri))
-        return _per_user(recommend_all(service, options, users, now), relevant, users)
+        return _per_user(recommend_all(store, options, users, now), relevant, users)
 
     current: dict = dict(options.config or {})
     current_scores = default = scores(current)
@@ -339,12 +323,11 @@ def run_eval(options: EvalOptions, settings: Settings) -> Report:
     test = interactions(store, options.tenant, options.surface, split.test)
     relevant = relevant_items(train, test)
     users = sorted(relevant)
-    service = RecommendService.from_settings(ServeSettings(RECSYS_STORE=store.uri))
     k = max(options.ks)
     metric = f"ndcg@{10 if 10 in options.ks else k}"  # the metric ours is compared with each baseline on
     indexed = baseline_index(train.table)  # index the train interactions once for both baselines
     lists = {
-        OURS: recommend_all(service, options, users, day_start(split.test.start)),
+        OURS: recommend_all(store, options, users, day_start(split.test.start)),
         "popularity": popularity_baseline(indexed, users, k),
         "item-kNN": item_knn_baseline(indexed, users, k),
     }

@@ -44,15 +44,14 @@ from pydantic import BaseModel, Field
 
 from recsys.days import Window
 from recsys.evaluation import session_baselines as sb
+from recsys.evaluation.lists import ManifestRanker
 from recsys.evaluation.metrics import evaluate_lists, paired_bootstrap
 from recsys.evaluation.report import Report
 from recsys.evaluation.run import EvalOptions, Split, build
 from recsys.events.parse import DayScope, parse_events
-from recsys.serve.auth import Caller
-from recsys.serve.models import MAX_ANCHORS, Anchors, NormalizedRecommend, Options, User, Weights
-from recsys.serve.service import RecommendService
-from recsys.serve.settings import ServeSettings
+from recsys.serve.models import MAX_ANCHORS
 from recsys.settings import Settings
+from recsys.store import ObjectStore, open_store
 
 OURS = "recsys (blend)"
 K = 20
@@ -294,29 +293,25 @@ def anchors(seen: Sequence[str]) -> list[str]:
 
 
 def recommend_positions(
-    service: RecommendService,
+    store: ObjectStore,
     tenant: str,
     surface: str,
     replayed: Sequence[Position],
     weights: dict[str, float] | None = None,
 ) -> dict[str, list[str]]:
-    """Top-K for every position through the code path of POST /v1/recommend (as `run.recommend_all`)."""
-    caller = Caller(tenant=tenant, roles=frozenset({"admin"}), user_id="eval", source="dev", is_admin=True)
-    lists = {}
-    for position in replayed:
-        request = NormalizedRecommend(
-            surface=surface,
-            segment="default",
-            k=K,
-            user=User(session_id=f"replay-{position.session}"),
-            anchors=Anchors(item_ids=anchors(position.seen)),
-            options=Options(),
-            weights=Weights(**weights) if weights else None,
+    """Top-K for every position over the current manifest, ranked as POST /v1/recommend ranks an anonymous
+    visitor's request with the items seen so far as anchors (as `run.recommend_all`)."""
+    ranker = ManifestRanker.open(store, tenant, surface)
+    return {
+        position.key: ranker.top(
+            f"replay-{position.session}",
+            K,
+            _EPOCH + dt.timedelta(microseconds=position.ts_us),
+            anchors=anchors(position.seen),
+            weights=weights,
         )
-        now = _EPOCH + dt.timedelta(microseconds=position.ts_us)
-        response = service.recommend_normalized(caller, request, [], f"eval-{position.key}", now)
-        lists[position.key] = [item.item_id for item in response.items]
-    return lists
+        for position in replayed
+    }
 
 
 def baseline_lists(
@@ -409,9 +404,9 @@ def replay(options: SessionEvalOptions, settings: Settings) -> tuple[Prepared, R
     seconds["pipeline"] = time.perf_counter() - start
     replayed = positions(prepared.test, set(prepared.train.item.tolist()))
     start = time.perf_counter()
-    service = RecommendService.from_settings(ServeSettings(RECSYS_STORE=uri))
+    store = open_store(uri)
     result = {
-        OURS: ranks(recommend_positions(service, options.tenant, options.surface, replayed, options.weights), replayed)
+        OURS: ranks(recommend_positions(store, options.tenant, options.surface, replayed, options.weights), replayed)
     }
     seconds[OURS] = time.perf_counter() - start
     start = time.perf_counter()

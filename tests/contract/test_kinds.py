@@ -68,3 +68,11 @@ def test_the_registry_and_compute_import_nothing_above_them(folder: str, allowed
         if not any(module == prefix or module.startswith(prefix + ".") for prefix in allowed)
     }
     assert not upward
+
+
+def test_each_signal_reads_the_kind_whose_entry_names_it() -> None:
+    """Ranking keeps its own signal -> kind map (it imports no registry); the registry's `signal` fields must agree."""
+    from recsys.ranking.types import KIND
+
+    declared = {KINDS.get(name).signal: name for name in BUILTIN_KINDS if KINDS.get(name).signal}
+    assert declared == KIND

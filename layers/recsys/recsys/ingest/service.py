@@ -170,8 +170,7 @@ def ingest_day(store: ObjectStore, raw_uri: str, scope: DayScope) -> IngestRepor
 
     events_key = paths.canonical_events(scope.tenant, scope.surface, scope.day)
     data = to_parquet(canonical, CANONICAL_SCHEMA, kind="canonical", dictionary=CANONICAL_DICTIONARY_COLUMNS)
-    store.put_if_changed(events_key, data)
-    canonical_etag = store.head(events_key)  # as the store reports it (an S3 ETag is not always the content's MD5)
+    canonical_etag = store.put_if_changed(events_key, data)  # as the store reports it (not always the content's MD5)
     quarantine_key = paths.quarantine(scope.tenant, scope.surface, scope.day)
     if rejections:
         body = "".join(json.dumps(r.to_json(), ensure_ascii=False) + "\n" for r in rejections)

@@ -145,12 +145,12 @@ class ObjectStore(abc.ABC):
             return False
         return True
 
-    def put_if_changed(self, key: str, data: bytes, *, content_type: str = "application/octet-stream") -> bool:
-        """Write unless the same bytes are already stored (reruns rewrite nothing). True if written."""
-        if self.head(key) == content_etag(data):
-            return False
-        self.put(key, data, content_type=content_type)
-        return True
+    def put_if_changed(self, key: str, data: bytes, *, content_type: str = "application/octet-stream") -> str:
+        """Write unless the same bytes are already stored (reruns rewrite nothing). The stored object's ETag."""
+        stored = self.head(key)
+        if stored == content_etag(data):
+            return stored
+        return self.put(key, data, content_type=content_type)
 
 
 def check_range(start: int, length: int) -> None:

@@ -12,7 +12,7 @@ venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml layers/recsys/requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[dev,tools]'
 	touch $@
 
 # aws-sam-cli pins its own boto3/pydantic, so it lives in a separate venv (never imports project code).
@@ -76,7 +76,7 @@ bench: venv
 # .out/eval-real (about 15 minutes on 2 cores, most of it EASE; EVAL_REAL_FLAGS=--no-ease skips it).
 REAL_DATA ?= ../shared/data/real
 eval-real: venv
-	$(BIN)/python -m recsys.evaluation.suite --real $(REAL_DATA) --out .out/eval-real $(EVAL_REAL_FLAGS)
+	$(BIN)/python -m recsys_tools.evaluation.suite --real $(REAL_DATA) --out .out/eval-real $(EVAL_REAL_FLAGS)
 
 clean:
 	rm -rf .out .aws-sam

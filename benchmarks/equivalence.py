@@ -26,7 +26,7 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-RECSYS = [sys.executable, "-m", "recsys.cli"]
+RECSYS = [sys.executable, "-m", "recsys_tools.cli"]
 SAMPLE = {"tenant": "demo", "surface": "home", "start": "2026-01-01", "end": "2026-01-07"}
 SYNTHETIC = {"tenant": "synth", "surface": "home", "start": "2026-02-01", "end": "2026-03-02"}
 VOLATILE = ("request_id", "took_ms", "latency_ms", "generated_at", "served_at", "timings")
@@ -38,7 +38,7 @@ def _generate_inputs(inputs: Path) -> None:
         [
             sys.executable,
             "-m",
-            "recsys.synthetic",
+            "recsys_tools.synthetic",
             "--out",
             str(inputs / "synthetic" / "raw"),
             "--catalog",

@@ -1,6 +1,6 @@
 """Deterministic, vectorized (numpy + pyarrow) raw events for the benchmarks: 100k to 10M events per day in seconds.
 
-The same planted shape as recsys.synthetic (which is pure Python and meant for small data), scaled up:
+The same planted shape as recsys_tools.synthetic (which is pure Python and meant for small data), scaled up:
 
 * Items: `items` ids i00000.., each in one of `groups` taste groups (a seeded shuffle), Zipf popularity
   1 / rank ** zipf over a seeded ranking, a planted successor (a random cycle through each group's items), and

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from recsys import cli
+from recsys_tools import cli
 from tests.conftest import ROOT, SAMPLE_CATALOG, SAMPLE_RAW, event, jsonl
 
 pytestmark = pytest.mark.slow  # `recsys` as a subprocess, end to end: in `make test`, not in `make unit`
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow  # `recsys` as a subprocess, end to end: in `make 
 
 def recsys(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "recsys.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "recsys_tools.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=300
     )
 
 
@@ -136,7 +136,7 @@ def test_recommend_similar_batch_and_serve(tmp_path: Path) -> None:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     server = subprocess.Popen(
-        [sys.executable, "-m", "recsys.cli", "serve", "--store", store, "--port", str(port)],
+        [sys.executable, "-m", "recsys_tools.cli", "serve", "--store", store, "--port", str(port)],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

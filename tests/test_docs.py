@@ -18,15 +18,15 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
-from recsys.cli import build_parser
 from recsys.compute import EVENT_KINDS, content_sim
-from recsys.evaluation.run import OURS
 from recsys.events.contract import Reason
 from recsys.serve.app import create_app
 from recsys.serve.auth import AuthSettings
 from recsys.serve.settings import ServeSettings
 from recsys.settings import QualityGate, Settings
 from recsys.store import FileSystemStore
+from recsys_tools.cli import build_parser
+from recsys_tools.evaluation.run import OURS
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"

@@ -16,7 +16,7 @@ import pytest
 from pydantic import ValidationError
 
 from recsys.events.contract import RawEvent, parse_timestamp
-from recsys.synthetic import (
+from recsys_tools.synthetic import (
     GenerationSummary,
     MalformedKind,
     SyntheticSpec,
@@ -287,9 +287,9 @@ def test_cli_prints_the_summary(tmp_path: Path, capsys: pytest.CaptureFixture[st
 
 def test_bundled_sample_is_reproduced_byte_for_byte(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     readme = (SAMPLE / "README.md").read_text(encoding="utf-8")
-    (command,) = [line for line in readme.splitlines() if "-m recsys.synthetic" in line]
+    (command,) = [line for line in readme.splitlines() if "-m recsys_tools.synthetic" in line]
     argv = shlex.split(command)
-    argv = argv[argv.index("recsys.synthetic") + 1 :]
+    argv = argv[argv.index("recsys_tools.synthetic") + 1 :]
     for flag, target in (("--out", "raw"), ("--catalog", "catalog.csv")):
         assert argv[argv.index(flag) + 1] == f"examples/sample/{target}"
         argv[argv.index(flag) + 1] = str(tmp_path / target)

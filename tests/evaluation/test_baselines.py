@@ -22,8 +22,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from recsys.evaluation import baselines
-from recsys.evaluation.baselines import (
+from recsys_tools.evaluation import baselines
+from recsys_tools.evaluation.baselines import (
     interactions,
     item_knn_baseline,
     item_probabilities,

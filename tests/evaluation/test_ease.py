@@ -20,8 +20,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from recsys.evaluation import ease
-from recsys.evaluation.baselines import interactions
+from recsys_tools.evaluation import ease
+from recsys_tools.evaluation.baselines import interactions
 
 ROWS = [("u1", "a"), ("u1", "b"), ("u2", "a"), ("u2", "b"), ("u2", "c"), ("u3", "b"), ("u3", "c"), ("u4", "c")]
 ROWS += [("u4", "d"), ("u1", "a")]  # (u1, a) twice: still binary

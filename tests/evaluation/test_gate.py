@@ -8,10 +8,10 @@ import pytest
 
 from recsys.days import Window
 from recsys.evaluation.gate import quality_gate
-from recsys.local.runner import LocalPipeline
 from recsys.publish.service import Decision, publish, read_manifest, read_pointer
 from recsys.settings import ComputeParams, QualityGate, Settings
 from recsys.store import FileSystemStore
+from recsys_tools.local.runner import LocalPipeline
 from tests.conftest import SAMPLE_CATALOG, SAMPLE_RAW, run_steps
 
 KINDS = ["popularity", "cooc", "implicit", "session_seq", "item_knn"]

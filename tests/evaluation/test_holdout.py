@@ -11,7 +11,11 @@ from pathlib import Path
 import pytest
 
 from recsys import paths
-from recsys.evaluation.holdout import (
+from recsys.evaluation.metrics import seen_share
+from recsys.events.parse import DayScope, parse_events
+from recsys.settings import DEFAULT_EVENT_WEIGHTS, Settings
+from recsys.store import open_store
+from recsys_tools.evaluation.holdout import (
     DAY,
     EASE,
     RECENCY_EASE,
@@ -23,11 +27,7 @@ from recsys.evaluation.holdout import (
     split_sequences,
     targets_in_train,
 )
-from recsys.evaluation.metrics import seen_share
-from recsys.evaluation.run import OURS
-from recsys.events.parse import DayScope, parse_events
-from recsys.settings import DEFAULT_EVENT_WEIGHTS, Settings
-from recsys.store import open_store
+from recsys_tools.evaluation.run import OURS
 
 # u1: 5 interactions, u2: exactly 3, u3: 2 (train only, never evaluated); u1's lines are not contiguous
 LINES = "1 10\n1 11\n2 20\n1 12\n\n2 21\n3 30\n2 22\n3 31\n1 13\n1 11\n"

@@ -9,7 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from recsys.evaluation.metrics import compare, evaluate_lists
-from recsys.evaluation.report import Report, columns, read_report, to_json, to_markdown, write_report
+from recsys_tools.evaluation.report import Report, columns, read_report, to_json, to_markdown, write_report
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

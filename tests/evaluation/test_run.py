@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from recsys.evaluation.run import OURS, EvalOptions, choose, make_split, run_eval, tune_candidates, write
 from recsys.serve.tenant_store import TenantDocuments
 from recsys.settings import Settings
 from recsys.store import open_store
+from recsys_tools.evaluation.run import OURS, EvalOptions, choose, make_split, run_eval, tune_candidates, write
 from tests.conftest import SAMPLE_CATALOG, SAMPLE_RAW
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from recsys.evaluation.session_baselines import (
+from recsys_tools.evaluation.session_baselines import (
     VSTAN,
     AssociationRules,
     Popularity,

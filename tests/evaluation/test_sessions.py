@@ -11,8 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from recsys.evaluation.report import to_markdown
-from recsys.evaluation.sessions import (
+from recsys.serve.models import MAX_ANCHORS
+from recsys_tools.evaluation.report import to_markdown
+from recsys_tools.evaluation.sessions import (
     OURS,
     Position,
     Replay,
@@ -31,7 +32,6 @@ from recsys.evaluation.sessions import (
     score,
     split_clicks,
 )
-from recsys.serve.models import MAX_ANCHORS
 
 DAY1 = 1396310400  # 2014-04-01T00:00:00Z
 

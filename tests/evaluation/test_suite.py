@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from recsys.evaluation.report import Report
-from recsys.evaluation.run import OURS
-from recsys.evaluation.suite import SuiteOptions, _differences, _ndcg_row, synthetic_datasets
+from recsys_tools.evaluation.report import Report
+from recsys_tools.evaluation.run import OURS
+from recsys_tools.evaluation.suite import SuiteOptions, _differences, _ndcg_row, synthetic_datasets
 
 
 def test_synthetic_datasets_are_generated_once_and_deterministically(tmp_path: Path) -> None:
@@ -65,7 +65,7 @@ def test_summary_rows_show_ours_the_baselines_and_the_interval_against_item_knn(
 
 
 def test_each_split_gets_its_report_its_table_and_its_differences(tmp_path: Path) -> None:
-    from recsys.evaluation.suite import HOLDOUT_TABLE, _split_section
+    from recsys_tools.evaluation.suite import HOLDOUT_TABLE, _split_section
 
     report = _report()
     for result in report.results.values():

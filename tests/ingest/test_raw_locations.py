@@ -21,11 +21,11 @@ from recsys.errors import ConfigError
 from recsys.events.parse import DayScope
 from recsys.ingest.service import ingest_day, load_report
 from recsys.ingest.sources import raw_files
-from recsys.local.runner import LocalPipeline
 from recsys.settings import GateLimits
 from recsys.store import FileSystemStore, NotFound, StoreError
 from recsys.tables import from_parquet
 from recsys.validate.gates import evaluate
+from recsys_tools.local.runner import LocalPipeline
 from tests.conftest import ROOT, SAMPLE_CATALOG, SAMPLE_RAW, event, jsonl
 
 DAY = dt.date(2026, 1, 1)
@@ -155,7 +155,7 @@ def test_the_state_machine_fails_a_run_whose_raw_location_is_missing(store: File
 def test_recsys_run_reports_a_missing_raw_location_in_one_line(tmp_path: Path) -> None:
     missing = tmp_path / "nope"
     run = subprocess.run(
-        [sys.executable, "-m", "recsys.cli", "run", "--tenant", "demo", "--surface", "home", "--quiet"]
+        [sys.executable, "-m", "recsys_tools.cli", "run", "--tenant", "demo", "--surface", "home", "--quiet"]
         + ["--start", "2026-01-01", "--end", "2026-01-01", "--raw", str(missing), "--kinds", "popularity"]
         + ["--store", f"file://{tmp_path / 'store'}"],
         cwd=ROOT,

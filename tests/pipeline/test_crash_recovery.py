@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from recsys.local.runner import LocalPipeline
 from recsys.publish.service import read_pointer
 from recsys.store import FileSystemStore
+from recsys_tools.local.runner import LocalPipeline
 from tests.conftest import ROOT, SAMPLE_CATALOG, SAMPLE_RAW
 
 pytestmark = pytest.mark.slow
@@ -33,7 +33,7 @@ def recsys_run(store: FileSystemStore) -> subprocess.Popen:
         [
             sys.executable,
             "-m",
-            "recsys.cli",
+            "recsys_tools.cli",
             "run",
             "--tenant",
             RUN["tenant"],

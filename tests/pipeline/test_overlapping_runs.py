@@ -17,10 +17,10 @@ import pytest
 from recsys import paths
 from recsys.days import Window
 from recsys.ingest.service import load_report
-from recsys.local.runner import LocalPipeline
 from recsys.publish.service import history, read_pointer
 from recsys.store import FileSystemStore
 from recsys.tables import from_parquet
+from recsys_tools.local.runner import LocalPipeline
 from tests.conftest import ROOT, SAMPLE_CATALOG, SAMPLE_RAW
 
 pytestmark = pytest.mark.slow  # two `recsys run` processes, twice: in `make test`, not in `make unit`
@@ -72,7 +72,7 @@ def test_overlapping_runs_each_publish_what_their_own_input_gives(tmp_path: Path
         runs = {}
         for name in (first, second):
             runs[name] = subprocess.Popen(
-                [sys.executable, "-m", "recsys.cli", *run_arguments(shared, inputs[name])],
+                [sys.executable, "-m", "recsys_tools.cli", *run_arguments(shared, inputs[name])],
                 cwd=ROOT,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,

@@ -15,10 +15,10 @@ import yaml
 
 from recsys import paths
 from recsys.days import yesterday
-from recsys.local.runner import LocalPipeline, StepEvent
 from recsys.pipeline import lease
 from recsys.publish.service import read_pointer
 from recsys.store import FileSystemStore, S3Store, TransientStoreError
+from recsys_tools.local.runner import LocalPipeline, StepEvent
 from tests.conftest import ROOT, SAMPLE_CATALOG, SAMPLE_RAW, event, jsonl
 
 KINDS = {"popularity", "cooc", "implicit", "content_sim", "session_seq", "item_knn"}

@@ -6,11 +6,11 @@ from pathlib import Path
 
 from fastapi.testclient import TestClient
 
-from recsys.local.runner import LocalPipeline
 from recsys.serve.app import create_app
 from recsys.serve.auth import AuthSettings
 from recsys.serve.settings import ServeSettings
 from recsys.store import FileSystemStore
+from recsys_tools.local.runner import LocalPipeline
 from tests.conftest import event, jsonl
 
 

@@ -18,11 +18,8 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from recsys.days import Window, day_start
-from recsys.evaluation.baselines import interactions as baseline_index
-from recsys.evaluation.baselines import item_knn_baseline, item_probabilities, popularity_baseline
 from recsys.evaluation.lists import ManifestRanker
 from recsys.evaluation.metrics import compare, evaluate_lists, ndcg_at_k, seen_share
-from recsys.evaluation.report import Report
 from recsys.evaluation.split import WindowInteractions, interactions, relevant_items
 from recsys.ingest.sources import day_in_path
 from recsys.pipeline import steps
@@ -32,6 +29,9 @@ from recsys.serve.tenant_config import EffectiveConfig
 from recsys.serve.tenant_store import TenantDocuments
 from recsys.settings import Settings, fill_scope
 from recsys.store import ObjectStore, open_store
+from recsys_tools.evaluation.baselines import interactions as baseline_index
+from recsys_tools.evaluation.baselines import item_knn_baseline, item_probabilities, popularity_baseline
+from recsys_tools.evaluation.report import Report
 
 OURS = "recsys (blend)"
 TUNED_SIGNALS = ("pop", "cooc", "session", "content", "knn")
@@ -362,6 +362,6 @@ def run_eval(options: EvalOptions, settings: Settings) -> Report:
 
 
 def write(report: Report, out_dir: Path) -> list[Path]:
-    from recsys.evaluation.report import write_report
+    from recsys_tools.evaluation.report import write_report
 
     return write_report(report, out_dir)

@@ -56,7 +56,7 @@ FUNCTIONS = {
 def project_root() -> Path:
     """The checkout holding statemachine/ and functions/: RECSYS_PROJECT_ROOT, the CWD's, or the package's."""
     candidates = [os.environ.get("RECSYS_PROJECT_ROOT"), *map(str, [Path.cwd(), *Path.cwd().parents])]
-    candidates.append(str(Path(__file__).resolve().parents[4]))
+    candidates.append(str(Path(__file__).resolve().parents[3]))
     for candidate in filter(None, candidates):
         if (Path(candidate) / "statemachine" / "pipeline.asl.json").is_file():
             return Path(candidate)

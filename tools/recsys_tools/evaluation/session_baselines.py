@@ -1,9 +1,10 @@
-"""Reference recommenders for session next-item evaluation (`recsys.evaluation.sessions`), trained on the clicks of
-a train part only, independently of the product's pipeline and artifacts (numpy and pure Python: no scipy).
+"""Reference recommenders for session next-item evaluation (`recsys_tools.evaluation.sessions`), trained on
+the clicks of a train part only, independently of the product's pipeline and artifacts
+(numpy and pure Python: no scipy).
 
 The train clicks are indexed once (`index_sessions`): sessions are the exact session ids, each session's clicks in
 time order (ties: the order given). Items are coded in string order of their ids, so "ties by item_id asc" means
-string order, as in `recsys.evaluation.baselines` and the product's ranking.
+string order, as in `recsys_tools.evaluation.baselines` and the product's ranking.
 
 Every recommender answers `recommend(prefix, k)`: `prefix` is the visitor's clicks so far, oldest first; the answer
 is at most k item ids, best first, never an item of the prefix (the product never re-shows what was just seen

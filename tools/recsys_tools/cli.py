@@ -21,12 +21,12 @@ from pydantic import ValidationError
 from recsys import __version__
 from recsys.days import parse_day
 from recsys.errors import ConfigError, RecsysError
-from recsys.local.runner import Execution, LocalPipeline, StepEvent
 from recsys.pipeline.models import RunRequest
 from recsys.publish import service as registry
 from recsys.serve.problems import Problem
 from recsys.settings import StoreSettings, load_settings
 from recsys.store import StoreError, open_store
+from recsys_tools.local.runner import Execution, LocalPipeline, StepEvent
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 DEFAULT_STORE = StoreSettings().store  # RECSYS_STORE, else file://.out
@@ -415,7 +415,7 @@ def cmd_similar(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from recsys.evaluation.run import EvalOptions, run_eval, write
+    from recsys_tools.evaluation.run import EvalOptions, run_eval, write
 
     if args.protocol != "temporal":
         return _eval_real(args)
@@ -465,7 +465,7 @@ def _json_arg(text: str, option: str) -> dict:
 
 def _eval_real(args: argparse.Namespace) -> int:
     """recsys eval --protocol sessions|holdout: a real dataset's split through the pipeline and the ranking."""
-    from recsys.evaluation.report import write_report
+    from recsys_tools.evaluation.report import write_report
 
     if not args.data:
         raise UsageError(f"recsys eval --protocol {args.protocol}: --data is required")
@@ -473,14 +473,14 @@ def _eval_real(args: argparse.Namespace) -> int:
         raise UsageError("--tune and --config work with --protocol temporal; real-data protocols use the defaults")
     print(f"recsys eval --protocol {args.protocol} --split {args.split}: {args.data}", file=sys.stderr)
     if args.protocol == "sessions":
-        from recsys.evaluation.sessions import SessionEvalOptions, run_sessions
+        from recsys_tools.evaluation.sessions import SessionEvalOptions, run_sessions
 
         options = SessionEvalOptions(
             data=args.data, work=args.work, split=args.split, tenant=args.tenant, surface=args.surface
         )
         report = run_sessions(options, load_settings())
     else:
-        from recsys.evaluation.holdout import HoldoutOptions, run_holdout
+        from recsys_tools.evaluation.holdout import HoldoutOptions, run_holdout
 
         options = HoldoutOptions(
             sequences=args.data, work_dir=args.work, split=args.split, tenant=args.tenant, surface=args.surface

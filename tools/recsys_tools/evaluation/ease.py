@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from recsys.evaluation.baselines import Interactions
+from recsys_tools.evaluation.baselines import Interactions
 
 MAX_ITEMS = 30_000
 # Below this size a triangular block is inverted by LAPACK directly; above it, by blocks (matrix products).

@@ -46,13 +46,13 @@ import pyarrow as pa
 from pydantic import BaseModel, Field
 
 from recsys.days import Window, day_start
-from recsys.evaluation import ease
-from recsys.evaluation.baselines import Interactions, item_knn_baseline, item_probabilities, popularity_baseline
-from recsys.evaluation.baselines import interactions as index_interactions
 from recsys.evaluation.metrics import compare, evaluate_lists, seen_share
-from recsys.evaluation.report import Report
-from recsys.evaluation.run import OURS, EvalOptions, Split, build, recommend_all
 from recsys.settings import Settings
+from recsys_tools.evaluation import ease
+from recsys_tools.evaluation.baselines import Interactions, item_knn_baseline, item_probabilities, popularity_baseline
+from recsys_tools.evaluation.baselines import interactions as index_interactions
+from recsys_tools.evaluation.report import Report
+from recsys_tools.evaluation.run import OURS, EvalOptions, Split, build, recommend_all
 
 DAY = dt.date(2020, 1, 1)
 MIN_INTERACTIONS = 3

@@ -14,7 +14,7 @@ The sessions of a test part are replayed, never trained on: only the train part 
 
 Replay (`replay`): each test session sorted by time (ties: file order) is [i0, ..., in]; at each position p the
 visitor has seen i0..ip and the target is i(p+1); targets the train part never clicked are skipped. Ours gets the
-request `recommend_all` of `recsys.evaluation.run` sends, for an anonymous visitor: user = a session id of its own
+request `recommend_all` of `recsys_tools.evaluation.run` sends, for an anonymous visitor: user = a session id of its own
 ("replay-<SessionId>", unknown to the artifacts), anchors = the items seen so far, most recent first, each once (at
 its most recent occurrence), at most MAX_ANCHORS; k = 20; `now` = the time of click ip (rules are the only reader
 of `now`). A "new-target" position is one whose target is not among i0..ip: a recommender that never re-shows
@@ -43,15 +43,15 @@ import pyarrow.csv as pacsv
 from pydantic import BaseModel, Field
 
 from recsys.days import Window
-from recsys.evaluation import session_baselines as sb
 from recsys.evaluation.lists import ManifestRanker
 from recsys.evaluation.metrics import evaluate_lists, paired_bootstrap
-from recsys.evaluation.report import Report
-from recsys.evaluation.run import EvalOptions, Split, build
 from recsys.events.parse import DayScope, parse_events
 from recsys.serve.models import MAX_ANCHORS
 from recsys.settings import Settings
 from recsys.store import ObjectStore, open_store
+from recsys_tools.evaluation import session_baselines as sb
+from recsys_tools.evaluation.report import Report
+from recsys_tools.evaluation.run import EvalOptions, Split, build
 
 OURS = "recsys (blend)"
 K = 20

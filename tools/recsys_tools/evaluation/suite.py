@@ -1,18 +1,18 @@
 """`make eval-real`: every figure of docs/evaluation.md in one run, validation and test, real and synthetic data.
 
-- Real sessions (`recsys.evaluation.sessions`, YOOCHOOSE in session-rec's format): the next item of anonymous
+- Real sessions (`recsys_tools.evaluation.sessions`, YOOCHOOSE in session-rec's format): the next item of anonymous
   sessions, ours against popularity, association rules, sequential rules, session-kNN and V-STAN.
-- Real user histories (`recsys.evaluation.holdout`, Amazon Video Games in SASRec's format): each user's last item
+- Real user histories (`recsys_tools.evaluation.holdout`, Amazon Video Games in SASRec's format): each user's last item
   held out, ours against popularity, item-kNN and EASE (plain and recency-weighted).
-- Synthetic (`recsys.evaluation.run`, the temporal protocol): the bundled sample, the generator's 14-day dataset and
-  its default dataset under `seeds` seeds. Validation = the last train day held out (the days before it as train);
+- Synthetic (`recsys_tools.evaluation.run`, the temporal protocol): the bundled sample, the generator's 14-day dataset
+  and its default dataset under `seeds` seeds. Validation = the last train day held out (the days before it as train);
   test = the last day. Each is run with the default settings and with STABLE_TASTES, the tenant setting these
   datasets' validation days choose (docs/evaluation.md).
 
 Every report goes to <out>/<dataset>/<split>[-<config>]/report.{json,md,png}; <out>/summary.md has the tables.
 Settings are chosen on the validation splits only: the test splits are measured once, after.
 
-Usage: python -m recsys.evaluation.suite --real ../shared/data/real --out .out/eval-real [--seeds 10] [--no-ease]
+Usage: python -m recsys_tools.evaluation.suite --real ../shared/data/real --out .out/eval-real [--seeds 10] [--no-ease]
 """
 
 from __future__ import annotations
@@ -26,12 +26,12 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from recsys.evaluation.report import Report, write_report
-from recsys.evaluation.run import OURS, EvalOptions, make_split, run_eval
 from recsys.settings import Settings
-from recsys.synthetic import SyntheticSpec, generate, write_catalog
+from recsys_tools.evaluation.report import Report, write_report
+from recsys_tools.evaluation.run import OURS, EvalOptions, make_split, run_eval
+from recsys_tools.synthetic import SyntheticSpec, generate, write_catalog
 
-SAMPLE = Path(__file__).resolve().parents[4] / "examples" / "sample"
+SAMPLE = Path(__file__).resolve().parents[3] / "examples" / "sample"
 STABLE_TASTES = {"history_decay": 1.0}
 """The synthetic tenants' setting: the generator's users never change taste, and every validation day prefers it."""
 
@@ -153,7 +153,7 @@ def _split_section(
 
 
 def sessions_section(options: SuiteOptions, progress: Callable[[str], None]) -> list[str]:
-    from recsys.evaluation.sessions import SessionEvalOptions, run_sessions
+    from recsys_tools.evaluation.sessions import SessionEvalOptions, run_sessions
 
     work = Path(options.out) / "yoochoose"
     data = str(Path(options.real) / "yoochoose-100k")
@@ -171,7 +171,7 @@ def sessions_section(options: SuiteOptions, progress: Callable[[str], None]) -> 
 
 
 def holdout_section(options: SuiteOptions, progress: Callable[[str], None]) -> list[str]:
-    from recsys.evaluation.holdout import HoldoutOptions, run_holdout
+    from recsys_tools.evaluation.holdout import HoldoutOptions, run_holdout
 
     work = Path(options.out) / "amazon"
     sequences = str(Path(options.real) / "amazon-video-games" / "sequences.txt.gz")
@@ -210,7 +210,9 @@ def run_suite(options: SuiteOptions, progress: Callable[[str], None] = lambda _:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m recsys.evaluation.suite", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m recsys_tools.evaluation.suite", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--real", required=True, help="the shared real data folder (e.g. ../shared/data/real)")
     parser.add_argument("--out", default=".out/eval-real", help="reports and summary.md (default .out/eval-real)")
     parser.add_argument("--seeds", type=int, default=10, help="seeds of the generator's default dataset (10)")

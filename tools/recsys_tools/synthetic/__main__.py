@@ -1,0 +1,3 @@
+from recsys_tools.synthetic.cli import main
+
+raise SystemExit(main())

@@ -30,7 +30,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from common import SURFACE, TENANT
-from generate import CACHE, _padded
+from datasets import CACHE
+
+from recsys_tools.synthetic.bulk import padded
 
 VERSION = 1
 
@@ -51,11 +53,11 @@ class ApiSpec:
 
 
 def item_ids(indices: np.ndarray) -> pa.Array:
-    return _padded(indices, "i", 5)
+    return padded(indices, "i", 5)
 
 
 def user_ids(indices: np.ndarray) -> pa.Array:
-    return _padded(indices, "u", 7)
+    return padded(indices, "u", 7)
 
 
 class _World:

@@ -30,16 +30,17 @@ def main() -> int:
     parser.add_argument("--distinct-tag-sets", action="store_true", help="add a tag of its own to every item")
     args = parser.parse_args()
 
-    from generate import DataSpec, build_world, write_catalog
+    from datasets import bench_spec
 
     from recsys.compute import catalog, content_sim
     from recsys.settings import ComputeParams
+    from recsys_tools.synthetic import build_world, write_catalog
 
-    spec = DataSpec(items=args.items, groups=args.groups)
+    spec = bench_spec(items=args.items, taste_groups=args.groups)
     world = build_world(spec)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "catalog.csv"
-        write_catalog(spec, world, path)
+        write_catalog(spec, path, world)
         data = path.read_bytes()
     params = ComputeParams()
     started = time.perf_counter()
@@ -51,7 +52,7 @@ def main() -> int:
     started = time.perf_counter()
     table = content_sim.build_from_catalog(items, params)
     build_s = time.perf_counter() - started
-    sizes = [np.bincount(world.item_group), np.bincount(world.brand), np.bincount(world.style)]
+    sizes = [np.bincount(world.item_group), np.bincount(world.item_brand), np.bincount(world.item_style)]
     pairing = [s[(s > 0) & (s <= params.content_sim_max_tag_items)] for s in sizes]
     own_pairs = items.num_rows if args.distinct_tag_sets else 0
     print(

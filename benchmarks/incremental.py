@@ -25,8 +25,10 @@ import shutil
 from pathlib import Path
 
 from common import log
-from generate import DataSpec, ensure
+from datasets import bench_spec, dataset_key, ensure
 from pipeline import run_pipeline
+
+from recsys_tools.synthetic import SyntheticSpec
 
 WINDOW_DAYS = 30
 EVENT_KINDS = ["popularity", "cooc", "implicit", "session_seq", "item_knn"]
@@ -45,29 +47,31 @@ def copy_store(source: Path, target: Path) -> Path:
     return target
 
 
-def bench_incremental(day_events: int, runs_dir: Path, base: DataSpec, *, explicit: bool = False) -> dict:
+def bench_incremental(day_events: int, runs_dir: Path, base: SyntheticSpec, *, explicit: bool = False) -> dict:
     yesterday = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
     first = yesterday - dt.timedelta(days=WINDOW_DAYS)
-    spec = DataSpec(**{**base.__dict__, "events": day_events, "days": WINDOW_DAYS + 1, "start": first.isoformat()})
+    spec = bench_spec(base, events_per_day=day_events, days=WINDOW_DAYS + 1, start=first)
     dataset = ensure(spec, log=log)
-    store = runs_dir / f"incremental-{spec.key()}"
+    store = runs_dir / f"incremental-{dataset_key(spec)}"
     env = {"RECSYS_WINDOW_DAYS": str(WINDOW_DAYS)}
 
     log(f"incremental: full recompute of {WINDOW_DAYS} days x {day_events:,} events on a fresh store")
     full = run_pipeline(dataset, store, first, yesterday - dt.timedelta(days=1), extra_env=env)
-    events_store = copy_store(store, runs_dir / f"incremental-events-{spec.key()}")
+    events_store = copy_store(store, runs_dir / f"incremental-events-{dataset_key(spec)}")
     log(f"incremental: full {full['wall_s']:.1f}s; daily run (no window: ends {yesterday})")
     daily = run_pipeline(dataset, store, None, None, fresh=False, extra_env=env)
     expected = f"{yesterday - dt.timedelta(days=WINDOW_DAYS - 1)}..{yesterday}"
     if daily["window"] != expected:
         log(f"incremental: WARNING the daily run planned {daily['window']}, expected {expected} (midnight UTC?)")
     log(f"incremental: daily {daily['wall_s']:.1f}s; single-day run of {yesterday} on a fresh store")
-    single = run_pipeline(dataset, runs_dir / f"incremental-single-{spec.key()}", yesterday, yesterday, extra_env=env)
+    single = run_pipeline(
+        dataset, runs_dir / f"incremental-single-{dataset_key(spec)}", yesterday, yesterday, extra_env=env
+    )
     log("incremental: the daily and the single-day run again with the event kinds only (no content_sim)")
     daily_events = run_pipeline(dataset, events_store, None, None, fresh=False, extra_env=env, kinds=EVENT_KINDS)
     single_events = run_pipeline(
         dataset,
-        runs_dir / f"incremental-single-events-{spec.key()}",
+        runs_dir / f"incremental-single-events-{dataset_key(spec)}",
         yesterday,
         yesterday,
         extra_env=env,

@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 
 from common import PYTHON, RECSYS, SURFACE, TENANT, Measured, fresh_dir, run_measured
-from generate import Dataset
+from datasets import Dataset, dataset_key
 
 STAGES = ("plan", "ingest", "validate", "compute", "quality", "publish")
 _PROGRESS = re.compile(r"^\s*\[\s*([\d.]+)s\] ([a-z_]+)(?: ([^:]+?))?: (.*)$")
@@ -161,18 +161,22 @@ def bench_size(dataset: Dataset, runs_dir: Path, address_space_limit: int | None
     read_floor = floor(files, address_space_limit=address_space_limit)
     try:
         run = run_pipeline(
-            dataset, runs_dir / f"pipeline-{dataset.spec.key()}", day, day, address_space_limit=address_space_limit
+            dataset,
+            runs_dir / f"pipeline-{dataset_key(dataset.spec)}",
+            day,
+            day,
+            address_space_limit=address_space_limit,
         )
     except RuntimeError as error:  # e.g. MemoryError under the address-space cap: report it with the floor
         return {
-            "events": dataset.spec.events,
+            "events": dataset.spec.events_per_day,
             "raw_mb": read_floor["bytes"] / 1e6,
             "floor": read_floor,
             "error": " ".join(str(error).split())[-600:],
             "limit_bytes": address_space_limit,
         }
     return {
-        "events": dataset.spec.events,
+        "events": dataset.spec.events_per_day,
         "raw_mb": read_floor["bytes"] / 1e6,
         "floor": read_floor,
         "run": run,

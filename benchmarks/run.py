@@ -19,9 +19,11 @@ from pathlib import Path
 import api
 from api_artifacts import ApiSpec, ensure_api_store
 from common import PYTHON, RECSYS, ROOT, RUNS, available_memory_bytes, log, machine, run_measured
-from generate import DataSpec, ensure
+from datasets import bench_spec, dataset_key, ensure
 from incremental import bench_incremental
 from pipeline import STAGES, bench_size
+
+from recsys_tools.synthetic import SyntheticSpec
 
 TARGETS = {
     "wall_1m": 4.0,  # s, one 1M-event day end to end
@@ -55,10 +57,10 @@ def section_overhead() -> dict:
     return {"cli_imports_wall_s": best.wall, "cli_imports_peak_rss_mb": best.peak_rss_mb}
 
 
-def section_pipeline(sizes: list[int], base: DataSpec) -> list[dict]:
+def section_pipeline(sizes: list[int], base: SyntheticSpec) -> list[dict]:
     results = []
     for events in sizes:
-        spec = DataSpec(**{**base.__dict__, "events": events})
+        spec = bench_spec(base, events_per_day=events)
         dataset = ensure(spec, log=log)
         log(f"pipeline {label(events)}: floor, then recsys run on a fresh store")
         # The 10M day can exhaust the machine: cap its address space so it fails with MemoryError instead.
@@ -79,8 +81,8 @@ def section_pipeline(sizes: list[int], base: DataSpec) -> list[dict]:
     return results
 
 
-def section_profile(events: int, base: DataSpec, top: int) -> dict:
-    spec = DataSpec(**{**base.__dict__, "events": events})
+def section_profile(events: int, base: SyntheticSpec, top: int) -> dict:
+    spec = bench_spec(base, events_per_day=events)
     dataset = ensure(spec, log=log)
     day = spec.day_list[0]
     log(f"profile {label(events)}: every stage sequentially in-process under cProfile")
@@ -467,12 +469,13 @@ def render(results: dict) -> str:
                 ],
             ),
             "",
-            f"Data: `benchmarks/generate.py`, one UTC day, {spec.get('items', 50_000):,} items (Zipf "
-            f"{spec.get('zipf', 1.1)}), {spec.get('users', 100_000):,} users, sessions of ~"
-            f"{spec.get('session_length', 6.0):g} viewed items, {spec.get('groups', 50)} taste groups, event types "
-            "mixed (exposure, click 12%, add_to_cart 4%, purchase 1.5% of exposures), 15% anonymous users; catalog "
+            f"Data: `benchmarks/datasets.py` (recsys_tools.synthetic, bulk sampler), one UTC day, "
+            f"{spec.get('items', 50_000):,} items (Zipf {spec.get('zipf_exponent', 1.1)}), "
+            f"{spec.get('users', 100_000):,} users, sessions of ~{spec.get('mean_session_length', 6.0):g} viewed "
+            f"items, {spec.get('taste_groups', 50)} taste groups, event types mixed (exposure, click 12%, add_to_cart "
+            "4%, purchase 1.5% of exposures), 15% anonymous users; catalog "
             f"of {spec.get('items', 50_000):,} items with tags `category` "
-            f"({spec.get('items', 50_000) // max(spec.get('groups', 50), 1):,} "
+            f"({spec.get('items', 50_000) // max(spec.get('taste_groups', 50), 1):,} "
             "items each), `brand` and `style` (3 and 2 per category).",
             "",
         ]
@@ -846,7 +849,7 @@ def main(argv: list[str] | None = None) -> int:
     command = ".venv/bin/python benchmarks/run.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
     if args.quick:
         sizes = [parse_size(s) for s in (args.sizes if args.sizes != "100k,1m" else "20k").split(",")]
-        base = DataSpec(items=5_000, users=10_000, groups=50)
+        base = bench_spec(items=5_000, users=10_000)
         api_spec = ApiSpec(items=10_000, users=100_000)
         inc_day = parse_size(args.incremental_day or "20k")
         requests, warmup, coldstarts = args.api_requests or 2_000, args.api_warmup or 200, args.coldstarts or 1
@@ -854,7 +857,7 @@ def main(argv: list[str] | None = None) -> int:
         scaling_groups = [200, 100]
     else:
         sizes = [parse_size(s) for s in args.sizes.split(",") if s.strip()]
-        base = DataSpec()
+        base = bench_spec()
         api_spec = ApiSpec()
         inc_day = parse_size(args.incremental_day or "100k")
         requests, warmup = args.api_requests or 10_000, args.api_warmup or 1_000
@@ -867,14 +870,14 @@ def main(argv: list[str] | None = None) -> int:
 
     RUNS.mkdir(parents=True, exist_ok=True)
     results: dict = {"command": command, "machine": machine(), "quick": args.quick}
-    data_spec = {k: v for k, v in base.__dict__.items() if k not in ("events", "days", "start")}
+    data_spec = base.model_dump(mode="json", exclude={"events_per_day", "days", "start"})
     if "pipeline" not in skip:
         results["overhead"] = section_overhead()
         results["pipeline"] = section_pipeline(sizes, base)
         for p in results["pipeline"]:
             p["spec"] = data_spec
         largest = next((p for p in reversed(results["pipeline"]) if "run" in p), results["pipeline"][0])
-        store = RUNS / f"pipeline-{DataSpec(**{**base.__dict__, 'events': largest['events']}).key()}"
+        store = RUNS / f"pipeline-{dataset_key(bench_spec(base, events_per_day=largest['events']))}"
         sizes_result = pipeline_sizes(store)
         if sizes_result:
             results["pipeline_sizes"] = {"label": largest["label"], "sizes": sizes_result}

@@ -32,6 +32,8 @@ SMALL = SyntheticSpec(
     seed=11, days=3, users=60, items=48, taste_groups=4, sessions_per_user_per_day=1.0, malformed_lines=5
 )
 STRUCTURE = SyntheticSpec(seed=3, days=5, users=200, items=100, taste_groups=5, sessions_per_user_per_day=1.0)
+# The same world through the vectorized sampler: exactly N lines a day.
+BULK = SyntheticSpec(**{**STRUCTURE.model_dump(), "events_per_day": 7_000, "malformed_lines": 6, "gzip": True})
 
 
 def _files(root: Path) -> dict[str, bytes]:
@@ -62,9 +64,19 @@ def small(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, GenerationSum
 
 
 @pytest.fixture(scope="module")
-def structure(tmp_path_factory: pytest.TempPathFactory) -> list[RawEvent]:
-    out = tmp_path_factory.mktemp("structure")
-    generate(STRUCTURE, out)
+def bulk(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, GenerationSummary]:
+    out = tmp_path_factory.mktemp("bulk")
+    return out, generate(BULK, out)
+
+
+@pytest.fixture(scope="module", params=["sessions", "bulk"])
+def structure(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> list[RawEvent]:
+    """The planted structure's events from either sampler (both draw from build_world(STRUCTURE))."""
+    if request.param == "bulk":
+        out, _ = request.getfixturevalue("bulk")
+    else:
+        out = tmp_path_factory.mktemp("structure")
+        generate(STRUCTURE, out)
     return [event for _, event in _good_events(out)]
 
 
@@ -301,3 +313,44 @@ def test_bundled_sample_is_reproduced_byte_for_byte(tmp_path: Path, capsys: pyte
     assert summary.malformed_kinds == {"broken_json": 1, "missing_item_id": 1, "ts_without_zone": 1}
     assert 2000 <= summary.events_total <= 6000 and summary.anonymous_sessions > 0
     assert sum(len(data) for data in _files(REPO / "examples").values()) < 1_500_000
+
+
+def test_bulk_writes_exactly_the_asked_lines_in_order_and_deterministically(
+    tmp_path: Path, bulk: tuple[Path, GenerationSummary]
+) -> None:
+    out, summary = bulk
+    good = _good_events(out)
+    assert summary.events_per_day == {day.isoformat(): BULK.events_per_day for day in BULK.day_list}
+    assert summary.events_total == len(good) == BULK.days * BULK.events_per_day
+    assert sum(summary.event_types.values()) == summary.events_total
+    assert summary.event_types == dict(Counter(event.event_type for _, event in good))
+    assert summary.active_users == len({event.user_id for _, event in good if event.user_id})
+    assert summary.distinct_items == len({event.item_id for _, event in good})
+    by_day: dict[str, list[RawEvent]] = defaultdict(list)
+    for day, event in good:
+        assert parse_timestamp(event.ts).date().isoformat() == day
+        by_day[day].append(event)
+    for day, events in by_day.items():
+        stamps = [parse_timestamp(e.ts) for e in events]
+        assert stamps == sorted(stamps)
+        compact = day.replace("-", "")
+        assert [e.event_id for e in events] == [f"e-{compact}-{n:08d}" for n in range(1, len(events) + 1)]
+    again = tmp_path / "again"
+    assert generate(BULK, again) == summary
+    assert _files(again) == _files(out)
+
+
+def test_bulk_injects_the_malformed_lines_like_the_exact_sampler(bulk: tuple[Path, GenerationSummary]) -> None:
+    out, summary = bulk
+    bad = []
+    for path in sorted(out.glob("dt=*/events.jsonl.gz")):
+        for line in _lines(path):
+            try:
+                RawEvent.model_validate_json(line)
+            except ValidationError:
+                bad.append(line)
+    assert len(bad) == summary.malformed_lines == BULK.malformed_lines
+    assert sum(summary.malformed_per_day.values()) == BULK.malformed_lines
+    assert summary.malformed_kinds == {"broken_json": 2, "missing_item_id": 2, "ts_without_zone": 1,
+                                       "unsupported_version": 1}  # fmt: skip
+    assert all(line.count('-bad"') == 1 or not line.endswith("}") for line in bad)

@@ -141,7 +141,7 @@ def _json(text: str) -> str:
     return json.dumps(text, ensure_ascii=False)
 
 
-def _padded(numbers: np.ndarray, prefix: str, width: int) -> pa.Array:
+def padded(numbers: np.ndarray, prefix: str, width: int) -> pa.Array:
     text = pc.utf8_lpad(pc.cast(pa.array(numbers), pa.string()), width=width, padding="0")
     return pc.binary_join_element_wise(pa.scalar(prefix), text, "")
 
@@ -154,7 +154,7 @@ def format_lines(
     midnight = int(dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC).timestamp() * 1000)
     ts = pc.strftime(pa.array(midnight + columns["ts"], pa.timestamp("ms", tz="UTC")), "%Y-%m-%dT%H:%M:%S")
     users = columns["user"]
-    user_text = _padded(np.maximum(users, 0), '"user_id":"u', widths["user"])
+    user_text = padded(np.maximum(users, 0), '"user_id":"u', widths["user"])
     user_field = pc.if_else(
         pa.array(users < 0), pa.scalar(""), pc.binary_join_element_wise(user_text, pa.scalar('",'), "")
     )
@@ -164,14 +164,14 @@ def format_lines(
         ts,
         pa.scalar(f'Z","tenant":{_json(spec.tenant)},"surface":{_json(spec.surface)},'),
         user_field,
-        _padded(columns["session"], f'"session_id":"s-{compact}-', widths["session"]),
-        _padded(columns["request"], f'","request_id":"r-{compact}-', widths["request"]),
-        _padded(columns["item"], '","item_id":"i', widths["item"]),
+        padded(columns["session"], f'"session_id":"s-{compact}-', widths["session"]),
+        padded(columns["request"], f'","request_id":"r-{compact}-', widths["request"]),
+        padded(columns["item"], '","item_id":"i', widths["item"]),
         pa.scalar('","rank":'),
         pc.cast(pa.array(columns["rank"]), pa.string()),
         pa.scalar(',"event_type":"'),
         pc.take(pa.array(EVENT_TYPES), pa.array(columns["event_type"])),
-        _padded(np.arange(first_row + 1, first_row + rows + 1), f'","event_id":"e-{compact}-', widths["event"]),
+        padded(np.arange(first_row + 1, first_row + rows + 1), f'","event_id":"e-{compact}-', widths["event"]),
         pa.scalar('"}\n'),
     ]
     return pc.binary_join_element_wise(*parts, "")

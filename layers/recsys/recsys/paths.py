@@ -5,7 +5,7 @@ Layout (relative to the store root):
   canonical/{tenant}/{surface}/dt={day}/_ingest.json         ingest report (counts, reasons)
   canonical/{tenant}/{surface}/dt={day}/_quarantine.jsonl    rejected lines with their reason
   partials/{tenant}/{surface}/{kind}/dt={day}/{key}.parquet  per-day partial aggregates (immutable)
-  partials/{tenant}/{surface}/content_sim/builds/{key}.json  the artifact a catalog (ETag) and knobs gave (immutable)
+  partials/{tenant}/{surface}/{kind}/builds/{key}.json       the artifact a catalog (ETag) and knobs gave (immutable)
   artifacts/{tenant}/{surface}/{kind}/{version}.parquet      artifacts (immutable, content-addressed)
   registry/manifests/{tenant}/{surface}/{version}.json       every manifest version (immutable)
   registry/current/{tenant}/{surface}/manifest.json          the current pointer (moved by CAS only)
@@ -64,9 +64,10 @@ def partial(tenant: str, surface: str, kind: str, day: dt.date, key: str) -> str
     )
 
 
-def catalog_build(tenant: str, surface: str, key: str) -> str:
+def catalog_build(tenant: str, surface: str, kind: str, key: str) -> str:
+    """The build record of a catalog-sourced kind: which artifact version a catalog (ETag) and knobs gave."""
     return (
-        f"partials/{safe_segment(tenant, 'tenant')}/{safe_segment(surface, 'surface')}/content_sim/builds/"
+        f"partials/{safe_segment(tenant, 'tenant')}/{safe_segment(surface, 'surface')}/{kind}/builds/"
         f"{safe_segment(key, 'key')}.json"
     )
 

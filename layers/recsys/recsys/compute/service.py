@@ -78,7 +78,7 @@ def _catalog_artifact(
     catalog_store, key = split_uri(catalog_uri)
     blob = catalog_store.get(key)  # the ETag of the bytes read, so a catalog replaced meanwhile cannot be mixed up
     knobs = {"surface": surface, "format": catalog.catalog_format(key), **kind.build_params(settings.compute)}
-    record_key = paths.catalog_build(tenant, surface, _partial_key(blob.etag, knobs))
+    record_key = paths.catalog_build(tenant, surface, kind.name, _partial_key(blob.etag, knobs))
     if store.exists(record_key):
         record = json.loads(store.get(record_key).data)
         artifact_key = paths.artifact(tenant, surface, kind.name, record["version"])

@@ -30,6 +30,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("raw events", ("recsys.events*",)),
     ("stages", ("recsys.ingest*", "recsys.validate*", "recsys.compute*")),
     ("publish", ("recsys.publish*",)),
+    ("retention", ("recsys.retention*",)),  # gc and forget-user: read manifests as rollback does
     ("ranking", ("recsys.ranking*",)),
     ("serving", ("recsys.serve*",)),
     ("quality gate", ("recsys.evaluation*",)),

@@ -98,11 +98,23 @@ def test_the_sample_events_run_through_their_handlers(buckets: S3Store) -> None:
     rolled = handler("rollback")(sample("rollback"), Context())
     assert rolled["rolled_back_to"] == popularity_only["manifest_version"]
 
+    # The scheduled GC: every artifact is young and the pointer's are kept; the sample days are older than the
+    # quarantine retention (RECSYS_RETENTION__QUARANTINE_DAYS), so only their quarantine files go.
+    collected = handler("gc")(sample("gc"), Context())
+    assert collected["skipped"] == {} and [(r["tenant"], r["surface"]) for r in collected["reports"]] == [
+        ("demo", "home")
+    ]
+    assert {d["reason"] for d in collected["reports"][0]["deleted"]} <= {"old_quarantine"}
+    assert set(read_pointer(buckets, "demo", "home").manifest.current) == {"popularity"}
+
 
 def test_the_state_machine_inputs_are_valid_run_requests() -> None:
     from recsys.pipeline.models import RunRequest
 
     assert RunRequest.model_validate(sample("schedule")).start is None
+    from recsys.paths import parse_targets
+
+    assert [(t.tenant, t.surface) for t in parse_targets(sample("daily-run")["targets"])] == [("demo", "home")]
     assert str(RunRequest.model_validate(sample("backfill")).end) == "2026-01-07"
 
 

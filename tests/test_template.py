@@ -1,8 +1,8 @@
 """Structural promises of template.yaml that `sam validate --lint` cannot check.
 
 cfn-lint checks the template against the CloudFormation schema; these tests check it against the repo
-(code folders, layer contents, state machine placeholders) and against the design (least privilege,
-bucket hardening, the schedule building the window ending yesterday).
+(code folders, layer contents, state machine placeholders) and against the design (least privilege per function,
+bucket hardening, the daily run of every target, tracing, and each alarm's metric, threshold and action).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "template.yaml"
 ASL = ROOT / "statemachine" / "pipeline.asl.json"
+DAILY_ASL = ROOT / "statemachine" / "daily.asl.json"
 
 PIPELINE_FUNCTIONS = (
     "PlanFunction",
@@ -30,9 +31,9 @@ PIPELINE_FUNCTIONS = (
     "PublishFunction",
     "ReleaseFunction",
 )
-ALL_FUNCTIONS = (*PIPELINE_FUNCTIONS, "RollbackFunction", "RecommendFunction")
+ALL_FUNCTIONS = (*PIPELINE_FUNCTIONS, "RollbackFunction", "FreshnessFunction", "GcFunction", "RecommendFunction")
 # Served without the JWT authorizer: health, version and the API docs (everything else needs a token).
-PUBLIC_ROUTES = ("/healthz", "/readyz", "/version", "/docs", "/openapi.json")
+PUBLIC_ROUTES = ("/healthz", "/readyz", "/livez", "/health", "/version", "/docs", "/openapi.json")
 
 PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9_]+)\}")
 
@@ -109,19 +110,23 @@ def test_function_code_folder_has_app_handler(resources: dict[str, Any], fn: str
     assert "handler" in top_level, f"{fn}: {app.relative_to(ROOT)} defines no top-level `handler`"
 
 
-def test_globals_runtime_arch_layer_and_no_tracing(template: dict[str, Any], resources: dict[str, Any]) -> None:
+def test_globals_runtime_arch_layer_and_tracing(template: dict[str, Any], resources: dict[str, Any]) -> None:
     glob = template["Globals"]["Function"]
     assert glob["Runtime"] == "python3.12"
     assert glob["Architectures"] == ["arm64"]
     assert glob["Layers"] == [_ref("RecsysLayer")]
-    # The X-Ray SDK is not bundled: active tracing would only add cost and noise.
-    assert "Tracing" not in glob
+    assert glob["Tracing"] == "Active"  # Powertools Tracer (aws-xray-sdk is in the layer) adds subsegments
+    assert "aws-xray-sdk" in _requirement_names(ROOT / "layers" / "recsys" / "requirements.txt")
     for fn in ALL_FUNCTIONS:
         props = _props(resources, fn)
         assert props.get("Runtime", glob["Runtime"]) == "python3.12", fn
         assert props.get("Architectures", glob["Architectures"]) == ["arm64"], fn
-        assert "Tracing" not in props, fn
+        assert props.get("Tracing", "Active") == "Active", fn
         assert props.get("Timeout", glob.get("Timeout", 3)) <= 900, fn
+    for machine in ("PipelineStateMachine", "DailyRunStateMachine"):
+        assert _props(resources, machine)["Tracing"] == {"Enabled": True}, machine
+        actions = {a for st in _statements(resources, machine) for a in _list(st["Action"])}
+        assert {"xray:PutTraceSegments", "xray:GetSamplingRules"} <= actions, machine
 
 
 def test_globals_environment(template: dict[str, Any]) -> None:
@@ -145,21 +150,125 @@ def test_every_function_has_a_30_day_log_group(resources: dict[str, Any], fn: st
     assert groups[0]["RetentionInDays"] == 30
 
 
-def test_least_privilege_s3_policies(resources: dict[str, Any]) -> None:
-    artifact, raw, lease = "ArtifactBucket", "RawEventsBucket", "RunLeasePolicy"
-    expected = {
-        "PlanFunction": {("S3ReadPolicy", artifact), ("ManagedPolicy", lease)},
-        "IngestFunction": {("S3ReadPolicy", raw), ("S3CrudPolicy", artifact)},
-        "ValidateFunction": {("S3ReadPolicy", artifact), ("ManagedPolicy", lease)},
-        "ComputeFunction": {("S3ReadPolicy", raw), ("S3CrudPolicy", artifact)},
-        "QualityGateFunction": {("S3ReadPolicy", raw), ("S3CrudPolicy", artifact)},
-        "PublishFunction": {("S3CrudPolicy", artifact)},
-        "RollbackFunction": {("S3CrudPolicy", artifact)},
-        "ReleaseFunction": {("ManagedPolicy", lease)},
-    }
-    for fn, want in expected.items():
-        got = {(name, target["!Ref"]) for name, target in _policy_names(resources, fn)}
-        assert got == want, fn
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def _statements(resources: dict[str, Any], owner: str) -> list[dict[str, Any]]:
+    """Every IAM statement a function or state machine gets: inline ones and those of the managed policies it lists."""
+    out = []
+    for policy in _props(resources, owner).get("Policies", []):
+        if "Statement" in policy:
+            out += policy["Statement"]
+        elif "!Ref" in policy:  # a managed policy of this template
+            out += resources[policy["!Ref"]]["Properties"]["PolicyDocument"]["Statement"]
+        elif "LambdaInvokePolicy" not in policy:
+            raise AssertionError(f"{owner}: {policy} is a SAM policy template; write its statements out")
+    return out
+
+
+_BUCKETS = {
+    "${ArtifactBucket.Arn}": "artifacts-bucket",
+    "arn:${AWS::Partition}:s3:::${ArtifactBucket}": "artifacts-bucket",
+    "arn:${AWS::Partition}:s3:::${RawEventsBucket}": "raw-bucket",
+}
+
+
+def _s3_resource(resource: Any) -> str:
+    """A statement's S3 resource as 'artifacts-bucket:canonical/*' (objects) or 'artifacts-bucket' (the bucket)."""
+    if resource == {"!GetAtt": "ArtifactBucket.Arn"}:
+        return "artifacts-bucket"
+    text = resource["!Sub"]
+    for arn, name in _BUCKETS.items():
+        if text == arn:
+            return name
+        if text.startswith(arn + "/"):
+            return f"{name}:{text[len(arn) + 1 :]}"
+    raise AssertionError(f"unexpected S3 resource {resource}")
+
+
+def s3_grants(resources: dict[str, Any], owner: str) -> set[tuple[str, str]]:
+    grants = set()
+    for statement in _statements(resources, owner):
+        assert statement["Effect"] == "Allow" and "NotAction" not in statement and "NotResource" not in statement
+        for action in _list(statement["Action"]):
+            if action.startswith("s3:"):
+                grants |= {(action, _s3_resource(r)) for r in _list(statement["Resource"])}
+    return grants
+
+
+LIST = ("s3:ListBucket", "artifacts-bucket")
+RAW = {("s3:GetObject", "raw-bucket:*"), ("s3:ListBucket", "raw-bucket")}
+LEASE = {("s3:GetObject", "artifacts-bucket:registry/leases/*"), ("s3:PutObject", "artifacts-bucket:registry/leases/*")}
+BUILD = {
+    ("s3:GetObject", "artifacts-bucket:canonical/*"),
+    *((action, f"artifacts-bucket:{prefix}/*") for action in ("s3:GetObject", "s3:PutObject")
+      for prefix in ("partials", "artifacts")),
+}  # fmt: skip
+# Every S3 action on every prefix, per function: what the code reads and writes, nothing else.
+S3_GRANTS: dict[str, set[tuple[str, str]]] = {
+    "PlanFunction": {LIST, ("s3:GetObject", "artifacts-bucket:canonical/*"), *LEASE},
+    "IngestFunction": {
+        *RAW, LIST, *LEASE,
+        *((a, "artifacts-bucket:canonical/*") for a in ("s3:GetObject", "s3:PutObject", "s3:DeleteObject")),
+    },
+    "ValidateFunction": {LIST, ("s3:GetObject", "artifacts-bucket:canonical/*"), *LEASE},
+    "ComputeFunction": {*RAW, LIST, *BUILD, *LEASE},
+    "QualityGateFunction": {
+        *RAW, LIST, *BUILD, *LEASE,
+        *(("s3:GetObject", f"artifacts-bucket:{p}/*") for p in ("registry/current", "registry/manifests", "tenants")),
+    },
+    "PublishFunction": {
+        LIST, *LEASE, ("s3:GetObject", "artifacts-bucket:artifacts/*"),
+        *((a, f"artifacts-bucket:{p}/*") for a in ("s3:GetObject", "s3:PutObject")
+          for p in ("registry/current", "registry/manifests")),
+    },
+    "ReleaseFunction": LEASE,
+    "RollbackFunction": {
+        LIST, ("s3:PutObject", "artifacts-bucket:registry/current/*"),
+        *(("s3:GetObject", f"artifacts-bucket:{p}/*") for p in ("registry/current", "registry/manifests", "artifacts")),
+    },
+    "FreshnessFunction": {LIST, ("s3:GetObject", "artifacts-bucket:registry/current/*")},
+    "GcFunction": {
+        LIST, *LEASE,
+        *(("s3:GetObject", f"artifacts-bucket:{p}/*") for p in ("registry/current", "registry/manifests", "partials")),
+        *(("s3:DeleteObject", f"artifacts-bucket:{p}/*") for p in ("artifacts", "partials", "canonical")),
+    },
+    "RecommendFunction": {
+        LIST,
+        *(("s3:GetObject", f"artifacts-bucket:{p}/*") for p in ("registry/current", "registry/manifests", "artifacts")),
+        *((a, f"artifacts-bucket:{p}/*") for a in ("s3:GetObject", "s3:PutObject")
+          for p in ("tenants", "api-keys", "audit")),
+    },
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("fn", ALL_FUNCTIONS)
+def test_each_function_gets_exactly_the_s3_actions_and_prefixes_it_uses(resources: dict[str, Any], fn: str) -> None:
+    assert s3_grants(resources, fn) == S3_GRANTS[fn]
+
+
+def test_no_function_may_change_the_bucket_or_delete_what_it_does_not_own(resources: dict[str, Any]) -> None:
+    for fn in ALL_FUNCTIONS:
+        actions = {action for action, _ in s3_grants(resources, fn)}
+        assert actions <= {"s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:ListBucket"}, fn  # no config, ACLs
+        deletes = {resource for action, resource in s3_grants(resources, fn) if action == "s3:DeleteObject"}
+        # Only ingest (a stale quarantine file of its own day) and the garbage collector delete.
+        owned = {
+            "IngestFunction": {"artifacts-bucket:canonical/*"},
+            "GcFunction": {f"artifacts-bucket:{p}/*" for p in ("artifacts", "partials", "canonical")},
+        }
+        assert deletes == owned.get(fn, set()), fn
+        # Nobody but publish and rollback moves a pointer.
+        movers = {r for a, r in s3_grants(resources, fn) if a == "s3:PutObject" and r.endswith("registry/current/*")}
+        assert not movers or fn in ("PublishFunction", "RollbackFunction"), fn
+
+
+def test_the_api_reads_no_raw_canonical_or_pipeline_data(resources: dict[str, Any]) -> None:
+    resources_read = {r for _, r in s3_grants(resources, "RecommendFunction")}
+    assert not any(r.startswith("raw-bucket") for r in resources_read)
+    for prefix in ("canonical/", "partials/", "registry/leases/", "quarantine"):
+        assert not any(prefix in r for r in resources_read), prefix
 
 
 # --- layer -------------------------------------------------------------------------------------------------
@@ -212,11 +321,16 @@ def test_only_the_recommend_function_gets_the_api_layer(template: dict[str, Any]
 # --- recommend API -----------------------------------------------------------------------------------------
 
 
-def test_recommend_function(resources: dict[str, Any]) -> None:
+def test_recommend_function(template: dict[str, Any], resources: dict[str, Any]) -> None:
     props = _props(resources, "RecommendFunction")
     assert props["CodeUri"] == "functions/recommend/"
     assert props["Handler"] == "app.handler"
-    assert props["MemorySize"] == 1024
+    assert props["MemorySize"] == _ref("ApiMemorySize")
+    assert template["Parameters"]["ApiMemorySize"]["Default"] == 1024
+    assert props["ReservedConcurrentExecutions"] == {
+        "!If": ["HasApiReservedConcurrency", _ref("ApiReservedConcurrency"), _ref("AWS::NoValue")]
+    }
+    assert template["Parameters"]["ApiReservedConcurrency"]["Default"] == -1
     assert props["Timeout"] == 10
     env = props["Environment"]["Variables"]
     assert env["RECSYS_STORE"] == {"!Sub": "s3://${ArtifactBucket}"}
@@ -230,22 +344,23 @@ def test_recommend_function(resources: dict[str, Any]) -> None:
     assert env["API_KEY_ENABLED"] == _ref("ApiKeyEnabled")
     # Behind a real authorizer the dev headers must never be trusted.
     assert env["DEV_AUTH_ENABLED"] == "false"
+    # Limits: the tenant default from parameters (per instance), the seed's per-IP bucket on unauthenticated paths.
+    assert env["TENANT_RATE_LIMIT_ENABLED"] == _ref("ApiTenantRateLimitEnabled")
+    assert env["TENANT_RATE_LIMIT_CAPACITY"] == _ref("ApiTenantRateLimitBurst")
+    assert env["TENANT_RATE_LIMIT_REFILL_RATE"] == _ref("ApiTenantRateLimitRate")
+    assert (env["RECSYS_CLIENT_RATE_LIMIT_CAPACITY"], env["RECSYS_CLIENT_RATE_LIMIT_REFILL_RATE"]) == ("30", "15")
+    assert template["Parameters"]["ApiTenantRateLimitEnabled"]["Default"] == "false"
 
 
-def test_recommend_function_s3_access(resources: dict[str, Any]) -> None:
-    policies = _props(resources, "RecommendFunction")["Policies"]
-    templates = {name: args for p in policies for name, args in p.items() if name != "Statement"}
-    assert templates == {"S3ReadPolicy": {"BucketName": _ref("ArtifactBucket")}}  # no bucket-wide write
-    statements = [s for p in policies for s in p.get("Statement", [])]
-    writes = [s for s in statements if any(a != "s3:GetObject" for a in s["Action"])]
-    assert len(writes) == 1
-    (write,) = writes
-    assert write["Effect"] == "Allow"
-    assert set(write["Action"]) == {"s3:GetObject", "s3:PutObject"}
-    assert write["Resource"] == [
-        {"!Sub": "${ArtifactBucket.Arn}/tenants/*"},
-        {"!Sub": "${ArtifactBucket.Arn}/api-keys/*"},
-    ]
+def test_cors_is_a_parameter_answered_before_the_authorizer(
+    template: dict[str, Any], resources: dict[str, Any]
+) -> None:
+    cors = resources["HttpApi"]["Properties"]["CorsConfiguration"]["!If"]
+    assert cors[0] == "HasCors" and cors[2] == _ref("AWS::NoValue")
+    assert cors[1]["AllowOrigins"] == _ref("ApiCorsAllowOrigins")
+    assert {"Authorization", "If-Match", "X-API-Key"} <= set(cors[1]["AllowHeaders"])
+    assert {"ETag", "Retry-After"} <= set(cors[1]["ExposeHeaders"])
+    assert template["Parameters"]["ApiCorsAllowOrigins"]["Default"] == ""
 
 
 def test_http_api_jwt_authorizer(template: dict[str, Any], resources: dict[str, Any]) -> None:
@@ -340,27 +455,60 @@ def test_state_machine_logging(resources: dict[str, Any]) -> None:
     assert {"logs:CreateLogDelivery", "logs:PutResourcePolicy", "logs:DescribeLogGroups"} <= actions
 
 
-def test_schedule_runs_yesterday_for_one_tenant_surface(template: dict[str, Any], resources: dict[str, Any]) -> None:
-    events = _props(resources, "PipelineStateMachine")["Events"]
-    schedule = events["DailySchedule"]
-    assert schedule["Type"] in ("ScheduleV2", "Schedule")
+def test_daily_run_starts_one_pipeline_per_target(template: dict[str, Any], resources: dict[str, Any]) -> None:
+    props = _props(resources, "DailyRunStateMachine")
+    assert props["Type"] == "STANDARD"
+    assert ROOT / props["DefinitionUri"] == DAILY_ASL
+    text = DAILY_ASL.read_text()
+    assert (
+        set(PLACEHOLDER.findall(text))
+        == set(props["DefinitionSubstitutions"])
+        == {
+            "PipelineStateMachineArn",
+            "MaxConcurrency",
+        }
+    )
+    assert props["DefinitionSubstitutions"] == {
+        "PipelineStateMachineArn": _ref("PipelineStateMachine"),
+        "MaxConcurrency": _ref("DailyRunMaxConcurrency"),
+    }
+    definition = json.loads(text.replace("${MaxConcurrency}", "4"))
+    each = definition["States"]["RunEachTarget"]
+    assert each["Type"] == "Map" and each["MaxConcurrency"] == 4
+    (task,) = [s for s in each["ItemProcessor"]["States"].values() if s["Type"] == "Task"]
+    assert task["Resource"] == "arn:aws:states:::states:startExecution.sync:2"
+    grants = {(a, json.dumps(st["Resource"])) for st in _statements(resources, "DailyRunStateMachine")
+              for a in _list(st["Action"]) if a.startswith("states:")}  # fmt: skip
+    assert {a for a, _ in grants} == {"states:StartExecution", "states:DescribeExecution", "states:StopExecution"}
+    assert ("states:StartExecution", json.dumps(_ref("PipelineStateMachine"))) in grants
+
+
+def test_schedule_runs_every_target_over_the_window_ending_yesterday(
+    template: dict[str, Any], resources: dict[str, Any]
+) -> None:
+    assert "Events" not in _props(resources, "PipelineStateMachine")  # backfills are started by hand
+    schedule = _props(resources, "DailyRunStateMachine")["Events"]["DailySchedule"]
+    assert schedule["Type"] == "ScheduleV2"
     props = schedule["Properties"]
-    expr_key = "ScheduleExpression" if schedule["Type"] == "ScheduleV2" else "Schedule"
-    assert props[expr_key] == _ref("ScheduleExpression")
+    assert props["ScheduleExpression"] == _ref("ScheduleExpression")
     assert props["State"] == _ref("ScheduleState")
+    assert props["DeadLetterConfig"] == {"Arn": {"!GetAtt": "ScheduleDeadLetterQueue.Arn"}}
     params = template["Parameters"]
-    rendered = PLACEHOLDER.sub(lambda m: params[m.group(1)]["Default"], props["Input"]["!Sub"])
-    payload = json.loads(rendered)
-    assert payload == {"tenant": "demo", "surface": "home"}
-    # No window: the plan step defaults to the trailing window ending yesterday (UTC).
-    assert "start" not in payload and "end" not in payload
+    payload = json.loads(PLACEHOLDER.sub(lambda m: params[m.group(1)]["Default"], props["Input"]["!Sub"]))
+    assert payload == {"targets": "demo/home"}  # no window: each pipeline plans the days ending yesterday (UTC)
+    pattern = re.compile(params["ScheduleTargets"]["AllowedPattern"])
+    assert pattern.match("demo/home,acme-eu/shop.v2") and not pattern.match("demo") and not pattern.match("a/b,")
+    from recsys.paths import parse_targets
+
+    assert [(t.tenant, t.surface) for t in parse_targets(params["ScheduleTargets"]["Default"])] == [("demo", "home")]
+    assert template["Globals"]["Function"]["Environment"]["Variables"]["RECSYS_TARGETS"] == _ref("ScheduleTargets")
 
 
 def test_schedule_descriptions_name_the_window_plan_builds(template: dict[str, Any], resources: dict[str, Any]) -> None:
     from recsys.settings import Settings
 
     window = f"{Settings.model_fields['window_days'].default} days ending yesterday"
-    schedule = _props(resources, "PipelineStateMachine")["Events"]["DailySchedule"]["Properties"]
+    schedule = _props(resources, "DailyRunStateMachine")["Events"]["DailySchedule"]["Properties"]
     assert window in schedule["Description"]
     assert window in template["Parameters"]["ScheduleExpression"]["Description"]
 
@@ -374,6 +522,13 @@ def test_parameters_and_defaults(template: dict[str, Any]) -> None:
     assert params["ScheduleState"]["Default"] == "ENABLED"
     assert set(params["ScheduleState"]["AllowedValues"]) == {"ENABLED", "DISABLED"}
     assert params["LogLevel"]["Default"] == "INFO"
+    assert params["DailyRunMaxConcurrency"]["Default"] == 4
+    assert params["FreshnessSloHours"]["Default"] == 36
+    assert params["AlarmEmail"]["Default"] == ""
+    for fn, parameter in {"IngestFunction": "IngestMemorySize", "ComputeFunction": "ComputeMemorySize",
+                          "QualityGateFunction": "QualityGateMemorySize"}.items():  # fmt: skip
+        assert template["Resources"][fn]["Properties"]["MemorySize"] == _ref(parameter)
+        assert params[parameter]["Type"] == "Number" and params[parameter]["MaxValue"] == 10240
 
 
 # --- artifact bucket ---------------------------------------------------------------------------------------
@@ -415,6 +570,8 @@ def test_outputs(template: dict[str, Any]) -> None:
     assert {
         "ArtifactBucketName",
         "PipelineStateMachineArn",
+        "DailyRunStateMachineArn",
+        "AlarmTopicArn",
         "RollbackFunctionName",
         "ConsoleBackfillHint",
         "ApiUrl",
@@ -438,3 +595,79 @@ def test_run_lease_policy_reaches_only_the_leases(resources: dict[str, Any]) -> 
     statements = resources["RunLeasePolicy"]["Properties"]["PolicyDocument"]["Statement"]
     assert [s["Action"] for s in statements] == [["s3:GetObject", "s3:PutObject"]]
     assert all(s["Resource"]["!Sub"].endswith("${ArtifactBucket}/registry/leases/*") for s in statements)
+
+
+# --- alarms ------------------------------------------------------------------------------------------------
+
+
+def _alarm_metrics(alarm: dict[str, Any]) -> list[tuple[str, str, Any]]:
+    """(namespace, metric, dimension value) of each metric an alarm reads, directly or in its metric math."""
+    if "Metrics" not in alarm:
+        return [(alarm["Namespace"], alarm["MetricName"], alarm["Dimensions"][0]["Value"])]
+    out = []
+    for query in alarm["Metrics"]:
+        if "MetricStat" in query:
+            metric = query["MetricStat"]["Metric"]
+            out.append((metric["Namespace"], metric["MetricName"], metric["Dimensions"][0]["Value"]))
+    return out
+
+
+# alarm -> (metrics it reads, threshold, comparison)
+ALARMS = {
+    "FreshnessAlarm": ([("Recsys", "MaxManifestAgeHours", "recsys-freshness")], _ref("FreshnessSloHours"),
+                       "GreaterThanThreshold"),
+    "MissingManifestAlarm": ([("Recsys", "MissingManifests", "recsys-freshness")], 0, "GreaterThanThreshold"),
+    "PipelineFailuresAlarm": ([("AWS/States", m, _ref("PipelineStateMachine"))
+                               for m in ("ExecutionsFailed", "ExecutionsTimedOut")], 0, "GreaterThanThreshold"),
+    "DailyRunFailuresAlarm": ([("AWS/States", m, _ref("DailyRunStateMachine"))
+                               for m in ("ExecutionsFailed", "ExecutionsTimedOut")], 0, "GreaterThanThreshold"),
+    "ScheduleDeadLetterAlarm": ([("AWS/SQS", "ApproximateNumberOfMessagesVisible",
+                                  {"!GetAtt": "ScheduleDeadLetterQueue.QueueName"})], 0, "GreaterThanThreshold"),
+    "FunctionErrorsAlarm": ([("AWS/Lambda", "Errors", _ref(fn)) for fn in ALL_FUNCTIONS if fn != "RecommendFunction"],
+                            0, "GreaterThanThreshold"),
+    "FunctionThrottlesAlarm": ([("AWS/Lambda", "Throttles", _ref(fn)) for fn in ALL_FUNCTIONS
+                                if fn != "FreshnessFunction"], 0, "GreaterThanThreshold"),
+    "ApiFunctionErrorsAlarm": ([("AWS/Lambda", "Errors", _ref("RecommendFunction"))], 0, "GreaterThanThreshold"),
+    "Api5xxAlarm": ([("AWS/ApiGateway", m, _ref("HttpApi")) for m in ("5xx", "Count")], 1, "GreaterThanThreshold"),
+    "ApiLatencyAlarm": ([("AWS/ApiGateway", "Latency", _ref("HttpApi"))], _ref("ApiLatencyP99Ms"),
+                        "GreaterThanThreshold"),
+}  # fmt: skip
+
+
+def test_every_alarm_reads_its_metric_with_its_threshold_and_notifies_the_topic(resources: dict[str, Any]) -> None:
+    alarms = {name: r["Properties"] for name, r in resources.items() if r["Type"] == "AWS::CloudWatch::Alarm"}
+    assert set(alarms) == set(ALARMS)
+    for name, (metrics, threshold, comparison) in ALARMS.items():
+        alarm = alarms[name]
+        assert sorted(map(json.dumps, _alarm_metrics(alarm))) == sorted(map(json.dumps, metrics)), name
+        assert (alarm["Threshold"], alarm["ComparisonOperator"]) == (threshold, comparison), name
+        assert alarm["AlarmActions"] == [_ref("AlarmTopic")], name
+        runbooks = re.findall(r"docs/runbooks/[a-z-]+\.md", alarm["AlarmDescription"])
+        assert runbooks and all((ROOT / r).is_file() for r in runbooks), name
+        metric_count = sum("MetricStat" in q for q in alarm.get("Metrics", []))
+        assert metric_count <= 10, name  # CloudWatch's hard limit for metric math alarms
+    assert alarms["FreshnessAlarm"]["TreatMissingData"] == "breaching"  # a silent check is not a fresh manifest
+    assert alarms["ApiLatencyAlarm"]["ExtendedStatistic"] == "p99"
+
+
+def test_freshness_metrics_match_what_the_function_publishes(resources: dict[str, Any]) -> None:
+    env = _props(resources, "FreshnessFunction")["Environment"]["Variables"]
+    assert env["POWERTOOLS_SERVICE_NAME"] == "recsys-freshness"  # the alarms' service dimension
+    assert env["RECSYS_FRESHNESS_SLO_HOURS"] == _ref("FreshnessSloHours")
+    schedule = _props(resources, "FreshnessFunction")["Events"]["FreshnessCheck"]
+    assert schedule["Type"] == "ScheduleV2"
+    assert schedule["Properties"]["ScheduleExpression"] == _ref("FreshnessCheckSchedule")
+    source = (ROOT / "functions" / "freshness" / "app.py").read_text()
+    assert "MaxManifestAgeHours" in source and "MissingManifests" in source
+
+
+def test_failed_executions_reach_the_topic(resources: dict[str, Any]) -> None:
+    rule = resources["ExecutionFailedRule"]["Properties"]
+    pattern = rule["EventPattern"]
+    assert pattern["source"] == ["aws.states"]
+    assert set(pattern["detail"]["status"]) == {"FAILED", "TIMED_OUT", "ABORTED"}
+    assert pattern["detail"]["stateMachineArn"] == [_ref("PipelineStateMachine"), _ref("DailyRunStateMachine")]
+    assert [t["Arn"] for t in rule["Targets"]] == [_ref("AlarmTopic")]
+    policy = resources["AlarmTopicPolicy"]["Properties"]["PolicyDocument"]["Statement"][0]
+    assert set(policy["Principal"]["Service"]) == {"events.amazonaws.com", "cloudwatch.amazonaws.com"}
+    assert resources["AlarmEmailSubscription"]["Condition"] == "HasAlarmEmail"

@@ -157,8 +157,8 @@ def test_a_backfill_does_not_move_current_unless_promoted_and_rollback_works(sto
     assert read_pointer(store, "demo", "home").manifest.window.end == dt.date(2026, 1, 7)
 
 
-def test_the_schedule_input_runs_yesterday(store: FileSystemStore, tmp_path: Path) -> None:
-    """EventBridge under moto never fires: start the execution with the Input the template's schedule sends."""
+def _schedule_input() -> dict:
+    """The Input the template's daily schedule sends, with the parameters' defaults filled in."""
 
     class CfnLoader(yaml.SafeLoader):
         pass
@@ -167,30 +167,86 @@ def test_the_schedule_input_runs_yesterday(store: FileSystemStore, tmp_path: Pat
         "!", lambda loader, suffix, node: loader.construct_scalar(node) if isinstance(node, yaml.ScalarNode) else None
     )
     template = yaml.load((ROOT / "template.yaml").read_text(), Loader=CfnLoader)
-    schedule_input = template["Resources"]["PipelineStateMachine"]["Properties"]["Events"]["DailySchedule"][
-        "Properties"
-    ]["Input"]
+    schedule = template["Resources"]["DailyRunStateMachine"]["Properties"]["Events"]["DailySchedule"]["Properties"]
+    text = schedule["Input"]
     for name, parameter in template["Parameters"].items():
-        schedule_input = schedule_input.replace("${" + name + "}", str(parameter.get("Default", "")))
+        text = text.replace("${" + name + "}", str(parameter.get("Default", "")))
+    return json.loads(text)
+
+
+def _yesterdays_events(raw: Path, tenant: str = "demo", surface: str = "home") -> dt.date:
     day = yesterday()
-    raw = tmp_path / "raw" / f"dt={day}" / "events.jsonl"
-    raw.parent.mkdir(parents=True)
+    path = raw / tenant / f"dt={day}" / "events.jsonl"
+    path.parent.mkdir(parents=True)
     ts = f"{day}T12:00:00Z"
-    raw.write_bytes(
-        jsonl(*(event(ts=ts, item_id=f"i{n % 5}", session_id=f"s{n // 3}", user_id=f"u{n % 4}") for n in range(30)))
+    path.write_bytes(
+        jsonl(
+            *(
+                event(
+                    ts=ts,
+                    tenant=tenant,
+                    surface=surface,
+                    item_id=f"i{n % 5}",
+                    session_id=f"s{n // 3}",
+                    user_id=f"u{n % 4}",
+                )
+                for n in range(30)
+            )
+        )
     )
-    env = {"RECSYS_STORE": store.uri, "RECSYS_RAW_URI": str(tmp_path / "raw"), "RECSYS_KINDS": "popularity,cooc"}
+    return day
+
+
+def test_the_schedule_input_runs_yesterday(store: FileSystemStore, tmp_path: Path) -> None:
+    """EventBridge under moto never fires: start the daily run with the Input the template's schedule sends."""
+    schedule_input = _schedule_input()
+    assert schedule_input == {"targets": "demo/home"}
+    day = _yesterdays_events(tmp_path / "raw")
+    env = {
+        "RECSYS_STORE": store.uri,
+        "RECSYS_RAW_URI": str(tmp_path / "raw" / "{tenant}"),
+        "RECSYS_KINDS": "popularity,cooc",
+    }
     with LocalPipeline(env) as pipeline:
-        first = pipeline.run(json.loads(schedule_input))
-        second = pipeline.run(json.loads(schedule_input))
-    assert first.status == "SUCCEEDED", first.message
+        first = pipeline.run_daily(schedule_input["targets"], name="daily-1")
+        second = pipeline.run_daily(schedule_input["targets"], name="daily-2")
+        sfn = boto3.client("stepfunctions", region_name="us-east-1")
+        outputs = {
+            e["name"]: json.loads(sfn.describe_execution(executionArn=e["executionArn"])["output"])
+            for e in sfn.list_executions(stateMachineArn=pipeline.state_machine_arn)["executions"]
+        }
+    assert first.execution.status == second.execution.status == "SUCCEEDED", first.execution.message
+    assert first.runs == [{"target": "demo/home", "execution": "daily-1-0", "status": "SUCCEEDED"}]
     window = [(day - dt.timedelta(days=n)).isoformat() for n in range(29, -1, -1)]
     # The first scheduled run ingests the whole 30-day window (nothing was ingested); later runs only the new day.
-    assert (first.output["plan"]["start"], first.output["plan"]["end"]) == (window[0], window[-1])
-    assert first.output["plan"]["days"] == window
-    assert second.output["plan"]["days"] == [day.isoformat()]
-    assert all(c["partials_reused"] == 30 for c in second.output["computed"])
+    assert (outputs["daily-1-0"]["plan"]["start"], outputs["daily-1-0"]["plan"]["end"]) == (window[0], window[-1])
+    assert outputs["daily-1-0"]["plan"]["days"] == window
+    assert outputs["daily-2-0"]["plan"]["days"] == [day.isoformat()]
+    assert all(c["partials_reused"] == 30 for c in outputs["daily-2-0"]["computed"])
     assert set(read_pointer(store, "demo", "home").manifest.current) == {"popularity", "cooc"}
+
+
+@pytest.mark.slow
+def test_the_daily_run_runs_every_target_and_fails_if_one_failed(store: FileSystemStore, tmp_path: Path) -> None:
+    """Three targets: two with events, one whose raw folder does not exist. The others still publish."""
+    _yesterdays_events(tmp_path / "raw", "demo", "home")
+    _yesterdays_events(tmp_path / "raw", "acme", "shop")
+    env = {
+        "RECSYS_STORE": store.uri,
+        "RECSYS_RAW_URI": str(tmp_path / "raw" / "{tenant}"),
+        "RECSYS_KINDS": "popularity",
+    }
+    with LocalPipeline(env) as pipeline:
+        daily = pipeline.run_daily("demo/home,missing/home,acme/shop", name="nightly")
+    assert (daily.execution.status, daily.execution.error) == ("FAILED", "TargetsFailed")
+    assert [(r["target"], r["execution"], r["status"]) for r in daily.runs] == [
+        ("demo/home", "nightly-0", "SUCCEEDED"),
+        ("missing/home", "nightly-1", "FAILED"),
+        ("acme/shop", "nightly-2", "SUCCEEDED"),
+    ]
+    assert "NotFound" in daily.runs[1]["cause"]
+    assert read_pointer(store, "demo", "home") and read_pointer(store, "acme", "shop")
+    assert read_pointer(store, "missing", "home") is None
 
 
 def test_transient_store_errors_are_retried(store: FileSystemStore, monkeypatch) -> None:

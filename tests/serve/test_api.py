@@ -199,7 +199,12 @@ def test_health_ready_version_and_openapi(client: TestClient, tmp_path: Path) ->
         "/v1/admin/tenants/{tenant_id}/config",
         "/v1/admin/tenants/{tenant_id}/rules",
         "/v1/admin/tenants/{tenant_id}/cache/invalidate",
+        "/v1/admin/tenants/{tenant_id}/audit",
+        "/livez",
+        "/health",
     } <= set(spec["paths"])
+    audit_parameters = spec["paths"]["/v1/admin/tenants/{tenant_id}/audit"]["get"]["parameters"]
+    assert [p["name"] for p in audit_parameters] == ["tenant_id", "limit", "before", "before_id"]
     assert client.get("/docs").status_code == 200
     (tmp_path / "file").write_text("not a directory")
     broken = ServeSettings(RECSYS_STORE=f"file://{tmp_path / 'file'}")

@@ -708,7 +708,7 @@ def test_missing_artifact_object_makes_its_kind_unavailable(
     store.delete(store.key_of(refs["cooc"].uri))
     store.delete(store.key_of(refs["implicit"].uri))
     signals = must(reader).signals
-    with caplog.at_level(logging.WARNING, logger="recsys.serve.reader"):
+    with caplog.at_level(logging.WARNING, logger="recsys-api"):
         assert signals.available == KINDS - {"cooc", "implicit"}
         assert signals.co_visited("i00000") == [] and signals.co_visit_counts("i00000") == {}
         assert signals.user_items("u00000") == []
@@ -748,7 +748,7 @@ def test_unreadable_artifact_is_skipped_logged_and_remembered(
         "cooc": lambda: signals.co_visited("i00000"),
         "implicit": lambda: signals.user_items("u00000"),
     }[kind]
-    with caplog.at_level(logging.WARNING, logger="recsys.serve.reader"):
+    with caplog.at_level(logging.WARNING, logger="recsys-api"):
         assert lookup() == []  # skipped like a missing object, not raised
     assert [record.kind for record in caplog.records] == [kind]  # type: ignore[attr-defined]
     assert signals.unreadable == {kind} and kind not in signals.available

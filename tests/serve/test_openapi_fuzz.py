@@ -52,7 +52,9 @@ def served_app(tmp_path_factory: pytest.TempPathFactory) -> FastAPI:
     pipeline = Settings(store=store.uri, raw_uri=str(SAMPLE_RAW), catalog_uri=str(SAMPLE_CATALOG))
     window = Window.model_validate({"start": "2026-01-01", "end": "2026-01-07"})
     publish(store, TENANT, "home", window, run_steps(pipeline, "2026-01-01", "2026-01-07"))
-    return create_app(ServeSettings(RECSYS_STORE=store.uri), ROLE_CHECKS_OFF, inline=True)
+    # No per-client limit: the health and docs paths would answer 429 to most of their examples.
+    settings = ServeSettings(RECSYS_STORE=store.uri, RECSYS_CLIENT_RATE_LIMIT_ENABLED=False)
+    return create_app(settings, ROLE_CHECKS_OFF, inline=True)
 
 
 @pytest.fixture(scope="module")

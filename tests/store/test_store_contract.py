@@ -182,6 +182,19 @@ def test_list_after_conditional_writes_shows_only_keys(store: ObjectStore) -> No
     assert list(store.list()) == ["registry/other"]
 
 
+def test_list_info_gives_size_and_last_modified(store: ObjectStore) -> None:
+    import datetime as dt
+
+    before = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=5)
+    store.put("a/one", b"12345")
+    store.put("a/two", b"")
+    store.put("b/three", b"x")
+    infos = list(store.list_info("a/"))
+    assert [(i.key, i.size) for i in infos] == [("a/one", 5), ("a/two", 0)]
+    assert all(before <= i.last_modified <= dt.datetime.now(dt.UTC) + dt.timedelta(seconds=5) for i in infos)
+    assert [i.key for i in store.list_info()] == list(store.list())
+
+
 def test_delete(store: ObjectStore) -> None:
     store.put("gone/soon", b"x")
     store.delete("gone/soon")

@@ -179,6 +179,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("--seed", type=int, default=7, help="seed of --tune's search (results are deterministic)")
 
+    gc = commands.add_parser(
+        "gc",
+        help="delete unreferenced old artifacts, old partials, canonical days and quarantine files",
+        description="delete what no kept manifest names and what the retention settings expire "
+        "(docs/how-to/retention.md); each tenant/surface under its run lease",
+    )
+    gc.add_argument("--tenant", help="one tenant (with --surface); default every tenant/surface in the store")
+    gc.add_argument("--surface")
+    gc.add_argument("--store", default=DEFAULT_STORE)
+    gc.add_argument("--dry-run", action="store_true", help="list what would be deleted, with bytes; delete nothing")
+    gc.add_argument(
+        "--keep-manifests", type=int, help="newest manifest versions kept for rollback (RECSYS_RETENTION__*)"
+    )
+    gc.add_argument("--min-age-days", type=int, help="unreferenced artifacts older than this go (RECSYS_RETENTION__*)")
+    gc.add_argument("--json", action="store_true", help="print the result as JSON, every deletion listed")
+
+    forget = scoped("forget-user", "remove one user's events from the canonical partitions, then rebuild")
+    forget.add_argument("--user", required=True, help="the user_id whose events are removed")
+    forget.add_argument("--dry-run", action="store_true", help="count the user's events per day; change nothing")
+    forget.add_argument("--json", action="store_true")
+
     api_key = commands.add_parser("api-key", help="manage API keys (stored hashed in the store)")
     key_commands = api_key.add_subparsers(dest="api_key_command", required=True, parser_class=_Parser)
     create = key_commands.add_parser("create", help="create a key for a tenant; prints it once")
@@ -492,6 +513,69 @@ def _eval_real(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_gc(args: argparse.Namespace) -> int:
+    from recsys.pipeline.models import GcRequest
+    from recsys.pipeline.steps import collect_garbage
+
+    settings = load_settings(store=_store_uri(args.store))
+    overrides = {"keep_manifests": args.keep_manifests, "artifact_min_age_days": args.min_age_days}
+    retention = settings.retention.model_validate(
+        settings.retention.model_dump() | {k: v for k, v in overrides.items() if v is not None}
+    )
+    settings = settings.model_copy(update={"retention": retention})
+    request = GcRequest(tenant=args.tenant, surface=args.surface, dry_run=args.dry_run)
+    result = collect_garbage(request, settings)
+    if args.json:
+        print(result.model_dump_json(indent=2))
+        return EXIT_OK
+    verb = "would delete" if args.dry_run else "deleted"
+    for report in result.reports:
+        reasons: dict[str, list[int]] = {}
+        for deletion in report.deleted:
+            reasons.setdefault(deletion.reason, []).append(deletion.bytes)
+        detail = ", ".join(f"{len(sizes)} {reason} ({sum(sizes):,} bytes)" for reason, sizes in sorted(reasons.items()))
+        print(
+            f"{report.tenant}/{report.surface}: {verb} {report.objects} objects, {report.bytes:,} bytes"
+            + (f": {detail}" if detail else "")
+            + f"; kept {len(report.kept_manifests)} manifests, {report.artifacts_kept} artifacts, "
+            f"days from {report.protected_from}"
+        )
+        if args.dry_run:
+            for deletion in report.deleted:
+                print(f"  {deletion.reason:<22} {deletion.bytes:>12,}  {deletion.key}")
+    for scope, why in result.skipped.items():
+        print(f"{scope}: skipped: {why}", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_forget_user(args: argparse.Namespace) -> int:
+    from recsys.pipeline.models import ForgetUserRequest
+    from recsys.pipeline.steps import forget_user_events
+
+    settings = load_settings(store=_store_uri(args.store))
+    request = ForgetUserRequest(tenant=args.tenant, surface=args.surface, user_id=args.user, dry_run=args.dry_run)
+    report = forget_user_events(request, settings)
+    if args.json:
+        print(report.model_dump_json(indent=2))
+        return EXIT_OK
+    verb = "would remove" if args.dry_run else "removed"
+    for day in report.days:
+        print(
+            f"{day.day}: {verb} {day.events} events, {day.quarantined_lines} quarantine lines; "
+            f"{day.partials_deleted} partials {'to delete' if args.dry_run else 'deleted'}"
+        )
+    print(f"{args.tenant}/{args.surface}: {verb} {report.events} events of the user in {len(report.days)} day(s)")
+    if report.days and not args.dry_run:
+        print(
+            "next: rebuild the artifacts with a daily-window run (it re-ingests only yesterday), e.g. "
+            f"`recsys run --tenant {args.tenant} --surface {args.surface}`, or start the state machine with "
+            f'{{"tenant": "{args.tenant}", "surface": "{args.surface}"}}; then `recsys gc` '
+            "(docs/runbooks/forget-user.md)",
+            file=sys.stderr,
+        )
+    return EXIT_OK
+
+
 def cmd_api_key(args: argparse.Namespace) -> int:
     from recsys.serve.auth import AuthSettings
     from recsys.serve.tenant_store import ApiKeys
@@ -519,6 +603,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = None
     try:
         args = parser.parse_args(argv)
+        if args.command != "serve":  # the API's and the handlers' JSON logs: warnings only, unless --debug
+            os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "DEBUG" if args.debug else "WARNING")
         handler = {
             "run": cmd_run,
             "manifest": cmd_manifest,
@@ -528,6 +614,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "similar": cmd_similar,
             "api-key": cmd_api_key,
             "eval": cmd_eval,
+            "gc": cmd_gc,
+            "forget-user": cmd_forget_user,
         }[args.command]
         return handler(args)
     except (UsageError, ConfigError, ValidationError, ValueError) as exc:

@@ -10,6 +10,10 @@ Layout (relative to the store root):
   registry/manifests/{tenant}/{surface}/{version}.json       every manifest version (immutable)
   registry/current/{tenant}/{surface}/manifest.json          the current pointer (moved by CAS only)
   registry/leases/{tenant}/{surface}.json                    the run lease (one run at a time, CAS only)
+  tenants/{tenant}/{config|rules}/...                        tenant documents (recsys.serve.tenant_store)
+  api-keys/{hash}.json                                       API key records (recsys.serve.auth)
+  audit/{tenant}/{id}.json                                   the admin audit log (immutable, sorted by time)
+The *_root functions give a tenant/surface's prefix of each family, for listing (retention).
 Files starting with "_" are ignored by Athena/Hive, so a table over canonical/ sees only events.
 """
 
@@ -39,6 +43,19 @@ class Scope:
     def __post_init__(self) -> None:
         safe_segment(self.tenant, "tenant")
         safe_segment(self.surface, "surface")
+
+
+def parse_targets(text: str) -> list[Scope]:
+    """'tenant/surface,tenant/surface' (the daily run's targets) as scopes, in order, without repeats."""
+    scopes: list[Scope] = []
+    for part in filter(None, (piece.strip() for piece in text.split(","))):
+        tenant, slash, surface = part.partition("/")
+        if not slash:
+            raise ValueError(f"invalid target {part!r}: write tenant/surface")
+        scope = Scope(tenant.strip(), surface.strip())
+        if scope not in scopes:
+            scopes.append(scope)
+    return scopes
 
 
 def canonical_prefix(tenant: str, surface: str, day: dt.date) -> str:
@@ -84,9 +101,48 @@ def manifests_prefix(tenant: str, surface: str) -> str:
     return f"registry/manifests/{safe_segment(tenant, 'tenant')}/{safe_segment(surface, 'surface')}/"
 
 
+CURRENT_PREFIX = "registry/current/"
+
+
 def current_manifest(tenant: str, surface: str) -> str:
-    return f"registry/current/{safe_segment(tenant, 'tenant')}/{safe_segment(surface, 'surface')}/manifest.json"
+    return f"{CURRENT_PREFIX}{safe_segment(tenant, 'tenant')}/{safe_segment(surface, 'surface')}/manifest.json"
+
+
+def scope_of_current_manifest(key: str) -> Scope | None:
+    """The (tenant, surface) whose current pointer `key` is; None for any other key."""
+    parts = key.removeprefix(CURRENT_PREFIX).split("/") if key.startswith(CURRENT_PREFIX) else []
+    if len(parts) != 3 or parts[2] != "manifest.json":
+        return None
+    try:
+        return Scope(parts[0], parts[1])
+    except ValueError:
+        return None
 
 
 def run_lease(tenant: str, surface: str) -> str:
     return f"registry/leases/{safe_segment(tenant, 'tenant')}/{safe_segment(surface, 'surface')}.json"
+
+
+def canonical_root(tenant: str, surface: str) -> str:
+    return f"canonical/{safe_segment(tenant, 'tenant')}/{safe_segment(surface, 'surface')}/"
+
+
+def partials_root(tenant: str, surface: str) -> str:
+    return f"partials/{safe_segment(tenant, 'tenant')}/{safe_segment(surface, 'surface')}/"
+
+
+def artifacts_root(tenant: str, surface: str) -> str:
+    return f"artifacts/{safe_segment(tenant, 'tenant')}/{safe_segment(surface, 'surface')}/"
+
+
+def audit_prefix(tenant: str) -> str:
+    """The tenant's admin audit log: one immutable object per admin change (recsys.serve.audit)."""
+    return f"audit/{safe_segment(tenant, 'tenant')}/"
+
+
+def audit_entry(tenant: str, entry_id: int) -> str:
+    """audit/{tenant}/{id}.json, the id zero-padded to 19 digits so keys sort as ids do: by time (the id is the
+    change's time in microseconds since the epoch)."""
+    if not isinstance(entry_id, int) or not 0 <= entry_id < 10**19:
+        raise ValueError(f"invalid audit entry id {entry_id!r}")
+    return f"{audit_prefix(tenant)}{entry_id:019d}.json"

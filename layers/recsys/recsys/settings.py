@@ -7,6 +7,7 @@ RECSYS_COMPUTE__COOC_TOP_K=20. docs/reference/configuration.md lists them all.
 from __future__ import annotations
 
 import json
+import os
 from functools import cached_property
 from typing import Annotated
 
@@ -14,6 +15,7 @@ from pydantic import BaseModel, Field, PositiveFloat, PositiveInt, field_validat
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from recsys.contract.kinds import BUILTIN_KINDS, KINDS
+from recsys.paths import Scope, parse_targets
 
 ARTIFACT_KINDS = BUILTIN_KINDS  # the built-in kinds, in canonical order: the default RECSYS_KINDS
 
@@ -80,6 +82,31 @@ class QualityGate(BaseModel):
         return f"{name}@{int(k)}"
 
 
+class Retention(BaseModel):
+    """What `recsys gc` and the GC function delete (docs/how-to/retention.md). Kept manifests: the current one and
+    the `keep_manifests` newest stored versions; their artifacts are never deleted."""
+
+    keep_manifests: int = Field(10, ge=0, description="newest stored manifest versions kept for rollback")
+    artifact_min_age_days: int = Field(
+        7, ge=0, description="an artifact no kept manifest names is deleted once it is older than this"
+    )
+    partial_min_age_days: int = Field(
+        7, ge=0, description="partials of days before the daily window, and stale build records, older than this"
+    )
+    canonical_days: PositiveInt | None = Field(
+        None, description="canonical days (partition, report, quarantine) kept, counted back from today; none: all"
+    )
+    quarantine_days: PositiveInt | None = Field(
+        90, description="quarantine files kept, counted back from today by their day; none: all"
+    )
+
+    @field_validator("canonical_days", "quarantine_days", mode="before")
+    @classmethod
+    def _forever(cls, value: object) -> object:
+        """ "", "none" or "null" (e.g. RECSYS_RETENTION__CANONICAL_DAYS=none) mean keep forever."""
+        return None if isinstance(value, str) and value.strip().lower() in ("", "none", "null") else value
+
+
 class StoreSettings(BaseSettings):
     """RECSYS_STORE alone: what the CLI's --store defaults to, without validating every other variable."""
 
@@ -109,6 +136,15 @@ class Settings(StoreSettings):
         description="a run's lease on its tenant/surface lasts this long past its latest step (keep it above twice "
         "the longest step); a run that died without releasing it blocks the next one until then",
     )
+    # NoDecode: RECSYS_TARGETS is "tenant/surface,tenant/surface" (paths.parse_targets).
+    targets: Annotated[list[Scope], NoDecode] = Field(
+        default_factory=list,
+        description="the (tenant, surface) pairs the daily run covers; the freshness check reports each of them "
+        "(and every pair with a current manifest), published or not",
+    )
+    freshness_slo_hours: PositiveFloat = Field(
+        36, description="a served manifest older than this breaks the freshness SLO (the daily run missed a day)"
+    )
     local_concurrency: PositiveInt | None = Field(
         None,
         description="local runs only: Lambda invocations executed at once in-process (default: the CPU count)",
@@ -116,11 +152,17 @@ class Settings(StoreSettings):
     gates: GateLimits = Field(default_factory=GateLimits)
     compute: ComputeParams = Field(default_factory=ComputeParams)
     quality: QualityGate = Field(default_factory=QualityGate)
+    retention: Retention = Field(default_factory=Retention)
 
     @field_validator("raw_uri", "catalog_uri", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("targets", mode="before")
+    @classmethod
+    def _parse_targets(cls, value: object) -> object:
+        return parse_targets(value) if isinstance(value, str) else value
 
     @field_validator("kinds", mode="before")
     @classmethod
@@ -166,3 +208,17 @@ def fill_scope(location: str | None, tenant: str, surface: str) -> str | None:
 def load_settings(**overrides: object) -> Settings:
     """Settings from the environment, with explicit overrides (CLI flags) winning."""
     return Settings(**{key: value for key, value in overrides.items() if value is not None})
+
+
+DEFAULT_METRICS_NAMESPACE = "Recsys"
+
+
+def powertools_service(default: str) -> str:
+    """POWERTOOLS_SERVICE_NAME if set, else `default`. Powertools lets an explicit `service=` beat its variable, so
+    code that names its service reads the variable itself for the deployment's value to win."""
+    return os.environ.get("POWERTOOLS_SERVICE_NAME") or default
+
+
+def metrics_namespace() -> str:
+    """POWERTOOLS_METRICS_NAMESPACE if set, else "Recsys" (the same precedence as `powertools_service`)."""
+    return os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or DEFAULT_METRICS_NAMESPACE

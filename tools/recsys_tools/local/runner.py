@@ -1,9 +1,11 @@
-"""LocalPipeline: execute statemachine/pipeline.asl.json under moto, calling the real Lambda handlers in-process.
+"""LocalPipeline: execute statemachine/*.asl.json under moto, calling the real Lambda handlers in-process.
 
-There is no second orchestration path: the definition SAM deploys is the one that runs here. moto's
-interpreter runs Task/Map/Retry/Catch as on AWS; its Docker-less Lambda backend only echoes, so its `invoke` is
-replaced by a dispatcher that imports functions/<name>/app.py and calls `handler`. That hook is internal to
-moto, which is why moto's version is pinned in pyproject.toml.
+There is no second orchestration path: the definitions SAM deploys (the pipeline and the daily run of many
+targets) are the ones that run here. moto's interpreter runs Task/Map/Retry/Catch as on AWS; its Docker-less Lambda
+backend only echoes, so its `invoke` is replaced by a dispatcher that imports functions/<name>/app.py and calls
+`handler`. Its Step Functions integration (the daily run's startExecution.sync:2) hands the task's parameters to
+boto3 in the ASL's PascalCase; `_sfn_integration_shim` translates them. Both hooks are internal to moto, which is why
+moto's version is pinned in pyproject.toml.
 """
 
 from __future__ import annotations
@@ -29,6 +31,9 @@ from typing import Any
 import boto3
 from moto import mock_aws
 from moto.awslambda_simple.models import LambdaSimpleBackend
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_sfn import (
+    StateTaskServiceSfn,
+)
 
 from recsys.pipeline import lease
 
@@ -51,6 +56,22 @@ FUNCTIONS = {
     "ReleaseFunction": "release",
     "RollbackFunction": "rollback",
 }
+
+
+# The daily run's Map: pipelines at once (template.yaml's DailyRunMaxConcurrency).
+DAILY_RUN_MAX_CONCURRENCY = 4
+
+
+def _sfn_integration_shim(original: Callable[..., Any]) -> Callable[..., Any]:
+    """moto calls boto3's start_execution with the ASL's parameter names (StateMachineArn, Input, Name) and reads
+    the answer as ExecutionArn; boto3 speaks camelCase both ways. Translate, so the ASL stays as AWS wants it."""
+
+    def evaluate(self: Any, env: Any, resource_runtime_part: Any, normalised_parameters: dict, **kwargs: Any) -> None:
+        camel = {key[:1].lower() + key[1:]: value for key, value in normalised_parameters.items()}
+        original(self, env=env, resource_runtime_part=resource_runtime_part, normalised_parameters=camel, **kwargs)
+        env.stack[-1] = {key[:1].upper() + key[1:]: value for key, value in env.stack[-1].items()}
+
+    return evaluate
 
 
 def project_root() -> Path:
@@ -76,6 +97,7 @@ class StepEvent:
 
 @dataclass(frozen=True)
 class Execution:
+    arn: str
     status: str  # SUCCEEDED | FAILED | TIMED_OUT | ABORTED
     output: dict | None
     error: str | None
@@ -91,6 +113,14 @@ class Execution:
         except json.JSONDecodeError:
             pass
         return f"{self.error}: {self.cause}"
+
+
+@dataclass(frozen=True)
+class DailyRun:
+    """A daily run: its own execution, and per target {target, execution, status[, error, cause]}, in order."""
+
+    execution: Execution
+    runs: list[dict]
 
 
 class _LocalContext:
@@ -177,8 +207,10 @@ class LocalPipeline:
             config["core"] = {"passthrough": {"services": ["s3"], "urls": []}, "mock_credentials": False}
         self._mock = mock_aws(config=config)
         self._original_invoke = LambdaSimpleBackend.invoke
+        self._original_sfn_task = StateTaskServiceSfn._eval_service_task
         self._env_cm: Any = None
         self.state_machine_arn = ""
+        self.daily_run_arn = ""
 
     def __enter__(self) -> LocalPipeline:
         self._env_cm = _environment(self.env)
@@ -197,6 +229,7 @@ class LocalPipeline:
             return pipeline._invoke(function_name, body, response_headers)
 
         LambdaSimpleBackend.invoke = invoke  # type: ignore[method-assign]
+        StateTaskServiceSfn._eval_service_task = _sfn_integration_shim(self._original_sfn_task)  # type: ignore[method-assign]
         try:
             self._deploy()
         except BaseException:
@@ -206,6 +239,7 @@ class LocalPipeline:
 
     def __exit__(self, *exc: object) -> None:
         LambdaSimpleBackend.invoke = self._original_invoke  # type: ignore[method-assign]
+        StateTaskServiceSfn._eval_service_task = self._original_sfn_task  # type: ignore[method-assign]
         self._mock.stop()
         if self._env_cm is not None:
             self._env_cm.__exit__(None, None, None)
@@ -230,13 +264,21 @@ class LocalPipeline:
                 Code={"ZipFile": code.getvalue()},
             )["FunctionArn"]
             substitutions[f"{logical_id}Arn"] = arn
-        definition = (self.root / "statemachine" / "pipeline.asl.json").read_text()
-        for name, value in substitutions.items():
-            definition = definition.replace("${" + name + "}", value)
         sfn = boto3.client("stepfunctions", region_name=REGION)
-        self.state_machine_arn = sfn.create_state_machine(name="recsys-pipeline", definition=definition, roleArn=role)[
-            "stateMachineArn"
-        ]
+        self.state_machine_arn = sfn.create_state_machine(
+            name="recsys-pipeline", definition=self._definition("pipeline", substitutions), roleArn=role
+        )["stateMachineArn"]
+        daily = {"PipelineStateMachineArn": self.state_machine_arn, "MaxConcurrency": str(DAILY_RUN_MAX_CONCURRENCY)}
+        self.daily_run_arn = sfn.create_state_machine(
+            name="recsys-daily-run", definition=self._definition("daily", daily), roleArn=role
+        )["stateMachineArn"]
+
+    def _definition(self, name: str, substitutions: dict[str, str]) -> str:
+        """statemachine/<name>.asl.json with SAM's DefinitionSubstitutions applied."""
+        definition = (self.root / "statemachine" / f"{name}.asl.json").read_text()
+        for key, value in substitutions.items():
+            definition = definition.replace("${" + key + "}", value)
+        return definition
 
     def _handler(self, logical_id: str) -> Callable[[dict, Any], dict]:
         with self._lock:
@@ -275,10 +317,22 @@ class LocalPipeline:
         return self._handler(logical_id)(request, _LocalContext(logical_id))
 
     def run(self, execution_input: dict, *, timeout: float = 3600.0, name: str | None = None) -> Execution:
-        """Start an execution with `execution_input` and wait for it to end."""
+        """Start a pipeline execution with `execution_input` and wait for it to end."""
+        return self._execute(self.state_machine_arn, execution_input, timeout=timeout, name=name)
+
+    def run_daily(self, targets: str, *, timeout: float = 3600.0, name: str | None = None) -> DailyRun:
+        """The daily run, as the schedule starts it: one pipeline execution per 'tenant/surface' target."""
+        execution = self._execute(self.daily_run_arn, {"targets": targets}, timeout=timeout, name=name)
+        sfn = boto3.client("stepfunctions", region_name=REGION)
+        events = sfn.get_execution_history(executionArn=execution.arn, maxResults=1000)["events"]
+        exited = [e["stateExitedEventDetails"] for e in events if e["type"] == "MapStateExited"]
+        runs = json.loads(exited[-1]["output"])["runs"] if exited else []
+        return DailyRun(execution, runs)
+
+    def _execute(self, machine: str, execution_input: dict, *, timeout: float, name: str | None) -> Execution:
         sfn = boto3.client("stepfunctions", region_name=REGION)
         arn = sfn.start_execution(
-            stateMachineArn=self.state_machine_arn,
+            stateMachineArn=machine,
             name=name or f"local-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}",
             input=json.dumps(execution_input),
         )["executionArn"]
@@ -295,6 +349,7 @@ class LocalPipeline:
             delay = min(delay * 2, 0.2)
         output = described.get("output")
         return Execution(
+            arn=arn,
             status=described["status"],
             output=json.loads(output) if output else None,
             error=described.get("error"),

@@ -55,6 +55,7 @@ class IngestReport(BaseModel):
     canonical_etag: str | None = None
     quarantine_uri: str | None
     kept_existing: bool = False  # no raw files were found, so the partition ingested earlier was kept as it was
+    forgotten: int = 0  # events removed from the partition since it was ingested (`recsys forget-user`)
 
     @property
     def error_rate(self) -> float:

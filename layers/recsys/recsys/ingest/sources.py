@@ -19,6 +19,15 @@ from recsys.store import FileSystemStore, NotFound, ObjectStore, open_store, spl
 from recsys.store.base import StoreFile
 
 RAW_SUFFIXES = (".jsonl", ".jsonl.gz")
+# Kinesis Data Firehose's default object name, `{stream}-{stream version}-{YYYY-MM-DD-HH-MM-SS}-{random}`, with
+# `.gz` under GZIP compression; the time is when Firehose delivered the buffer (UTC), not when its events happened.
+_FIREHOSE_NAME = re.compile(
+    r"^[A-Za-z0-9_.-]{1,64}-\d{1,5}-(\d{4})-(\d{2})-(\d{2})-\d{2}-\d{2}-\d{2}-"
+    r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}(?:\.gz)?$"
+)
+# A Firehose object holds the events delivered in its buffer interval (at most 15 minutes), so those of a day are
+# in the objects delivered that day or the next one; later arrivals are not looked for.
+FIREHOSE_LATE_DAYS = 1
 RAW_PIECE_BYTES = 32 << 20  # one ranged read; bounds what a file holds in memory at a time
 _DATED = (
     re.compile(r"(?:^|/)dt=(\d{4})-(\d{2})-(\d{2})(?:/|$)"),
@@ -76,32 +85,56 @@ def day_in_path(key: str) -> dt.date | None:
     return None
 
 
+def firehose_day(key: str) -> dt.date | None:
+    """The delivery day in a Kinesis Data Firehose default object name (the key's last segment), or None if the
+    name is not one."""
+    match = _FIREHOSE_NAME.match(key.rpartition("/")[2])
+    if not match:
+        return None
+    try:
+        return dt.date(*(int(part) for part in match.groups()))
+    except ValueError:
+        return None
+
+
+def _raw_file(store: ObjectStore, key: str, day: dt.date) -> RawFile | None:
+    """`key` as a raw file that may hold events of `day`, or None (not a raw file, or pruned by its day)."""
+    delivered = firehose_day(key)
+    if delivered is not None:
+        # Undated: a buffer delivered just after midnight holds the day before's last events.
+        if day <= delivered <= day + dt.timedelta(days=FIREHOSE_LATE_DAYS):
+            return RawFile(store, key, dated=False)
+        return None
+    if not key.endswith(RAW_SUFFIXES):
+        return None
+    named = day_in_path(key)
+    if named is None or named == day:  # pruning: a dated folder of another day cannot hold this day
+        return RawFile(store, key, dated=named is not None)
+    return None
+
+
 def raw_files(raw_uri: str, day: dt.date) -> list[RawFile]:
     """The raw files that may hold events of `day`, in key order (which fixes dedup's "first seen").
 
     NotFound if `raw_uri` does not exist: a file that is not there, a directory that is not there, or an s3://
     prefix with no object under it (S3 has no folders; a bucket that does not exist fails the listing itself).
     """
-    if raw_uri.endswith(RAW_SUFFIXES):
+    if raw_uri.endswith(RAW_SUFFIXES) or firehose_day(raw_uri) is not None:
         store, key = split_uri(raw_uri)
         try:
             store.size(key)  # checked on every day, also those a dated file is skipped on
         except NotFound:
             raise NotFound(f"raw file {raw_uri} does not exist") from None
-        named = day_in_path(raw_uri)
-        return [] if named not in (None, day) else [RawFile(store, key, dated=named is not None)]
+        # The day a dated folder names applies to the whole path, so judge the URI, not only the file name.
+        if firehose_day(raw_uri) is None:
+            named = day_in_path(raw_uri)
+            return [] if named not in (None, day) else [RawFile(store, key, dated=named is not None)]
+        return [raw] if (raw := _raw_file(store, key, day)) else []
     store = open_store(raw_uri)
     keys = list(store.list(""))
     if not keys:
         _check_location(store, raw_uri)
-    files = []
-    for key in keys:
-        if not key.endswith(RAW_SUFFIXES):
-            continue
-        named = day_in_path(key)
-        if named is None or named == day:  # pruning: a dated folder of another day cannot hold this day
-            files.append(RawFile(store, key, dated=named is not None))
-    return files
+    return [raw for key in keys if (raw := _raw_file(store, key, day))]
 
 
 def _check_location(store: ObjectStore, raw_uri: str) -> None:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validator, model_validator
 
 from recsys.contract.kinds import KINDS
 from recsys.contract.manifest import ArtifactRef
 from recsys.contract.quality import QualityResult
 from recsys.days import Window
-from recsys.paths import safe_segment
+from recsys.paths import parse_targets, safe_segment
+from recsys.retention.gc import GcReport
 
 
 class _Step(BaseModel):
@@ -120,3 +121,59 @@ class ReleaseResult(BaseModel):
 
 class RollbackRequest(_Step):
     to: str | None = Field(None, description="manifest version; default the current manifest's previous version")
+
+
+class FreshnessRequest(BaseModel):
+    """The scheduled freshness check's input: usually empty (the targets come from RECSYS_TARGETS)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    targets: list[str] | None = Field(None, description="tenant/surface pairs; default RECSYS_TARGETS")
+
+    @field_validator("targets")
+    @classmethod
+    def _targets(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None:
+            parse_targets(",".join(value))
+        return value
+
+
+class GcRequest(BaseModel):
+    """The GC function's event (and `recsys gc`): one (tenant, surface), or every one in the store."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tenant: str | None = None
+    surface: str | None = None
+    dry_run: bool = Field(False, description="list what would be deleted, with bytes, and delete nothing")
+
+    @field_validator("tenant", "surface")
+    @classmethod
+    def _segment(cls, value: str | None, info) -> str | None:
+        return None if value is None else safe_segment(value, info.field_name)
+
+    @model_validator(mode="after")
+    def _both(self) -> GcRequest:
+        if (self.tenant is None) != (self.surface is None):
+            raise ValueError("give both tenant and surface, or neither (every tenant/surface in the store)")
+        return self
+
+
+class GcResult(BaseModel):
+    reports: list[GcReport]
+    skipped: dict[str, str] = Field(default_factory=dict, description="tenant/surface -> why (a run holds it)")
+
+    @computed_field
+    @property
+    def objects(self) -> int:
+        return sum(report.objects for report in self.reports)
+
+    @computed_field
+    @property
+    def bytes(self) -> int:
+        return sum(report.bytes for report in self.reports)
+
+
+class ForgetUserRequest(_Step):
+    user_id: str = Field(min_length=1)
+    dry_run: bool = False

@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 
 from recsys import paths
 from recsys.compute import content_sim
 from recsys.compute.service import ComputeResult, compute_kind
 from recsys.contract.quality import QualityResult
 from recsys.days import Window, yesterday
-from recsys.errors import ConfigError
+from recsys.errors import ConfigError, RunInProgress
 from recsys.events.parse import DayScope
 from recsys.ingest.service import IngestReport, ingest_day
+from recsys.paths import Scope
 from recsys.pipeline import lease
 from recsys.pipeline.models import (
     ComputeRequest,
+    ForgetUserRequest,
+    FreshnessRequest,
+    GcRequest,
+    GcResult,
     IngestRequest,
     Plan,
     PlanRequest,
@@ -25,7 +31,10 @@ from recsys.pipeline.models import (
     RollbackRequest,
     ValidateRequest,
 )
+from recsys.publish.freshness import Freshness, check_freshness
 from recsys.publish.service import PublishResult, RollbackResult, publish, rollback
+from recsys.retention import gc
+from recsys.retention.forget import ForgetReport, forget_user
 from recsys.settings import Settings, fill_scope
 from recsys.store import ObjectStore, open_store
 from recsys.validate.service import ValidationResult, validate_window
@@ -146,3 +155,52 @@ def release_run(request: ReleaseRequest, settings: Settings) -> ReleaseResult:
 
 def rollback_pointer(request: RollbackRequest, settings: Settings) -> RollbackResult:
     return rollback(open_store(settings.store), request.tenant, request.surface, request.to)
+
+
+def freshness(request: FreshnessRequest, settings: Settings, now: dt.datetime | None = None) -> Freshness:
+    """The scheduled freshness check: each target's current manifest age against the SLO (read only)."""
+    targets = paths.parse_targets(",".join(request.targets)) if request.targets is not None else settings.targets
+    slo = dt.timedelta(hours=settings.freshness_slo_hours)
+    return check_freshness(open_store(settings.store), targets, slo, now or dt.datetime.now(dt.UTC))
+
+
+def collect_garbage(request: GcRequest, settings: Settings, *, now: dt.datetime | None = None) -> GcResult:
+    """The GC function and `recsys gc`: collect each (tenant, surface) under its run lease (retention/gc.py).
+
+    A tenant/surface whose lease a run holds is skipped (reported in `skipped`), not waited for: the next
+    collection catches up. A dry run only reads, so it takes no lease.
+    """
+    store = open_store(settings.store)
+    targets = [Scope(request.tenant, request.surface)] if request.tenant and request.surface else gc.scopes(store)
+    holder = f"gc-{uuid.uuid4().hex[:12]}"
+    reports, skipped = [], {}
+    for scope in targets:
+        collect = {"now": now, "dry_run": request.dry_run}
+        if request.dry_run:
+            reports.append(gc.collect(store, scope, settings.retention, settings.window_days, **collect))
+            continue
+        try:
+            lease.acquire(store, scope.tenant, scope.surface, holder, _lease_ttl(settings))
+        except RunInProgress as exc:
+            skipped[f"{scope.tenant}/{scope.surface}"] = str(exc)
+            continue
+        try:
+            reports.append(gc.collect(store, scope, settings.retention, settings.window_days, **collect))
+        finally:
+            lease.release(store, scope.tenant, scope.surface, holder)
+    return GcResult(reports=reports, skipped=skipped)
+
+
+def forget_user_events(request: ForgetUserRequest, settings: Settings) -> ForgetReport:
+    """`recsys forget-user`: remove one user's canonical events under the run lease (RunInProgress while a run
+    holds it: try again when it has ended)."""
+    store = open_store(settings.store)
+    scope = Scope(request.tenant, request.surface)
+    if request.dry_run:
+        return forget_user(store, scope, request.user_id, dry_run=True)
+    holder = f"forget-user-{uuid.uuid4().hex[:12]}"
+    lease.acquire(store, scope.tenant, scope.surface, holder, _lease_ttl(settings))
+    try:
+        return forget_user(store, scope, request.user_id)
+    finally:
+        lease.release(store, scope.tenant, scope.surface, holder)

@@ -6,6 +6,7 @@ stable `code` and the `request_id`, and `X-Request-Id` is echoed or generated on
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from typing import Any
 
@@ -20,6 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from recsys import __version__
+from recsys.serve.audit import DEFAULT_LIMIT, MAX_LIMIT, AuditLogResponse, RequestInfo
 from recsys.serve.auth import AuthSettings, Caller, check_path_tenant, require_role, resolve_caller
 from recsys.serve.models import (
     BodyError,
@@ -30,7 +32,9 @@ from recsys.serve.models import (
     load_json,
     parse_body,
 )
-from recsys.serve.problems import Problem, invalid
+from recsys.serve.observability import logger, set_tenant, start_request
+from recsys.serve.problems import Problem, invalid, rate_limited
+from recsys.serve.rate_limit import Limit, RateLimiter, retry_after
 from recsys.serve.service import RecommendService
 from recsys.serve.settings import ServeSettings
 from recsys.serve.tenant_store import ApiKeys
@@ -49,8 +53,15 @@ def _problem_response(request: Request, problem: Problem) -> JSONResponse:
         problem.body(request.url.path, request_id),
         status_code=problem.status,
         media_type=PROBLEM_JSON,
-        headers={"X-Request-Id": request_id},
+        headers={**problem.headers, "X-Request-Id": request_id},
     )
+
+
+def client_ip(scope: Scope) -> str:
+    """The peer's address: API Gateway's sourceIp under Mangum, the socket's peer under uvicorn. X-Forwarded-For is
+    not read: any client can write it."""
+    client = scope.get("client")
+    return str(client[0]) if client else "unknown"
 
 
 def _body_problem(headers: Headers, max_body_bytes: int) -> Problem | None:
@@ -69,13 +80,18 @@ def _body_problem(headers: Headers, max_body_bytes: int) -> Problem | None:
 
 
 class RequestContext:
-    """ASGI middleware: the request id (X-Request-Id, echoed or generated) in request.state and on every response,
-    and the body checks (413/415) before routing. Plain ASGI rather than @app.middleware("http"), which runs the
-    rest of the app in another task and copies the response through a stream on every request."""
+    """ASGI middleware: the request id (X-Request-Id, echoed or generated) in request.state, on every response and
+    on every log line; the per-client rate limit of the paths outside /v1; and the body checks (413/415) before
+    routing. Plain ASGI rather than @app.middleware("http"), which runs the rest of the app in another task and
+    copies the response through a stream on every request."""
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, max_body_bytes: int, limiter: RateLimiter | None = None, client_limit: Limit | None = None
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.limiter = limiter
+        self.client_limit = client_limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -84,6 +100,14 @@ class RequestContext:
         request = Request(scope)
         request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
         request.state.request_id = request_id
+        start_request(request_id)
+        if self.client_limit is not None and self.limiter is not None and not scope["path"].startswith("/v1/"):
+            # Unauthenticated paths (health, version, docs, unknown ones): the seed's per-IP bucket.
+            wait = self.limiter.acquire(("client", client_ip(scope)), self.client_limit)
+            if wait:
+                problem = rate_limited("rate limit exceeded", retry_after(wait))
+                await _problem_response(request, problem)(scope, receive, send)
+                return
         if request.method in ("POST", "PUT", "PATCH"):
             problem = _body_problem(request.headers, self.max_body_bytes)
             if problem is not None:
@@ -149,7 +173,14 @@ def create_app(
     )
     app.state.service = service
 
-    app.add_middleware(RequestContext, max_body_bytes=settings.max_body_bytes)
+    client_limit = (
+        Limit(rate=settings.client_rate_limit_refill_rate, burst=settings.client_rate_limit_capacity)
+        if settings.client_rate_limit_enabled
+        else None
+    )
+    app.add_middleware(
+        RequestContext, max_body_bytes=settings.max_body_bytes, limiter=service.limiter, client_limit=client_limit
+    )
 
     @app.exception_handler(Problem)
     async def on_problem(request: Request, problem: Problem) -> JSONResponse:
@@ -166,10 +197,22 @@ def create_app(
 
     @app.exception_handler(Exception)
     async def on_error(request: Request, exc: Exception) -> JSONResponse:
+        logger.exception("unhandled error", extra={"path": request.url.path})
         return _problem_response(request, Problem(500, "RECSYS_INTERNAL", "internal error"))
 
     def caller_of(request: Request) -> Caller:
-        return resolve_caller(request.headers, request.scope.get("aws.event"), auth, service.api_keys)
+        """The resolved caller (its tenant then on the request's log lines), after its tenant's rate limit."""
+        caller = resolve_caller(request.headers, request.scope.get("aws.event"), auth, service.api_keys)
+        set_tenant(caller.tenant)
+        service.admit(caller)
+        return caller
+
+    def request_info(request: Request) -> RequestInfo:
+        return RequestInfo(
+            request_id=request.state.request_id,
+            ip=client_ip(request.scope),
+            user_agent=request.headers.get("user-agent"),
+        )
 
     async def body_of(request: Request, model: type):
         return parse_body(await request.body(), model)
@@ -222,16 +265,46 @@ def create_app(
 
     # --- health --------------------------------------------------------------------------------------------------
 
-    @app.get("/healthz", tags=["health"])
+    # None of these reads the store more than once per HEALTH_CACHE_DURATION, nor names the bucket.
+
+    @app.get("/healthz", tags=["health"], summary="Liveness: the process answers (no I/O)")
     async def healthz() -> dict:
         return {"status": "healthy"}
 
-    @app.get("/readyz", tags=["health"])
+    @app.get("/livez", tags=["health"], summary="Liveness: the process answers (no I/O)")
+    async def livez() -> dict:
+        return {"status": "alive", "timestamp": _now()}
+
+    @app.get(
+        "/readyz",
+        tags=["health"],
+        summary="Readiness: the store answered (checked at most once per HEALTH_CACHE_DURATION)",
+        responses={503: {"description": "Not ready"}},
+    )
     async def readyz() -> JSONResponse:
-        ready, message = await run_in_threadpool(service.ready)
-        return JSONResponse(
-            {"status": "ready" if ready else "unavailable", "message": message}, status_code=200 if ready else 503
-        )
+        readiness = service.readiness() if inline else await run_in_threadpool(service.readiness)
+        body = {
+            "status": "ready" if readiness.ready else "unavailable",
+            "timestamp": _iso(readiness.checked_at),
+            "message": "store reachable" if readiness.ready else "store unreachable",
+        }
+        return JSONResponse(body, status_code=200 if readiness.ready else 503, headers=NO_STORE)
+
+    @app.get(
+        "/health",
+        tags=["health"],
+        summary="Overall health: liveness and the cached store check",
+        responses={503: {"description": "Unhealthy"}},
+    )
+    async def health() -> JSONResponse:
+        readiness = service.readiness() if inline else await run_in_threadpool(service.readiness)
+        body = {
+            "status": "healthy" if readiness.ready else "unhealthy",
+            "timestamp": _now(),
+            "checks": {"store": {"status": "ready" if readiness.ready else "unavailable",
+                                 "checked_at": _iso(readiness.checked_at)}},
+        }  # fmt: skip
+        return JSONResponse(body, status_code=200 if readiness.ready else 503, headers=NO_STORE)
 
     @app.get("/version", tags=["health"])
     async def version() -> dict:
@@ -267,7 +340,13 @@ def create_app(
             except BodyError:
                 raise Problem(400, invalid_code, f"{kind} must be valid JSON") from None
             document = await run_in_threadpool(
-                service.put_document, caller, tenant_id, kind, data, request.headers.get("if-match")
+                service.put_document,
+                caller,
+                tenant_id,
+                kind,
+                data,
+                request.headers.get("if-match"),
+                request_info(request),
             )
             return document_response(tenant_id, kind, document)
 
@@ -302,7 +381,16 @@ def create_app(
             raise Problem(400, "RECSYS_INVALID_TARGETS", "targets is required")
         surface = body.get("surface")
         # Loaded artifacts are shared by the whole process: only a platform admin may drop other tenants'.
-        counts = service.invalidate(tenant_id, targets, surface, all_tenants_artifacts=caller.is_platform_admin)
+        counts = await run_in_threadpool(
+            lambda: service.invalidate(
+                tenant_id,
+                targets,
+                surface,
+                all_tenants_artifacts=caller.is_platform_admin,
+                caller=caller,
+                request=request_info(request),
+            )
+        )
         return JSONResponse(
             {
                 "tenant_id": tenant_id,
@@ -313,6 +401,23 @@ def create_app(
             },
             headers=NO_STORE,
         )
+
+    @app.get(
+        "/v1/admin/tenants/{tenant_id}/audit",
+        tags=["admin"],
+        summary="Audit log of the tenant's admin changes, newest first (keyset paging: before, before_id)",
+        response_model=AuditLogResponse,
+        response_model_exclude_none=True,
+        openapi_extra={"parameters": AUDIT_PARAMETERS},
+    )
+    def audit(request: Request, tenant_id: str) -> JSONResponse:
+        caller = admin_caller(request, tenant_id)
+        limit, before, before_id = _audit_query(request)
+        page = service.audit.list(tenant_id, limit=limit, before=before, before_id=before_id)
+        # The seed shows the states and extra to operators and admins only.
+        if auth.rbac_enabled and not caller.roles & {r for r in (auth.auth_operator_role, auth.auth_admin_role) if r}:
+            page.entries = [entry.redacted() for entry in page.entries]
+        return JSONResponse(page.model_dump(mode="json", exclude_none=True), headers=NO_STORE)
 
     def openapi() -> dict[str, Any]:
         """FastAPI's schema plus the request models the raw-body routes reference (they parse bodies themselves)."""
@@ -328,3 +433,54 @@ def create_app(
 
     app.openapi = openapi  # type: ignore[method-assign]
     return app
+
+
+# The seed's query parameters of GET .../audit, documented as it documents them (the route parses them itself to
+# answer the seed's error details).
+AUDIT_PARAMETERS = [
+    {
+        "name": "limit",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "integer", "format": "int32", "default": DEFAULT_LIMIT, "maximum": MAX_LIMIT},
+    },
+    {"name": "before", "in": "query", "required": False, "schema": {"type": "string", "format": "date-time"}},
+    {"name": "before_id", "in": "query", "required": False, "schema": {"type": "integer", "format": "int64"}},
+]
+
+
+def _audit_query(request: Request) -> tuple[int, dt.datetime | None, int | None]:
+    """limit (default 100, over 200 clamped), before (RFC3339) and before_id (>= 0), with the seed's 400 details."""
+    query = request.query_params
+    limit, before, before_id = DEFAULT_LIMIT, None, None
+    if (raw := query.get("limit", "").strip()) != "":
+        try:
+            limit = int(raw)
+        except ValueError:
+            raise invalid("limit must be an integer") from None
+        if limit <= 0:
+            raise invalid("limit must be positive")
+        limit = min(limit, MAX_LIMIT)
+    if (raw := query.get("before", "").strip()) != "":
+        try:
+            before = dt.datetime.fromisoformat(raw.replace("Z", "+00:00").replace("z", "+00:00"))
+        except ValueError:
+            raise invalid("before must be RFC3339 timestamp") from None
+        if before.tzinfo is None or "T" not in raw.upper():
+            raise invalid("before must be RFC3339 timestamp")
+    if (raw := query.get("before_id", "").strip()) != "":
+        try:
+            before_id = int(raw)
+        except ValueError:
+            raise invalid("before_id must be an integer") from None
+        if before_id < 0:
+            raise invalid("before_id must be non-negative")
+    return limit, before, before_id
+
+
+def _iso(moment: dt.datetime) -> str:
+    return moment.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+def _now() -> str:
+    return _iso(dt.datetime.now(dt.UTC))

@@ -10,11 +10,12 @@ PROBLEM_TYPE_BASE = "https://errors.recsys.example/problem/"
 class Problem(Exception):
     """An error response: status, stable code, one-line detail."""
 
-    def __init__(self, status: int, code: str, detail: str) -> None:
+    def __init__(self, status: int, code: str, detail: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(detail)
         self.status = status
         self.code = code
         self.detail = detail
+        self.headers = headers or {}
 
     def body(self, instance: str, request_id: str) -> dict:
         return {
@@ -34,3 +35,8 @@ def invalid(detail: str) -> Problem:
 
 def unprocessable(detail: str) -> Problem:
     return Problem(422, "RECSYS_UNPROCESSABLE_ENTITY", detail)
+
+
+def rate_limited(detail: str, retry_after_seconds: int) -> Problem:
+    """429 with Retry-After (whole seconds, at least 1). The seed's limiter answers without a `code`; ours has one."""
+    return Problem(429, "RECSYS_RATE_LIMIT_EXCEEDED", detail, headers={"Retry-After": str(max(1, retry_after_seconds))})

@@ -6,17 +6,14 @@ Every operation takes the resolved `Caller` (its tenant scopes everything it rea
 from __future__ import annotations
 
 import datetime as dt
-import logging
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
-
 from recsys.paths import Scope
 from recsys.serve import ranking
+from recsys.serve.audit import AuditLog, RequestInfo
 from recsys.serve.auth import ApiKeysLike, Caller
 from recsys.serve.models import (
     Meta,
@@ -29,7 +26,9 @@ from recsys.serve.models import (
     normalize_recommend,
     normalize_similar,
 )
-from recsys.serve.problems import Problem
+from recsys.serve.observability import count, logger
+from recsys.serve.problems import Problem, rate_limited
+from recsys.serve.rate_limit import Limit, RateLimiter, retry_after
 from recsys.serve.reader import ArtifactIncompatible, ArtifactReader, LoadedManifest, ManifestIncompatible
 from recsys.serve.rules import Rule, parse_rules
 from recsys.serve.settings import ServeSettings
@@ -38,22 +37,24 @@ from recsys.serve.tenant_store import Document, TenantDocuments, VersionMismatch
 from recsys.serve.ttl_cache import TtlCache
 from recsys.store import ObjectStore, StoreError, open_store
 
-logger = logging.getLogger("recsys.serve")
-
 CACHE_TARGETS = ("config", "rules", "manifest", "artifacts", "popularity")
 CONFIG_RETRY_SECONDS = 5.0
+READINESS_RETRY_SECONDS = 5.0
+AUDIT_ACTIONS = {"config": ("config.update", "tenant_config"), "rules": ("rules.update", "tenant_rules")}
 
 
 def report_stale_manifest(tenant: str, surface: str, error: Exception) -> None:
     """A manifest refresh failed and the last good one is served: log it and count it as a CloudWatch metric."""
     logger.warning("manifest refresh failed for %s/%s, serving the last good one: %s", tenant, surface, error)
-    # EphemeralMetrics, not single_metric: single_metric prints its EMF line even with POWERTOOLS_METRICS_DISABLED,
-    # and a Metrics instance would share its pending metrics with the pipeline's handlers in one process.
-    # POWERTOOLS_METRICS_NAMESPACE is Powertools' own variable, read here only to give it the handlers' default.
-    metrics = EphemeralMetrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "Recsys"))
-    metrics.add_dimension(name="tenant", value=tenant)
-    metrics.add_metric(name="ManifestRefreshFailures", unit=MetricUnit.Count, value=1)
-    metrics.flush_metrics()
+    count("ManifestRefreshFailures", tenant)
+
+
+@dataclass(frozen=True)
+class Readiness:
+    """The last store check: whether it answered, and when (UTC)."""
+
+    ready: bool
+    checked_at: dt.datetime
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,7 @@ class _TenantState:
     rules: Document | None
     parsed_config: TenantConfig
     parsed_rules: list[Rule]
+    rate_limit: Limit | None  # None: unlimited
 
 
 @dataclass
@@ -75,10 +77,16 @@ class RecommendService:
     api_keys: ApiKeysLike | None = None
     clock: Callable[[], float] = time.monotonic
     on_stale: Callable[[str, str, Exception], None] | None = None
+    limiter: RateLimiter = field(default_factory=RateLimiter)
+    audit: AuditLog | None = None  # None: AuditLog(store)
     _tenants: TtlCache[str, _TenantState] = field(init=False)
+    _readiness: TtlCache[str, Readiness] = field(init=False)
 
     def __post_init__(self) -> None:
         self._tenants = TtlCache(clock=self.clock)  # one entry per tenant that made a request
+        self._readiness = TtlCache(clock=self.clock)
+        if self.audit is None:
+            self.audit = AuditLog(self.store)
 
     @classmethod
     def from_settings(cls, settings: ServeSettings, **kwargs: Any) -> RecommendService:
@@ -112,8 +120,39 @@ class RecommendService:
             parsed_rules = parse_rules(rules.data) if rules else []
         except ValueError as exc:  # validated on PUT, so only a hand-edited object gets here
             raise Problem(500, "RECSYS_INVALID_CONFIG", f"stored tenant config or rules are invalid: {exc}") from None
-        state = _TenantState(config=config, rules=rules, parsed_config=parsed_config, parsed_rules=parsed_rules)
+        state = _TenantState(
+            config=config,
+            rules=rules,
+            parsed_config=parsed_config,
+            parsed_rules=parsed_rules,
+            rate_limit=self._rate_limit(parsed_config),
+        )
         return state, self.settings.config_cache_ttl
+
+    # --- rate limit ----------------------------------------------------------------------------------------------
+
+    def _rate_limit(self, config: TenantConfig | None) -> Limit | None:
+        """The tenant's own `rate_limit` over the TENANT_RATE_LIMIT_* defaults; None = unlimited."""
+        own, settings = (config.rate_limit if config else None), self.settings
+        if (own is None and not settings.tenant_rate_limit_enabled) or (own is not None and not own.enabled):
+            return None
+        rate = own.rate if own is not None and own.rate is not None else settings.tenant_rate_limit_refill_rate
+        burst = own.burst if own is not None and own.burst is not None else settings.tenant_rate_limit_capacity
+        return Limit(rate=rate, burst=burst)
+
+    def admit(self, caller: Caller) -> None:
+        """Take a token from the caller's tenant bucket, or raise 429 RECSYS_RATE_LIMIT_EXCEEDED with Retry-After.
+        Without the tenant's config (the store failing on a first request) the defaults apply."""
+        try:
+            limit = self._tenant(caller.tenant).rate_limit
+        except (StoreError, Problem):
+            limit = self._rate_limit(None)
+        if limit is None:
+            return
+        wait = self.limiter.acquire(("tenant", caller.tenant), limit)
+        if wait:
+            logger.info("tenant rate limit exceeded", extra={"retry_after_seconds": wait})
+            raise rate_limited("tenant rate limit exceeded", retry_after(wait))
 
     def _signals(self, tenant: str, surface: str) -> LoadedManifest | None:
         """The (tenant, surface)'s signals: the one place the request's tenant and surface become a checked Scope."""
@@ -228,7 +267,17 @@ class RecommendService:
             raise Problem(404, code, f"{kind} not found")
         return document
 
-    def put_document(self, caller: Caller, tenant: str, kind: str, data: Any, if_match: str | None) -> Document:
+    def put_document(
+        self,
+        caller: Caller,
+        tenant: str,
+        kind: str,
+        data: Any,
+        if_match: str | None,
+        request: RequestInfo | None = None,
+    ) -> Document:
+        """Validate and store the tenant's config or rules; a change (not a rewrite of the same document) is audited
+        with both versions and contents."""
         try:
             if kind == "config":
                 if not isinstance(data, dict):
@@ -246,15 +295,34 @@ class RecommendService:
         except VersionMismatch as exc:
             raise Problem(409, "RECSYS_VERSION_MISMATCH", str(exc)) from None
         self.invalidate(tenant, ["config" if kind == "config" else "rules"], None)
+        if document.changed:
+            before = self.documents.get_version(tenant, kind, document.previous) if document.previous else None
+            action, entity_type = AUDIT_ACTIONS[kind]
+            self._audit(
+                caller,
+                tenant,
+                request,
+                action=action,
+                entity_type=entity_type,
+                before_state={"etag": before.version, kind: before.data} if before else None,
+                after_state={"etag": document.version, kind: document.data},
+            )
         return document
 
     def invalidate(
-        self, tenant: str, targets: list[str], surface: str | None, *, all_tenants_artifacts: bool = False
+        self,
+        tenant: str,
+        targets: list[str],
+        surface: str | None,
+        *,
+        all_tenants_artifacts: bool = False,
+        caller: Caller | None = None,
+        request: RequestInfo | None = None,
     ) -> dict[str, int]:
         """Drop cached state for `tenant` (this process only; other instances follow within their TTLs).
 
         `artifacts` drops the artifacts the tenant's manifests name; with `all_tenants_artifacts` (platform admins)
-        every tenant's loaded artifacts."""
+        every tenant's loaded artifacts. With a `caller` (the admin route) the invalidation is audited."""
         unknown = sorted(set(targets) - set(CACHE_TARGETS))
         if unknown:
             raise Problem(
@@ -273,12 +341,50 @@ class RecommendService:
             dropped += self.reader.invalidate(tenant, surface, artifacts=artifacts and all_tenants_artifacts)
             for target in {"manifest", "artifacts", "popularity"} & set(targets):
                 counts[target] = dropped
+        if caller is not None:
+            self._audit(
+                caller,
+                tenant,
+                request,
+                action="cache.invalidate",
+                entity_type="cache_invalidation",
+                after_state={"targets": targets, "surface": surface, "status": "applied", "invalidated": counts},
+            )
         return counts
 
-    def ready(self) -> tuple[bool, str]:
-        """Ready = configuration valid (it parsed) and the store reachable."""
+    def _audit(self, caller: Caller, tenant: str, request: RequestInfo | None, **fields: Any) -> None:
+        """Record an admin change. The change is made by then: if the store refuses the entry, the entry goes to the
+        log in full (with an AuditWriteFailures metric) rather than failing a request whose change happened."""
+        extra = {"auth_source": caller.source, "roles": sorted(caller.roles)}
+        request = request or RequestInfo(request_id="")
+        entry = {
+            "actor_sub": caller.user_id,
+            "actor_type": "api_key" if caller.source == "api_key" else "user",
+            "entity_id": tenant,
+            "request_id": request.request_id or None,
+            "ip": request.ip,
+            "user_agent": request.user_agent,
+            "extra": extra,
+            **fields,
+        }
+        try:
+            self.audit.record(tenant, **entry)
+        except StoreError as exc:
+            logger.error("audit entry not written", extra={"audit_entry": entry, "error": str(exc)})
+            count("AuditWriteFailures", tenant)
+
+    # --- health --------------------------------------------------------------------------------------------------
+
+    def readiness(self) -> Readiness:
+        """Whether the store answered its `ping`, asked at most once per HEALTH_CACHE_DURATION (a failure is asked
+        again after 5 s): probes cost no store request, and what the store said stays in the log."""
+        return self._readiness.get("store", self._check_store)
+
+    def _check_store(self, _previous: Readiness | None) -> tuple[Readiness, float]:
+        checked_at = dt.datetime.now(dt.UTC)
         try:
             self.store.ping()
-        except Exception as exc:  # any failure to reach the store means not ready
-            return False, f"store {self.store.uri} unreachable: {' '.join(str(exc).split())}"
-        return True, f"store {self.store.uri} reachable"
+        except Exception as exc:  # any failure to reach the store means not ready; the reason goes to the log only
+            logger.warning("readiness check failed: the store did not answer", extra={"error": str(exc)})
+            return Readiness(False, checked_at), min(READINESS_RETRY_SECONDS, self.settings.health_cache_duration)
+        return Readiness(True, checked_at), self.settings.health_cache_duration

@@ -13,6 +13,7 @@ from recsys.settings import DEFAULT_STORE
 DEFAULT_MANIFEST_TEMPLATE = "{store}/registry/current/{tenant}/{surface}/manifest.json"
 DEFAULT_MANIFEST_TTL = 60.0  # seconds
 DEFAULT_CONFIG_CACHE_TTL = 60.0  # seconds
+DEFAULT_HEALTH_CACHE_DURATION = 60.0  # seconds (the seed's HEALTH_CACHE_DURATION)
 
 _DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m(?!s))?(?:(\d+(?:\.\d+)?)s)?(?:(\d+)ms)?$")
 
@@ -47,8 +48,22 @@ class ServeSettings(BaseSettings):
     max_body_bytes: int = Field(1 << 20, alias="RECSYS_MAX_BODY_BYTES", gt=0)
     build_commit: str = Field("unknown", alias="RECSYS_BUILD_COMMIT")
     build_date: str = Field("unknown", alias="RECSYS_BUILD_DATE")
+    # Rate limits (recsys.serve.rate_limit), per API instance. The tenant limit is the default for tenants whose
+    # config has no `rate_limit`; off by default (the seed's is on at 60/30): one Lambda instance serves one request
+    # at a time, so the seed's per-process 30/s would cap an instance at a few percent of what it can serve.
+    tenant_rate_limit_enabled: bool = Field(False, alias="TENANT_RATE_LIMIT_ENABLED")
+    tenant_rate_limit_capacity: int = Field(60, alias="TENANT_RATE_LIMIT_CAPACITY", ge=1)
+    tenant_rate_limit_refill_rate: float = Field(30.0, alias="TENANT_RATE_LIMIT_REFILL_RATE", gt=0, allow_inf_nan=False)
+    # Per source IP on the paths outside /v1 (health, version, docs): the seed's global per-IP bucket (30, 15/s).
+    client_rate_limit_enabled: bool = Field(True, alias="RECSYS_CLIENT_RATE_LIMIT_ENABLED")
+    client_rate_limit_capacity: int = Field(30, alias="RECSYS_CLIENT_RATE_LIMIT_CAPACITY", ge=1)
+    client_rate_limit_refill_rate: float = Field(
+        15.0, alias="RECSYS_CLIENT_RATE_LIMIT_REFILL_RATE", gt=0, allow_inf_nan=False
+    )
+    # How long /readyz and /health reuse a successful store check (a failed one is retried after 5 s at most).
+    health_cache_duration: float = Field(DEFAULT_HEALTH_CACHE_DURATION, alias="HEALTH_CACHE_DURATION", ge=0)
 
-    @field_validator("manifest_ttl", "config_cache_ttl", mode="before")
+    @field_validator("manifest_ttl", "config_cache_ttl", "health_cache_duration", mode="before")
     @classmethod
     def _duration(cls, value: object) -> float:
         return parse_duration(value)

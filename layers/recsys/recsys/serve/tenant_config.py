@@ -14,6 +14,8 @@ The seed stores config as free-form JSON and validates only `weights{pop,cooc,em
                  signal is history_decay ** i (1 = every history item counts the same)
   fanout         int 0..1000, default 200: popularity candidates (at least k are always fetched)
   max_pins       int 0..200, default 3: pin slots for merchandising rules (the seed's RECSYS_ALGO_RULES_MAX_PINS)
+  rate_limit     {"rate": requests/s, "burst": n} per API instance, or {"enabled": false} for none; unset fields
+                 (or no rate_limit) take the TENANT_RATE_LIMIT_* defaults (docs/reference/api.md#rate-limits)
   surfaces       {surface: partial overrides of weights/algo/exclude_seen/recent_items/fanout/max_pins/decays}, e.g. a
                  re-consumption surface with {"exclude_seen": false}; surface names match case-insensitively
 
@@ -103,6 +105,18 @@ class Limits(BaseModel):
     max_exclude_ids: Annotated[int, Field(ge=0)] | None = None
 
 
+class RateLimit(BaseModel):
+    """The tenant's request limit: `rate` tokens a second into a bucket of `burst` (per API instance). Present means
+    on unless `enabled` is false; `rate`/`burst` left out take the TENANT_RATE_LIMIT_* defaults. Unknown keys are
+    refused: a misspelt limit would otherwise silently not apply."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = True
+    rate: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
+    burst: Annotated[int, Field(ge=1)] | None = None
+
+
 class SurfaceOverrides(BaseModel):
     """Per-surface partial overrides; unset fields keep the tenant-level value."""
 
@@ -163,6 +177,7 @@ class TenantConfig(BaseModel):
     max_pins: Annotated[int, Field(ge=0, le=MAX_PINS)] = 3
     anchor_decay: Decay = DEFAULT_ANCHOR_DECAY
     history_decay: Decay = DEFAULT_HISTORY_DECAY
+    rate_limit: RateLimit | None = None
     surfaces: dict[str, SurfaceOverrides] = Field(default_factory=dict)
 
     @model_validator(mode="after")
@@ -223,6 +238,8 @@ def _message(exc: ValidationError) -> str:
     ctx = err.get("ctx") or {}
     if err["type"] == "greater_than_equal" and ctx.get("ge") == 0:
         return f"{where} must be non-negative"
+    if err["type"] == "greater_than":
+        return f"{where} must be greater than {ctx.get('gt')}"
     if err["type"] == "less_than_equal":
         return f"{where} must be at most {ctx.get('le')}"
     if err["type"] == "value_error":

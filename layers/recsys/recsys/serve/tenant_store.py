@@ -80,6 +80,10 @@ class Document:
     version: str
     updated_at: str | None = None
     updated_by: str | None = None
+    # Set by `put` (not part of a document's identity): the version it replaced (None: there was none), and whether
+    # it changed anything at all.
+    previous: str | None = dataclasses.field(default=None, compare=False)
+    changed: bool = dataclasses.field(default=False, compare=False)
 
     @property
     def etag(self) -> str:
@@ -163,7 +167,8 @@ class TenantDocuments:
             if expected is not None and (current is None or (expected != "*" and expected != current.version)):
                 raise VersionMismatch(if_match or "", current.version if current else None)
             if current is not None and current.version == version:
-                return Document(data, version, pointer.get("updated_at"), pointer.get("updated_by"))
+                previous = pointer.get("previous")
+                return Document(data, version, pointer.get("updated_at"), pointer.get("updated_by"), previous=previous)
             if not version_written:
                 # Immutable and content-addressed: an existing object already holds exactly these bytes.
                 self.store.create(self._version_key(tenant, kind, version), body, content_type=JSON)
@@ -183,7 +188,9 @@ class TenantDocuments:
                     self.store.put(self._pointer_key(tenant, kind), payload, content_type=JSON, if_match=current.etag)
             except (PreconditionFailed, NotFound):
                 continue  # someone else moved (or removed) the pointer: re-read and decide again
-            return Document(data, version, updated_at, actor)
+            return Document(
+                data, version, updated_at, actor, previous=current.version if current else None, changed=True
+            )
         raise TransientStoreError(
             f"{self.store.uri}: {self._pointer_key(tenant, kind)} kept changing; gave up after {MAX_CAS_ATTEMPTS} tries"
         )

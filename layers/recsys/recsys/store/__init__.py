@@ -9,6 +9,7 @@ from __future__ import annotations
 from recsys.store.base import (
     Blob,
     NotFound,
+    ObjectInfo,
     ObjectStore,
     PreconditionFailed,
     StoreError,
@@ -22,6 +23,7 @@ __all__ = [
     "Blob",
     "FileSystemStore",
     "NotFound",
+    "ObjectInfo",
     "ObjectStore",
     "PreconditionFailed",
     "S3Store",

@@ -13,10 +13,12 @@ single row groups without downloading whole objects.
 from __future__ import annotations
 
 import abc
+import datetime as dt
 import hashlib
 import io
 import os
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 
 class StoreError(Exception):
@@ -59,6 +61,15 @@ class Blob:
 
     def __repr__(self) -> str:
         return f"Blob({len(self.data)} bytes)"
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """One listed object: its key, size and when it was last written (UTC). Retention judges ages by it."""
+
+    key: str
+    size: int
+    last_modified: dt.datetime
 
 
 def check_key(key: str) -> str:
@@ -118,6 +129,10 @@ class ObjectStore(abc.ABC):
     @abc.abstractmethod
     def delete(self, key: str) -> None:
         """Remove the object; a missing key is not an error."""
+
+    def list_info(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        """As `list`, with each object's size and last-modified time (S3's LastModified, a file's mtime)."""
+        raise NotImplementedError(f"{type(self).__name__} does not list object details")
 
     def url(self, key: str) -> str:
         """The absolute URI of `key` (what manifests record)."""

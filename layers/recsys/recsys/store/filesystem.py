@@ -13,6 +13,7 @@ never listed.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import fcntl
 import hashlib
 import os
@@ -25,6 +26,7 @@ from pathlib import Path
 from recsys.store.base import (
     Blob,
     NotFound,
+    ObjectInfo,
     ObjectStore,
     PreconditionFailed,
     StoreError,
@@ -236,6 +238,18 @@ class FileSystemStore(ObjectStore):
                 except ValueError:
                     continue
         return iter(sorted(keys))
+
+    def list_info(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        """As `list`, with each file's size and mtime; a file removed meanwhile is left out."""
+        infos = []
+        for key in self.list(prefix):
+            try:
+                info = self._path(key).stat()
+            except _ABSENT:
+                continue
+            modified = dt.datetime.fromtimestamp(info.st_mtime, dt.UTC)
+            infos.append(ObjectInfo(key=key, size=info.st_size, last_modified=modified))
+        return iter(infos)
 
     def delete(self, key: str) -> None:
         path = self._path(key)

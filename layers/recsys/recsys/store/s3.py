@@ -18,6 +18,7 @@ from botocore.exceptions import ConnectionError as BotoConnectionError
 from recsys.store.base import (
     Blob,
     NotFound,
+    ObjectInfo,
     ObjectStore,
     PreconditionFailed,
     StoreError,
@@ -175,19 +176,27 @@ class S3Store(ObjectStore):
     def list(self, prefix: str = "") -> Iterator[str]:
         """Keys starting with `prefix`, sorted; objects whose names are not valid keys (e.g. "dir/" markers)
         are skipped. The listing is complete before this returns, so errors surface here."""
+        return iter([info.key for info in self._listing(prefix)])
+
+    def list_info(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        """As `list`, with each object's Size and LastModified from the same ListObjectsV2 pages."""
+        return iter(self._listing(prefix))
+
+    def _listing(self, prefix: str) -> list[ObjectInfo]:
         root = f"{self.prefix}/" if self.prefix else ""
-        keys = []
+        infos = []
         try:
             for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=root + prefix):
                 for item in page.get("Contents", ()):
                     key = item["Key"][len(root) :]
                     try:
-                        keys.append(check_key(key))
+                        check_key(key)
                     except ValueError:
                         continue
+                    infos.append(ObjectInfo(key=key, size=item["Size"], last_modified=item["LastModified"]))
         except (ClientError, BotoCoreError) as err:
             raise self._error(err, "list", prefix or None) from err
-        return iter(sorted(keys))
+        return sorted(infos, key=lambda info: info.key)
 
     def delete(self, key: str) -> None:
         full = self._full_key(key)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable
 from typing import Any, Protocol, TypeVar
 
-log = logging.getLogger("recsys.serve.reader")
+from recsys.serve.observability import logger as log
 
 DEFAULT_CACHE_BYTES = 512 * 1024 * 1024
 

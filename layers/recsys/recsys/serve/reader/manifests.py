@@ -8,7 +8,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import logging
 import re
 import threading
 import time
@@ -19,12 +18,11 @@ from pydantic import ValidationError
 
 from recsys.contract.manifest import Manifest
 from recsys.paths import Scope
+from recsys.serve.observability import logger as log
 from recsys.serve.reader.errors import ManifestIncompatible
 from recsys.serve.settings import DEFAULT_MANIFEST_TTL
 from recsys.serve.ttl_cache import Clock, TtlCache
 from recsys.store import NotFound, StoreError
-
-log = logging.getLogger("recsys.serve.reader")
 
 DEFAULT_ERROR_RETRY = 5.0
 DEFAULT_MAX_MANIFEST_ENTRIES = 10_000

@@ -6,7 +6,6 @@ ArtifactArrays    one request's view of them as arrays over the manifest's item 
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
 import time
@@ -21,6 +20,7 @@ from recsys.compute import KINDS  # the registry, with the built-in kinds regist
 from recsys.contract.manifest import Manifest
 from recsys.ranking.signals import EMPTY_HISTORY, History, Interaction, Scored
 from recsys.serve.index import ItemVocabulary, Translation, gather_spans
+from recsys.serve.observability import logger as log
 from recsys.serve.reader.cache import ArtifactCache, V
 from recsys.serve.reader.errors import ArtifactIncompatible
 from recsys.serve.reader.forms import ImplicitFooter, PopularityTable, UserRows
@@ -29,7 +29,6 @@ from recsys.serve.reader.manifests import Clock
 from recsys.serve.settings import DEFAULT_MANIFEST_TTL
 from recsys.store import NotFound, ObjectStore, StoreError
 
-log = logging.getLogger("recsys.serve.reader")
 _CORES = os.cpu_count() or 1
 
 

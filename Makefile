@@ -6,14 +6,36 @@ SAM_VENV := .venv-sam
 DEMO_STORE := file://.out/demo
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: venv sam demo test test-slow unit pytest lint template-lint package-size bench clean serve eval-real
+.PHONY: checkov venv sam demo test test-slow unit pytest lint template-lint package-size bench clean serve eval-real lock venv312 test-py312
 
+# The layer's lock is a constraint: the tests run the exact versions the Lambda layer ships.
 venv: $(VENV)/.installed
-$(VENV)/.installed: pyproject.toml layers/recsys/requirements.txt
+$(VENV)/.installed: pyproject.toml layers/recsys/requirements.txt layers/recsys/requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev,tools]'
+	$(BIN)/pip install -q -e '.[dev,tools]' -c layers/recsys/requirements.lock
 	touch $@
+
+# After changing layers/recsys/requirements.txt (or upgrading a dependency in the venv): rewrite the layer's lock
+# from the venv (tests/test_layer_build.py fails until the two agree).
+lock: venv
+	$(BIN)/python layers/recsys/build_layer.py lock
+
+# Lambda runs python3.12; the dev venv is the machine's python3. CI runs the whole suite under both. pyenv's 3.12 is
+# used when no python3.12 is on PATH.
+PYTHON312 ?= $(shell for p in $$(command -v python3.12) $(HOME)/.pyenv/versions/3.12*/bin/python3.12; do \
+	$$p --version >/dev/null 2>&1 && { echo $$p; break; }; done)
+VENV312 := .venv312
+venv312: $(VENV312)/.installed
+$(VENV312)/.installed: pyproject.toml layers/recsys/requirements.txt layers/recsys/requirements.lock
+	@test -n "$(PYTHON312)" || { echo "make: no python3.12 (on PATH or in ~/.pyenv/versions/3.12*): set PYTHON312=..."; exit 1; }
+	$(PYTHON312) -m venv $(VENV312)
+	$(VENV312)/bin/pip install -q --upgrade pip
+	$(VENV312)/bin/pip install -q -e '.[dev,tools]' -c layers/recsys/requirements.lock
+	touch $@
+
+test-py312: venv312
+	$(VENV312)/bin/pytest -q -p no:cacheprovider
 
 # aws-sam-cli pins its own boto3/pydantic, so it lives in a separate venv (never imports project code).
 sam: $(SAM_VENV)/.installed
@@ -25,6 +47,14 @@ $(SAM_VENV)/.installed:
 
 template-lint: sam
 	AWS_DEFAULT_REGION=us-east-1 $(SAM_VENV)/bin/sam validate --lint --template template.yaml
+
+# Security scan of template.yaml (not part of `make test`: checkov is a large install). The checks that do not
+# apply are skipped in .checkov.yaml, each with its reason. cfn-lint's informational rules too.
+CHECKOV_VENV := .venv-checkov
+checkov: sam
+	test -x $(CHECKOV_VENV)/bin/checkov || { $(PYTHON) -m venv $(CHECKOV_VENV) && $(CHECKOV_VENV)/bin/pip install -q checkov; }
+	$(CHECKOV_VENV)/bin/checkov --config-file .checkov.yaml
+	$(SAM_VENV)/bin/cfn-lint --include-checks I --regions us-east-1 -- template.yaml
 
 # Exact deployment sizes (function + layers vs Lambda's 250 MB unzipped limit) from a real arm64/python3.12
 # `sam build`; tests/test_package_size.py estimates the same from this venv in `make test`. Needs a python3.12

@@ -25,7 +25,7 @@ TENANT, SURFACE = "bench", "home"
 
 @dataclass
 class Measured:
-    """One finished subprocess: wall seconds, peak RSS (MB, from wait4's rusage: exact, not sampled)."""
+    """One finished subprocess: wall seconds, peak RSS (MB: its VmHWM, sampled every 5 ms until it exits), CPU."""
 
     argv: list[str]
     returncode: int
@@ -103,15 +103,41 @@ def run_measured(
         assert process.stdout is not None
         out.append(process.stdout.read())
 
-    readers = [threading.Thread(target=read_stderr, daemon=True), threading.Thread(target=read_stdout, daemon=True)]
+    # Peak RSS: the child's own VmHWM, sampled until it exits. wait4's ru_maxrss would not do: exec records the
+    # parent's high-water mark into the child's (vfork shares the parent's memory until exec), so a benchmark process
+    # that generated a large data set would inflate every run it measures.
+    hwm = [0.0]
+    done = threading.Event()
+
+    def sample_peak() -> None:
+        status = Path(f"/proc/{process.pid}/status")
+        while not done.is_set():
+            try:
+                for line in status.read_text().splitlines():
+                    if line.startswith("VmHWM:"):
+                        hwm[0] = max(hwm[0], int(line.split()[1]) / 1024)
+            except (OSError, ValueError):
+                break
+            done.wait(0.005)
+
+    readers = [
+        threading.Thread(target=read_stderr, daemon=True),
+        threading.Thread(target=read_stdout, daemon=True),
+        threading.Thread(target=sample_peak, daemon=True),
+    ]
     for reader in readers:
         reader.start()
     timer = threading.Timer(timeout, process.kill)
     timer.start()
     try:
+        # The sampler reads /proc/<pid>/status up to the end; a zombie (exited, not yet reaped) still has it, but its
+        # memory is gone, so stop sampling once the process is no longer running (waitid with WNOWAIT).
+        os.waitid(os.P_PID, process.pid, os.WEXITED | os.WNOWAIT)
+        done.set()
         _, status, usage = os.wait4(process.pid, 0)
     finally:
         timer.cancel()
+        done.set()
     wall = time.perf_counter() - started
     process.returncode = os.waitstatus_to_exitcode(status)
     for reader in readers:
@@ -120,7 +146,7 @@ def run_measured(
         argv=[str(a) for a in argv],
         returncode=process.returncode,
         wall=wall,
-        peak_rss_mb=usage.ru_maxrss / 1024,
+        peak_rss_mb=hwm[0] or usage.ru_maxrss / 1024,
         user_cpu=usage.ru_utime,
         sys_cpu=usage.ru_stime,
         stdout="".join(out),

@@ -45,8 +45,13 @@ def module_name(root: Path, path: Path) -> str:
 
 
 def modules(roots: tuple[Path, ...] = PACKAGE_ROOTS) -> dict[str, Path]:
+    """Every module of the packages under `roots` (build scripts next to them, like build_layer.py, are not)."""
     return {
-        module_name(root, path): path for root in roots for path in root.rglob("*.py") if "egg-info" not in str(path)
+        module_name(root, path): path
+        for root in roots
+        for package in root.iterdir()
+        if (package / "__init__.py").is_file()
+        for path in package.rglob("*.py")
     }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import subprocess
@@ -216,3 +217,25 @@ def test_eval_on_a_real_session_dataset_and_its_usage_errors(tmp_path: Path) -> 
     assert no_raw.returncode == 2 and "--raw is required" in no_raw.stderr
     no_data = recsys("eval", "--protocol", "holdout")
     assert no_data.returncode == 2 and "--data is required" in no_data.stderr
+
+
+def test_freshness_reports_each_target_and_fails_on_a_missing_one(tmp_path, capsys) -> None:
+    from recsys.days import Window
+    from recsys.publish.service import publish
+    from recsys.settings import Settings
+    from recsys.store import FileSystemStore
+    from recsys_tools.cli import main
+    from tests.conftest import run_steps
+
+    store = FileSystemStore(tmp_path / "store")
+    settings = Settings(store=store.uri, raw_uri=str(SAMPLE_RAW), catalog_uri=str(SAMPLE_CATALOG))
+    window = Window(start=dt.date(2026, 1, 1), end=dt.date(2026, 1, 3))
+    publish(store, "demo", "home", window, run_steps(settings, "2026-01-01", "2026-01-03", ["popularity"]))
+    assert main(["freshness", "--store", store.uri, "--targets", "demo/home"]) == 0
+    assert "demo/home" in capsys.readouterr().out
+    assert main(["freshness", "--store", store.uri, "--targets", "demo/home,acme/shop", "--json"]) == 1
+    result = json.loads(capsys.readouterr().out)
+    assert (result["missing"], result["stale"]) == (1, 0)
+    assert main(["freshness", "--store", store.uri, "--slo-hours", "0.000001"]) == 1  # everything is stale
+    assert "1 stale" in capsys.readouterr().out
+    assert main(["freshness", "--store", store.uri, "--targets", "nope"]) == 2

@@ -75,6 +75,8 @@ def test_the_sample_events_run_through_their_handlers(buckets: S3Store) -> None:
     for day in plan["days"][1:]:
         ingest(sample("ingest", day=day), Context())
     assert handler("validate")(sample("validate"), Context())["passed"] is True
+    built = handler("partials")(sample("partials"), Context())  # one (day, kind) of the BuildPartials Map
+    assert (built["kind"], built["day"], built["built"]) == ("cooc", "2026-01-01", True)
     compute = handler("compute")
     computed = [compute(sample("compute", kind=kind), Context())["artifact"] for kind in KINDS]
 

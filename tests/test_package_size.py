@@ -15,7 +15,9 @@ those sizes); it is not part of `make test` (it needs a python3.12 and downloads
 
 from __future__ import annotations
 
+import fnmatch
 import importlib.metadata as md
+import importlib.util
 import os
 import re
 import sys
@@ -34,9 +36,22 @@ MB = 1024 * 1024
 # Lambda's limit on a function's unzipped code plus all its layers: 250 MB (262,144,000 bytes).
 LIMIT = 262_144_000
 
-# Provided by the python3.12 Lambda runtime, so not counted. A closure that reaches them is reported: sam build still
-# bundles what a requirement pulls in (jmespath via Powertools: 0.1 MB; botocore would be ~25 MB).
-RUNTIME_PROVIDED = frozenset({"boto3", "botocore", "s3transfer", "jmespath", "urllib3", "python-dateutil", "six"})
+
+def _load_build_layer() -> Any:
+    spec = importlib.util.spec_from_file_location("build_layer", ROOT / "layers" / "recsys" / "build_layer.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+BUILD_LAYER = _load_build_layer()
+
+
+# Provided by the python3.12 Lambda runtime, so not counted: the RecsysLayer's build installs its lock without them
+# (layers/recsys/Makefile). A closure that reaches them is reported (ApiLayer's python3.12 build method would still
+# bundle what its requirements pull in).
+RUNTIME_PROVIDED = BUILD_LAYER.RUNTIME_PROVIDED
 
 # Markers are evaluated for the Lambda target, not this venv.
 TARGET_ENV = {
@@ -68,11 +83,19 @@ def _tree_size(path: Path) -> int:
     return total
 
 
+def _stripped(file: Path | md.PackagePath) -> bool:
+    """True for a file the layer build deletes (build_layer.STRIP: the file or one of its folders matches)."""
+    parts = Path(str(file)).parts
+    prefixes = ["/".join(parts[: n + 1]) for n in range(len(parts))]
+    return any(fnmatch.fnmatch(prefix, pattern) for prefix in prefixes for pattern in BUILD_LAYER.STRIP)
+
+
 def _dist_size(dist: md.Distribution) -> int:
-    """Installed bytes of one distribution: its RECORD files inside site-packages, without bytecode."""
+    """Installed bytes of one distribution: its RECORD files inside site-packages, without bytecode and without
+    what the layer build strips."""
     total = 0
     for file in dist.files or ():
-        if "__pycache__" in file.parts or file.suffix == ".pyc" or file.parts[:1] == ("..",):
+        if "__pycache__" in file.parts or file.suffix == ".pyc" or file.parts[:1] == ("..",) or _stripped(file):
             continue  # bytecode is generated at install time; "../" entries are console scripts in bin/
         located = Path(str(file.locate()))
         if located.is_file():

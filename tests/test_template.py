@@ -26,12 +26,14 @@ PIPELINE_FUNCTIONS = (
     "PlanFunction",
     "IngestFunction",
     "ValidateFunction",
+    "PartialsFunction",
     "ComputeFunction",
     "QualityGateFunction",
     "PublishFunction",
     "ReleaseFunction",
 )
-ALL_FUNCTIONS = (*PIPELINE_FUNCTIONS, "RollbackFunction", "FreshnessFunction", "GcFunction", "RecommendFunction")
+OPERATOR_FUNCTIONS = ("RollbackFunction", "FreshnessFunction", "GcFunction")
+ALL_FUNCTIONS = (*PIPELINE_FUNCTIONS, *OPERATOR_FUNCTIONS, "RecommendFunction")
 # Served without the JWT authorizer: health, version and the API docs (everything else needs a token).
 PUBLIC_ROUTES = ("/healthz", "/readyz", "/livez", "/health", "/version", "/docs", "/openapi.json")
 
@@ -121,8 +123,9 @@ def test_globals_runtime_arch_layer_and_tracing(template: dict[str, Any], resour
         props = _props(resources, fn)
         assert props.get("Runtime", glob["Runtime"]) == "python3.12", fn
         assert props.get("Architectures", glob["Architectures"]) == ["arm64"], fn
-        assert props.get("Tracing", "Active") == "Active", fn
+        assert props.get("Tracing", "Active") == ("Active" if fn != "RecommendFunction" else _ref("ApiTracing")), fn
         assert props.get("Timeout", glob.get("Timeout", 3)) <= 900, fn
+    assert template["Parameters"]["ApiTracing"]["Default"] == "Active"
     for machine in ("PipelineStateMachine", "DailyRunStateMachine"):
         assert _props(resources, machine)["Tracing"] == {"Enabled": True}, machine
         actions = {a for st in _statements(resources, machine) for a in _list(st["Action"])}
@@ -213,6 +216,7 @@ S3_GRANTS: dict[str, set[tuple[str, str]]] = {
         *((a, "artifacts-bucket:canonical/*") for a in ("s3:GetObject", "s3:PutObject", "s3:DeleteObject")),
     },
     "ValidateFunction": {LIST, ("s3:GetObject", "artifacts-bucket:canonical/*"), *LEASE},
+    "PartialsFunction": {LIST, *BUILD, *LEASE},
     "ComputeFunction": {*RAW, LIST, *BUILD, *LEASE},
     "QualityGateFunction": {
         *RAW, LIST, *BUILD, *LEASE,
@@ -288,7 +292,11 @@ def test_layer_content_and_build(resources: dict[str, Any]) -> None:
     assert (content / "recsys" / "__init__.py").is_file()
     assert props["CompatibleRuntimes"] == ["python3.12"]
     assert props["CompatibleArchitectures"] == ["arm64"]
-    assert layer["Metadata"] == {"BuildMethod": "python3.12", "BuildArchitecture": "arm64"}
+    # The layer's Makefile installs the lock (the whole closure, --no-deps) for arm64/python3.12, then strips.
+    assert layer["Metadata"] == {"BuildMethod": "makefile"}
+    makefile = (content / "Makefile").read_text()
+    assert "build-RecsysLayer:" in makefile and "--no-deps" in makefile and "requirements.lock" in makefile
+    assert "--python-version 3.12" in makefile and "aarch64" in makefile
 
 
 def test_api_layer_content_and_build(resources: dict[str, Any]) -> None:
@@ -525,7 +533,8 @@ def test_parameters_and_defaults(template: dict[str, Any]) -> None:
     assert params["DailyRunMaxConcurrency"]["Default"] == 4
     assert params["FreshnessSloHours"]["Default"] == 36
     assert params["AlarmEmail"]["Default"] == ""
-    for fn, parameter in {"IngestFunction": "IngestMemorySize", "ComputeFunction": "ComputeMemorySize",
+    for fn, parameter in {"IngestFunction": "IngestMemorySize", "PartialsFunction": "PartialsMemorySize",
+                          "ComputeFunction": "ComputeMemorySize", "PublishFunction": "PublishMemorySize",
                           "QualityGateFunction": "QualityGateMemorySize"}.items():  # fmt: skip
         assert template["Resources"][fn]["Properties"]["MemorySize"] == _ref(parameter)
         assert params[parameter]["Type"] == "Number" and params[parameter]["MaxValue"] == 10240
@@ -623,10 +632,14 @@ ALARMS = {
                                for m in ("ExecutionsFailed", "ExecutionsTimedOut")], 0, "GreaterThanThreshold"),
     "ScheduleDeadLetterAlarm": ([("AWS/SQS", "ApproximateNumberOfMessagesVisible",
                                   {"!GetAtt": "ScheduleDeadLetterQueue.QueueName"})], 0, "GreaterThanThreshold"),
-    "FunctionErrorsAlarm": ([("AWS/Lambda", "Errors", _ref(fn)) for fn in ALL_FUNCTIONS if fn != "RecommendFunction"],
-                            0, "GreaterThanThreshold"),
-    "FunctionThrottlesAlarm": ([("AWS/Lambda", "Throttles", _ref(fn)) for fn in ALL_FUNCTIONS
-                                if fn != "FreshnessFunction"], 0, "GreaterThanThreshold"),
+    "PipelineErrorsAlarm": ([("AWS/Lambda", "Errors", _ref(fn)) for fn in PIPELINE_FUNCTIONS], 0,
+                            "GreaterThanThreshold"),
+    "OperatorFunctionErrorsAlarm": ([("AWS/Lambda", "Errors", _ref(fn)) for fn in OPERATOR_FUNCTIONS], 0,
+                                    "GreaterThanThreshold"),
+    "PipelineThrottlesAlarm": ([("AWS/Lambda", "Throttles", _ref(fn)) for fn in PIPELINE_FUNCTIONS], 0,
+                               "GreaterThanThreshold"),
+    "ApiAndOperatorThrottlesAlarm": ([("AWS/Lambda", "Throttles", _ref(fn))
+                                      for fn in ("RecommendFunction", *OPERATOR_FUNCTIONS)], 0, "GreaterThanThreshold"),
     "ApiFunctionErrorsAlarm": ([("AWS/Lambda", "Errors", _ref("RecommendFunction"))], 0, "GreaterThanThreshold"),
     "Api5xxAlarm": ([("AWS/ApiGateway", m, _ref("HttpApi")) for m in ("5xx", "Count")], 1, "GreaterThanThreshold"),
     "ApiLatencyAlarm": ([("AWS/ApiGateway", "Latency", _ref("HttpApi"))], _ref("ApiLatencyP99Ms"),
@@ -646,6 +659,9 @@ def test_every_alarm_reads_its_metric_with_its_threshold_and_notifies_the_topic(
         assert runbooks and all((ROOT / r).is_file() for r in runbooks), name
         metric_count = sum("MetricStat" in q for q in alarm.get("Metrics", []))
         assert metric_count <= 10, name  # CloudWatch's hard limit for metric math alarms
+    for lambda_metric in ("Errors", "Throttles"):  # every function's errors and throttles reach the topic
+        covered = {json.dumps(dim) for a in alarms.values() for _, m, dim in _alarm_metrics(a) if m == lambda_metric}
+        assert covered == {json.dumps(_ref(fn)) for fn in ALL_FUNCTIONS}, lambda_metric
     assert alarms["FreshnessAlarm"]["TreatMissingData"] == "breaching"  # a silent check is not a fresh manifest
     assert alarms["ApiLatencyAlarm"]["ExtendedStatistic"] == "p99"
 

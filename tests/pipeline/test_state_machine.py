@@ -51,6 +51,7 @@ def test_a_run_publishes_all_six_kinds_and_a_rerun_rewrites_nothing(store: FileS
     with LocalPipeline({"RECSYS_STORE": store.uri}, on_step=steps.append) as pipeline:
         first = pipeline.run(run_input())
         assert first.status == "SUCCEEDED", first.message
+        first_steps = list(steps)
         before = files_with_mtimes(store.root)
         second = pipeline.run(run_input())
     assert second.status == "SUCCEEDED"
@@ -61,7 +62,18 @@ def test_a_run_publishes_all_six_kinds_and_a_rerun_rewrites_nothing(store: FileS
     manifest = read_pointer(store, "demo", "home").manifest
     assert set(manifest.current) == KINDS and manifest.run_id == first.output["plan"]["run_id"]
     assert [d["quarantined"] for d in first.output["ingested"]] == [1, 0, 1, 0, 1, 0, 0]
-    assert {e.function for e in steps} == {"plan", "ingest", "validate", "compute", "quality", "publish", "release"}
+    assert {e.function for e in steps} == {
+        "plan", "ingest", "validate", "partials", "compute", "quality", "publish", "release",
+    }  # fmt: skip
+    # BuildPartials built every ingested day's partial of every event kind, each once; compute only merged them.
+    partials = [e.request for e in first_steps if e.function == "partials"]
+    event_kinds = KINDS - {"content_sim"}
+    assert sorted((p["day"], p["kind"]) for p in partials) == sorted(
+        (day, kind) for day in first.output["plan"]["days"] for kind in event_kinds
+    )
+    assert all(e.result["built"] for e in first_steps if e.function == "partials")
+    assert not any(e.result["built"] for e in steps[len(first_steps) :] if e.function == "partials")
+    assert all(c["partials_built"] == 0 for c in first.output["computed"])
     assert lease.read_lease(store, "demo", "home").released_at is not None
     assert first.output["quality"]["enabled"] is False  # the gate is opt-in (RECSYS_QUALITY__METRIC)
     assert len(json.dumps(first.output)) < 16_000  # payloads between states stay small

@@ -195,6 +195,17 @@ def build_parser() -> argparse.ArgumentParser:
     gc.add_argument("--min-age-days", type=int, help="unreferenced artifacts older than this go (RECSYS_RETENTION__*)")
     gc.add_argument("--json", action="store_true", help="print the result as JSON, every deletion listed")
 
+    fresh = commands.add_parser(
+        "freshness",
+        help="how old each served manifest is, against the freshness SLO",
+        description="the age of every target's current manifest (RECSYS_TARGETS or --targets) and of every "
+        "tenant/surface with one, as FreshnessFunction measures it; exit 1 if one is stale or missing",
+    )
+    fresh.add_argument("--targets", help="tenant/surface,... (default RECSYS_TARGETS)")
+    fresh.add_argument("--slo-hours", type=float, help="the SLO (default RECSYS_FRESHNESS_SLO_HOURS, 36)")
+    fresh.add_argument("--store", default=DEFAULT_STORE)
+    fresh.add_argument("--json", action="store_true")
+
     forget = scoped("forget-user", "remove one user's events from the canonical partitions, then rebuild")
     forget.add_argument("--user", required=True, help="the user_id whose events are removed")
     forget.add_argument("--dry-run", action="store_true", help="count the user's events per day; change nothing")
@@ -513,6 +524,33 @@ def _eval_real(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_freshness(args: argparse.Namespace) -> int:
+    from recsys.pipeline.models import FreshnessRequest
+    from recsys.pipeline.steps import freshness
+
+    overrides = {"store": _store_uri(args.store), "freshness_slo_hours": args.slo_hours}
+    settings = load_settings(**overrides)
+    targets = [t.strip() for t in args.targets.split(",") if t.strip()] if args.targets is not None else None
+    result = freshness(FreshnessRequest(targets=targets), settings)
+    if args.json:
+        print(result.model_dump_json(indent=2))
+    else:
+        slo_hours = result.slo_seconds / 3600
+        print(f"{'tenant/surface':<28} {'age h':>8}  {'window end':<10}  manifest")
+        for age in result.targets:
+            scope = f"{age.tenant}/{age.surface}"
+            if age.age_seconds is None:
+                print(f"{scope:<28} {'-':>8}  {'-':<10}  MISSING: never published")
+                continue
+            hours = age.age_seconds / 3600
+            pointer = registry.read_pointer(open_store(settings.store), age.tenant, age.surface)
+            end = str(pointer.manifest.window.end) if pointer else "-"
+            flag = "  STALE" if hours > slo_hours else ""
+            print(f"{scope:<28} {hours:>8.1f}  {end:<10}  {(age.manifest_version or '')[:16]}{flag}")
+        print(f"SLO {slo_hours:g} h: {result.stale} stale, {result.missing} missing")
+    return EXIT_FAILED if result.stale or result.missing else EXIT_OK
+
+
 def cmd_gc(args: argparse.Namespace) -> int:
     from recsys.pipeline.models import GcRequest
     from recsys.pipeline.steps import collect_garbage
@@ -615,6 +653,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "api-key": cmd_api_key,
             "eval": cmd_eval,
             "gc": cmd_gc,
+            "freshness": cmd_freshness,
             "forget-user": cmd_forget_user,
         }[args.command]
         return handler(args)

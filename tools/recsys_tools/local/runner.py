@@ -50,6 +50,7 @@ FUNCTIONS = {
     "PlanFunction": "plan",
     "IngestFunction": "ingest",
     "ValidateFunction": "validate",
+    "PartialsFunction": "partials",
     "ComputeFunction": "compute",
     "QualityGateFunction": "quality",
     "PublishFunction": "publish",

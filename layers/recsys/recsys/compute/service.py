@@ -2,11 +2,15 @@
 
 Event-based kinds aggregate per-day partials first. A partial's key hashes the canonical partition's ETag and
 the knobs it depends on, so it is computed once and reused by every later window that covers the day: a daily
-30-day run computes only the newest day's partials.
+30-day run computes only the newest day's partials. The state machine builds the partials of the days a run
+ingested beforehand, one (day, kind) per invocation (`build_partial`), so a backfill's days fan out instead of
+running one after another inside a kind's compute; `compute_kind` then only merges (and builds what is still
+missing, e.g. after a knob changed).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 
@@ -26,6 +30,13 @@ from recsys.store import ObjectStore, split_uri
 from recsys.tables import from_parquet, to_parquet
 
 
+class PartialResult(BaseModel):
+    kind: str
+    day: dt.date
+    key: str
+    built: bool  # False: the partial already existed (same partition ETag and knobs) and was kept
+
+
 class ComputeResult(BaseModel):
     artifact: ArtifactRef
     written: bool  # False: an identical artifact already existed and was reused
@@ -38,25 +49,51 @@ def _partial_key(canonical_etag: str, knobs: dict) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
+def _partial_location(
+    store: ObjectStore, kind: ArtifactKind, tenant: str, surface: str, day: dt.date, settings: Settings
+) -> tuple[str, str]:
+    """(the day's canonical partition, the key of its partial for `kind` with today's knobs)."""
+    events_key = paths.canonical_events(tenant, surface, day)
+    etag = store.head(events_key)
+    if etag is None:
+        raise DayNotIngested(f"{tenant}/{surface} {day} has not been ingested")
+    knobs = kind.partial_params(settings.compute, settings.event_weights)
+    return events_key, paths.partial(tenant, surface, kind.name, day, _partial_key(etag, knobs))
+
+
+def _build_partial(store: ObjectStore, kind: ArtifactKind, events_key: str, key: str, settings: Settings) -> pa.Table:
+    events = from_parquet(store.get(events_key).data, columns=list(kind.event_columns))
+    partial = kind.partial(events, settings.compute, settings.event_weights)
+    store.create(key, to_parquet(partial, kind.partial_schema, kind=f"{kind.name}.partial"))
+    return partial
+
+
+def build_partial(
+    store: ObjectStore, kind: str, tenant: str, surface: str, day: dt.date, settings: Settings
+) -> PartialResult:
+    """The partial of one event kind for one ingested day, built unless it exists (create-exclusive)."""
+    entry = KINDS.get(kind)
+    if entry.source != "events":
+        raise ConfigError(f"{kind} is built from the catalog: it has no per-day partials")
+    events_key, key = _partial_location(store, entry, tenant, surface, day, settings)
+    built = not store.exists(key)
+    if built:
+        _build_partial(store, entry, events_key, key, settings)
+    return PartialResult(kind=kind, day=day, key=key, built=built)
+
+
 def _event_artifact(
     store: ObjectStore, kind: ArtifactKind, tenant: str, surface: str, window: Window, settings: Settings
 ) -> tuple[pa.Table, int, int]:
-    knobs = kind.partial_params(settings.compute, settings.event_weights)
     partials, built, reused = [], 0, 0
     for day in window.days:
-        events_key = paths.canonical_events(tenant, surface, day)
-        etag = store.head(events_key)
-        if etag is None:
-            raise DayNotIngested(f"{tenant}/{surface} {day} has not been ingested")
-        key = paths.partial(tenant, surface, kind.name, day, _partial_key(etag, knobs))
+        events_key, key = _partial_location(store, kind, tenant, surface, day, settings)
         if store.exists(key):
             # Dictionary-encoded strings: the builds code ids through the dictionaries (compute.pairs).
             partial = from_parquet(store.get(key).data, dictionaries=True)
             reused += 1
         else:
-            events = from_parquet(store.get(events_key).data, columns=list(kind.event_columns))
-            partial = kind.partial(events, settings.compute, settings.event_weights)
-            store.create(key, to_parquet(partial, kind.partial_schema, kind=f"{kind.name}.partial"))
+            partial = _build_partial(store, kind, events_key, key, settings)
             built += 1
         partials.append((day, partial))
     return kind.build(partials, window, settings.compute), built, reused

@@ -61,6 +61,13 @@ class PlanRequest(BaseModel):
     run_id: str
 
 
+class PartialItem(BaseModel):
+    """One per-day partial to build before the kinds are computed."""
+
+    day: dt.date
+    kind: str
+
+
 class Plan(_Step):
     """The resolved run: what every later state reads from `$.plan`."""
 
@@ -68,6 +75,8 @@ class Plan(_Step):
     end: dt.date
     days: list[dt.date]  # the days to (re-)ingest
     kinds: list[str]
+    # The (day, kind) partials of the days this run ingests, for every event kind: built in parallel (BuildPartials)
+    partials: list[PartialItem] = Field(default_factory=list)
     skipped: dict[str, str] = Field(default_factory=dict)  # kind -> why it is not built in this run
     promote: bool
     raw: str | None
@@ -87,6 +96,11 @@ class ValidateRequest(_Step):
     start: dt.date
     end: dt.date
     days: list[dt.date] | None = Field(None, description="days to judge (the ones this run ingested); default all")
+
+
+class PartialRequest(_Step):
+    day: dt.date
+    kind: str
 
 
 class ComputeRequest(_Step):

@@ -7,7 +7,8 @@ import uuid
 
 from recsys import paths
 from recsys.compute import content_sim
-from recsys.compute.service import ComputeResult, compute_kind
+from recsys.compute.service import ComputeResult, PartialResult, build_partial, compute_kind
+from recsys.contract.kinds import KINDS
 from recsys.contract.quality import QualityResult
 from recsys.days import Window, yesterday
 from recsys.errors import ConfigError, RunInProgress
@@ -22,6 +23,8 @@ from recsys.pipeline.models import (
     GcRequest,
     GcResult,
     IngestRequest,
+    PartialItem,
+    PartialRequest,
     Plan,
     PlanRequest,
     PublishRequest,
@@ -74,6 +77,7 @@ def plan(planned: PlanRequest, settings: Settings) -> Plan:
         kinds = [kind for kind in kinds if kind != content_sim.KIND]
         skipped[content_sim.KIND] = "no catalog configured (RECSYS_CATALOG_URI)"
     lease.acquire(store, request.tenant, request.surface, planned.run_id, _lease_ttl(settings))
+    event_kinds = [kind for kind in kinds if KINDS.get(kind).source == "events"]
     return Plan(
         tenant=request.tenant,
         surface=request.surface,
@@ -82,6 +86,7 @@ def plan(planned: PlanRequest, settings: Settings) -> Plan:
         end=window.end,
         days=days,
         kinds=kinds,
+        partials=[PartialItem(day=day, kind=kind) for day in days for kind in event_kinds],
         skipped=skipped,
         promote=request.promote,
         raw=raw,
@@ -94,7 +99,8 @@ def _lease_ttl(settings: Settings) -> dt.timedelta:
 
 
 def _leased_store(
-    request: IngestRequest | ValidateRequest | ComputeRequest | QualityRequest | PublishRequest, settings: Settings
+    request: IngestRequest | ValidateRequest | PartialRequest | ComputeRequest | QualityRequest | PublishRequest,
+    settings: Settings,
 ) -> ObjectStore:
     """The store, once this step's run is known to still hold the tenant/surface lease (renewed)."""
     store = open_store(settings.store)
@@ -117,6 +123,12 @@ def validate(request: ValidateRequest, settings: Settings) -> ValidationResult:
     result = validate_window(store, request.tenant, request.surface, window, settings.gates, judge=request.days)
     result.raise_for_failures()
     return result
+
+
+def partial(request: PartialRequest, settings: Settings) -> PartialResult:
+    """One day's partial of one event kind (BuildPartials fans them out before the kinds are computed)."""
+    store = _leased_store(request, settings)
+    return build_partial(store, request.kind, request.tenant, request.surface, request.day, settings)
 
 
 def compute(request: ComputeRequest, settings: Settings) -> ComputeResult:

@@ -15,7 +15,9 @@ from recsys.paths import Scope
 from recsys.serve import ranking
 from recsys.serve.audit import AuditLog, RequestInfo
 from recsys.serve.auth import ApiKeysLike, Caller
+from recsys.serve.exposure import ExposureLog, ServedItem, ServedList, exposure_log
 from recsys.serve.models import (
+    Item,
     Meta,
     NormalizedRecommend,
     RecommendRequest,
@@ -79,6 +81,7 @@ class RecommendService:
     on_stale: Callable[[str, str, Exception], None] | None = None
     limiter: RateLimiter = field(default_factory=RateLimiter)
     audit: AuditLog | None = None  # None: AuditLog(store)
+    exposures: ExposureLog | None = None  # every served list (RECSYS_EXPOSURE_LOG); None: not logged
     _tenants: TtlCache[str, _TenantState] = field(init=False)
     _readiness: TtlCache[str, Readiness] = field(init=False)
 
@@ -98,6 +101,7 @@ class RecommendService:
             cache_bytes=settings.artifact_cache_bytes,
             on_stale=report_stale_manifest,
         )
+        kwargs.setdefault("exposures", exposure_log(settings))
         return cls(settings=settings, store=store, reader=reader, documents=TenantDocuments(store), **kwargs)
 
     # --- tenant config and rules -------------------------------------------------------------------------------
@@ -218,7 +222,27 @@ class RecommendService:
             )
             items, warnings = ranked.items, warnings + ranked.warnings
         meta = self._meta(caller, normalized.surface, normalized.segment, request_id, state, loaded, len(items))
+        if self.exposures is not None and items:
+            self.exposures.record(self._served(normalized, meta, items))
         return RecommendResponse(items=items, meta=meta, warnings=warnings or None)
+
+    def _served(self, normalized: NormalizedRecommend, meta: Meta, items: list[Item]) -> ServedList:
+        experiment = normalized.experiment
+        return ServedList(
+            request_id=meta.request_id,
+            tenant=meta.tenant_id,
+            surface=meta.surface,
+            segment=meta.segment,
+            served_at=dt.datetime.now(dt.UTC),
+            items=[ServedItem(item.item_id, item.rank - 1, item.score) for item in items],
+            user_id=normalized.user.user_id,
+            session_id=normalized.user.session_id,
+            anonymous_id=normalized.user.anonymous_id,
+            manifest_version=meta.manifest_version,
+            algo_version=meta.algo_version,
+            experiment_id=experiment.id if experiment else None,
+            experiment_variant=experiment.variant if experiment else None,
+        )
 
     def validate(self, caller: Caller, request: RecommendRequest, request_id: str) -> ValidateResponse:
         normalized, warnings = normalize_recommend(request, explain_max_items=10**9)

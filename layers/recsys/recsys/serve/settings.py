@@ -62,6 +62,13 @@ class ServeSettings(BaseSettings):
     )
     # How long /readyz and /health reuse a successful store check (a failed one is retried after 5 s at most).
     health_cache_duration: float = Field(DEFAULT_HEALTH_CACHE_DURATION, alias="HEALTH_CACHE_DURATION", ge=0)
+    # Exposure logging (recsys.serve.exposure): where served lists go. Empty: not logged. "firehose://STREAM" (AWS),
+    # or a store URI whose {tenant}/{surface}/dt=DAY/ folders ingest reads as raw events (e.g. file://.out/raw).
+    exposure_log: str = Field("", alias="RECSYS_EXPOSURE_LOG")
+    exposure_log_capacity: int = Field(10_000, alias="RECSYS_EXPOSURE_LOG_CAPACITY", ge=1)
+    exposure_log_flush_seconds: float = Field(
+        1.0, alias="RECSYS_EXPOSURE_LOG_FLUSH_SECONDS", gt=0, le=900, allow_inf_nan=False
+    )
 
     @field_validator("manifest_ttl", "config_cache_ttl", "health_cache_duration", mode="before")
     @classmethod

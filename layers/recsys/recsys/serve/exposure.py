@@ -1,0 +1,261 @@
+"""Exposure logging: every served list, as raw exposure events the next daily run ingests (the loop).
+
+One served list of k items is k lines of the raw-event contract (`event_type: exposure`, `request_id`, `rank`,
+`event_id = <request_id>:<rank>`), so ingest reads them like any client's exposures, and the fields the contract
+ignores carry what log-based evaluation needs: `score`, `propensity`, `segment`, `manifest_version`,
+`algo_version`, `experiment_id`, `experiment_variant` (the seed's eval_v1 names), `source: "recsys-api"`. Outcomes
+(click, add_to_cart, purchase) sent with the same `request_id` join them.
+
+Logging never fails a request and never waits on delivery: `ExposureLog.record` formats the lines and puts them
+on a bounded queue; a background thread delivers batches through a sink (Kinesis Data Firehose on AWS, files in
+the store locally). A full queue drops the list (counted), a failed delivery is counted and logged, never raised.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import json
+import queue
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from recsys.serve.settings import ServeSettings
+from recsys.store import ObjectStore
+
+SOURCE = "recsys-api"
+FIREHOSE_BATCH_RECORDS = 500  # PutRecordBatch's limit
+FIREHOSE_BATCH_BYTES = 4 * 2**20
+
+
+@dataclass(frozen=True)
+class ServedItem:
+    item_id: str
+    rank: int  # 0-based position in the list, as the raw contract's rank
+    score: float
+    propensity: float | None = None  # P(the policy shows this item here), when the policy is randomized
+
+
+@dataclass(frozen=True)
+class ServedList:
+    """What one request served, with what produced it."""
+
+    request_id: str
+    tenant: str
+    surface: str
+    segment: str
+    served_at: dt.datetime
+    items: Sequence[ServedItem]
+    user_id: str | None = None
+    session_id: str | None = None
+    anonymous_id: str | None = None
+    manifest_version: str | None = None
+    algo_version: str | None = None
+    experiment_id: str | None = None
+    experiment_variant: str | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def lines(self) -> list[str]:
+        """The list as raw exposure events, one JSON line (no newline) per item."""
+        ts = self.served_at.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        # The contract needs a session: the request's, else one per anonymous visitor, else the request itself.
+        session = self.session_id or (f"anon:{self.anonymous_id}" if self.anonymous_id else f"req:{self.request_id}")
+        common: dict[str, Any] = {"v": 1, "ts": ts, "tenant": self.tenant, "surface": self.surface}
+        if self.user_id:
+            common["user_id"] = self.user_id
+        common |= {"session_id": session, "request_id": self.request_id}
+        context = {
+            "segment": self.segment,
+            "manifest_version": self.manifest_version,
+            "algo_version": self.algo_version,
+            "experiment_id": self.experiment_id,
+            "experiment_variant": self.experiment_variant,
+            **self.extra,
+        }
+        context = {key: value for key, value in context.items() if value is not None}
+        out = []
+        for item in self.items:
+            record = common | {
+                "item_id": item.item_id,
+                "rank": item.rank,
+                "event_type": "exposure",
+                "event_id": f"{self.request_id}:{item.rank}",
+                "score": item.score,
+            }
+            if item.propensity is not None:
+                record["propensity"] = item.propensity
+            out.append(json.dumps(record | context | {"source": SOURCE}, separators=(",", ":"), ensure_ascii=False))
+        return out
+
+
+class ExposureSink(Protocol):
+    """Delivers a batch of exposure lines; raises on failure (the log counts it)."""
+
+    def deliver(self, lines: Sequence[str], now: dt.datetime) -> None: ...
+
+
+class FirehoseSink:
+    """Kinesis Data Firehose: one record per line (its S3 destination partitions them by tenant, surface and day)."""
+
+    def __init__(self, stream: str, client: Any | None = None) -> None:
+        import boto3
+
+        self.stream = stream
+        self.client = client or boto3.client("firehose")
+
+    def deliver(self, lines: Sequence[str], now: dt.datetime) -> None:
+        batch: list[dict[str, bytes]] = []
+        size = 0
+        for line in lines:
+            data = (line + "\n").encode()
+            if batch and (len(batch) == FIREHOSE_BATCH_RECORDS or size + len(data) > FIREHOSE_BATCH_BYTES):
+                self._put(batch)
+                batch, size = [], 0
+            batch.append({"Data": data})
+            size += len(data)
+        if batch:
+            self._put(batch)
+
+    def _put(self, batch: list[dict[str, bytes]]) -> None:
+        answer = self.client.put_record_batch(DeliveryStreamName=self.stream, Records=batch)
+        if answer.get("FailedPutCount"):
+            raise RuntimeError(f"Firehose refused {answer['FailedPutCount']} of {len(batch)} exposure records")
+
+
+class StoreSink:
+    """Locally (`recsys serve`): gzip JSONL files in a store, dated by each line's day, where ingest reads raw
+    events: `{prefix}{tenant}/{surface}/dt=YYYY-MM-DD/exposures-<time>-<id>.jsonl.gz`."""
+
+    def __init__(self, store: ObjectStore, prefix: str = "") -> None:
+        self.store = store
+        self.prefix = prefix
+
+    def deliver(self, lines: Sequence[str], now: dt.datetime) -> None:
+        groups: dict[tuple[str, str, str], list[str]] = {}
+        for line in lines:
+            record = json.loads(line)
+            groups.setdefault((record["tenant"], record["surface"], record["ts"][:10]), []).append(line)
+        stamp = now.astimezone(dt.UTC).strftime("%Y%m%dT%H%M%S")
+        for (tenant, surface, day), group in groups.items():
+            key = f"{self.prefix}{tenant}/{surface}/dt={day}/exposures-{stamp}-{uuid.uuid4().hex[:12]}.jsonl.gz"
+            data = gzip.compress("".join(f"{line}\n" for line in group).encode(), mtime=0)
+            self.store.put(key, data, content_type="application/gzip")
+
+
+class ExposureLog:
+    """A bounded queue of served lists in front of a sink, drained by one daemon thread.
+
+    `record` is a queue put (the lines are formatted on the thread): it never blocks (a full queue drops the list
+    and counts it) and never raises. The thread delivers a batch once it holds `batch_lines` lines or its first line
+    waited `flush_seconds`, so a quiet API writes few, larger objects. `on_count(name)` hears `ExposuresDropped` and
+    `ExposureDeliveryFailures`; `on_error(message, error)` the reason.
+    """
+
+    def __init__(
+        self,
+        sink: ExposureSink,
+        *,
+        capacity: int = 10_000,
+        batch_lines: int = 2_000,
+        flush_seconds: float = 1.0,
+        on_count: Callable[[str], None] | None = None,
+        on_error: Callable[[str, Exception], None] | None = None,
+        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+    ) -> None:
+        self.sink = sink
+        self.batch_lines = batch_lines
+        self.flush_seconds = flush_seconds
+        self._queue: queue.Queue[ServedList | threading.Event | None] = queue.Queue(maxsize=capacity)
+        self._on_count = on_count or (lambda name: None)
+        self._on_error = on_error or (lambda message, error: None)
+        self._clock = clock
+        self.dropped = 0
+        self.failed_batches = 0
+        self.delivered_lines = 0
+        self._thread = threading.Thread(target=self._drain, name="exposure-log", daemon=True)
+        self._thread.start()
+
+    def record(self, served: ServedList) -> None:
+        try:
+            self._queue.put_nowait(served)
+        except queue.Full:
+            self.dropped += 1
+            self._on_count("ExposuresDropped")
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Deliver everything recorded so far now; True if that finished within `timeout` (Lambda calls it before
+        a frozen invocation could hold lines for long, tests before they look)."""
+        done = threading.Event()
+        self._queue.put(done)
+        return done.wait(timeout)
+
+    def close(self, timeout: float = 10.0) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout)
+
+    def _drain(self) -> None:
+        pending: list[str] = []
+        first = 0.0
+        while True:
+            wait = None if not pending else max(0.0, self.flush_seconds - (time.monotonic() - first))
+            try:
+                item = self._queue.get(timeout=wait)
+            except queue.Empty:
+                item = []  # the oldest pending line has waited flush_seconds
+            if isinstance(item, ServedList):
+                if not pending:
+                    first = time.monotonic()
+                pending.extend(self._lines(item))
+                if len(pending) < self.batch_lines:
+                    continue
+            self._deliver(pending)
+            pending = []
+            if isinstance(item, threading.Event):
+                item.set()
+            elif item is None:
+                return
+
+    def _lines(self, served: ServedList) -> list[str]:
+        try:
+            return served.lines()
+        except Exception as error:  # a formatting bug loses this list, not the others
+            self.dropped += 1
+            self._on_count("ExposuresDropped")
+            self._on_error("exposure record not logged", error)
+            return []
+
+    def _deliver(self, lines: list[str]) -> None:
+        if not lines:
+            return
+        try:
+            self.sink.deliver(lines, self._clock())
+            self.delivered_lines += len(lines)
+        except Exception as error:  # delivery is best effort: counted and logged, never raised into a request
+            self.failed_batches += 1
+            self._on_count("ExposureDeliveryFailures")
+            self._on_error(f"exposure delivery failed ({len(lines)} lines)", error)
+
+
+def exposure_log(settings: ServeSettings) -> ExposureLog | None:
+    """The log RECSYS_EXPOSURE_LOG names, or None when it is empty."""
+    target = settings.exposure_log.strip()
+    if not target:
+        return None
+    from recsys.serve.observability import count, logger
+    from recsys.store import open_store
+
+    if target.startswith("firehose://"):
+        sink: ExposureSink = FirehoseSink(target.removeprefix("firehose://"))
+    else:
+        sink = StoreSink(open_store(target))
+    return ExposureLog(
+        sink,
+        capacity=settings.exposure_log_capacity,
+        flush_seconds=settings.exposure_log_flush_seconds,
+        on_count=count,
+        on_error=lambda message, error: logger.warning(message, extra={"error": repr(error)}),
+    )

@@ -161,6 +161,8 @@ def _statements(resources: dict[str, Any], owner: str) -> list[dict[str, Any]]:
     """Every IAM statement a function or state machine gets: inline ones and those of the managed policies it lists."""
     out = []
     for policy in _props(resources, owner).get("Policies", []):
+        if "!If" in policy:  # a conditional statement: what it grants when its condition holds
+            policy = policy["!If"][1]
         if "Statement" in policy:
             out += policy["Statement"]
         elif "!Ref" in policy:  # a managed policy of this template
@@ -687,3 +689,40 @@ def test_failed_executions_reach_the_topic(resources: dict[str, Any]) -> None:
     policy = resources["AlarmTopicPolicy"]["Properties"]["PolicyDocument"]["Statement"][0]
     assert set(policy["Principal"]["Service"]) == {"events.amazonaws.com", "cloudwatch.amazonaws.com"}
     assert resources["AlarmEmailSubscription"]["Condition"] == "HasAlarmEmail"
+
+
+def test_exposure_logging_goes_to_a_stream_the_api_may_only_put_to(template: dict[str, Any], resources: dict) -> None:
+    env = _props(resources, "RecommendFunction")["Environment"]["Variables"]
+    assert env["RECSYS_EXPOSURE_LOG"] == {
+        "!If": ["ExposureLoggingEnabled", {"!Sub": "firehose://${ExposureDeliveryStream}"}, ""]
+    }
+    firehose = [st for st in _statements(resources, "RecommendFunction") if "firehose" in json.dumps(st["Action"])]
+    assert [(st["Action"], st["Resource"]) for st in firehose] == [
+        ("firehose:PutRecordBatch", {"!GetAtt": "ExposureDeliveryStream.Arn"})
+    ]
+    stream = resources["ExposureDeliveryStream"]
+    assert stream["Condition"] == "ExposureLoggingEnabled"
+    destination = stream["Properties"]["ExtendedS3DestinationConfiguration"]
+    assert destination["BucketARN"] == {"!Sub": "arn:${AWS::Partition}:s3:::${RawEventsBucket}"}
+    assert (destination["CompressionFormat"], destination["FileExtension"]) == ("GZIP", ".jsonl.gz")
+    # Partitioned by each record's own tenant, surface and day: the folders the pipeline's raw location has.
+    (extraction,) = destination["ProcessingConfiguration"]["Processors"]
+    query = {p["ParameterName"]: p["ParameterValue"] for p in extraction["Parameters"]}["MetadataExtractionQuery"]
+    assert query == "{tenant: .tenant, surface: .surface, day: .ts[0:10]}"
+    prefix = destination["Prefix"]["!Sub"]
+    import datetime as dt
+
+    from recsys.serve.exposure import ServedItem, ServedList
+
+    line = json.loads(ServedList("r1", "demo", "home", "default", dt.datetime(2026, 1, 2, 23, 59, tzinfo=dt.UTC),
+                                 [ServedItem("i1", 0, 1.0)]).lines()[0])  # fmt: skip
+    partition = {"tenant": line["tenant"], "surface": line["surface"], "day": line["ts"][0:10]}
+    key = prefix.replace("${ExposureLogPrefix}", template["Parameters"]["ExposureLogPrefix"]["Default"])
+    for name, value in partition.items():
+        key = key.replace(f"!{{partitionKeyFromQuery:{name}}}", value)
+    assert key == "events/demo/home/dt=2026-01-02/"  # RawEventsUri events/{tenant}/{surface} reads it as that day
+    role = resources["ExposureDeliveryRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+    assert {a for st in role for a in _list(st["Action"])} == {
+        "s3:PutObject", "s3:AbortMultipartUpload", "s3:GetBucketLocation", "s3:ListBucket",
+        "s3:ListBucketMultipartUploads", "logs:PutLogEvents",
+    }  # fmt: skip

@@ -706,7 +706,9 @@ def test_exposure_logging_goes_to_a_stream_the_api_may_only_put_to(template: dic
     assert destination["BucketARN"] == {"!Sub": "arn:${AWS::Partition}:s3:::${RawEventsBucket}"}
     assert (destination["CompressionFormat"], destination["FileExtension"]) == ("GZIP", ".jsonl.gz")
     # Partitioned by each record's own tenant, surface and day: the folders the pipeline's raw location has.
-    (extraction,) = destination["ProcessingConfiguration"]["Processors"]
+    processors = destination["ProcessingConfiguration"]["Processors"]
+    assert [p["Type"] for p in processors] == ["RecordDeAggregation", "MetadataExtraction", "AppendDelimiterToRecord"]
+    extraction = processors[1]
     query = {p["ParameterName"]: p["ParameterValue"] for p in extraction["Parameters"]}["MetadataExtractionQuery"]
     assert query == "{tenant: .tenant, surface: .surface, day: .ts[0:10]}"
     prefix = destination["Prefix"]["!Sub"]

@@ -41,7 +41,7 @@ class FailingSink:
     def __init__(self) -> None:
         self.calls = 0
 
-    def deliver(self, lines, now) -> None:
+    def deliver(self, lists, now) -> None:
         self.calls += 1
         raise ConnectionError("the delivery stream is down")
 
@@ -93,7 +93,7 @@ def test_a_failing_delivery_stream_never_fails_or_slows_a_request(demo_store) ->
 
 def test_a_full_queue_drops_and_counts_instead_of_blocking() -> None:
     class SlowSink:
-        def deliver(self, lines, now) -> None:
+        def deliver(self, lists, now) -> None:
             time.sleep(0.5)
 
     counted: list[str] = []
@@ -110,7 +110,7 @@ def test_recording_costs_microseconds() -> None:
     """The request path's share: building the served list and a queue put (the lines are formatted on the thread)."""
 
     class NullSink:
-        def deliver(self, lines, now) -> None:
+        def deliver(self, lists, now) -> None:
             pass
 
     log = ExposureLog(NullSink(), capacity=100_000)

@@ -6,7 +6,7 @@ SAM_VENV := .venv-sam
 DEMO_STORE := file://.out/demo
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: checkov venv sam demo test test-slow unit pytest lint template-lint package-size bench clean serve eval-real lock venv312 test-py312
+.PHONY: loop checkov venv sam demo test test-slow unit pytest lint template-lint package-size bench clean serve eval-real lock venv312 test-py312
 
 # The layer's lock is a constraint: the tests run the exact versions the Lambda layer ships.
 venv: $(VENV)/.installed
@@ -95,6 +95,13 @@ demo: venv
 
 serve: venv
 	$(BIN)/recsys serve --store $(DEMO_STORE)
+
+# The feedback loop after `make demo`: serve every sample user with exposure logging on, add their clicks, run the
+# pipeline on today's lists and clicks, and show the signals moving (docs/tutorials/the-loop.md).
+loop: venv
+	test -d .out/demo/registry || $(MAKE) demo
+	rm -rf .out/loop
+	$(BIN)/python -m recsys_tools.loop --store $(DEMO_STORE) --out .out/loop
 
 # Pipeline (100k and 1M events, with the read floor), incremental, API and artifact benchmarks; rewrites
 # docs/benchmarks.md (about 15 minutes on 2 cores). Not part of `make test`. Options: benchmarks/run.py --help.

@@ -162,7 +162,27 @@ def inprocess(store: str, requests: int, warmup: int, users: int, items: int, pr
             out.append((kind, time.perf_counter() - started, cache.misses - misses))
         return out
 
-    direct_timings = direct(request_bodies(requests, 202, users, items)[: max(requests // 2, 1)])  # time budget
+    direct_bodies = request_bodies(requests, 202, users, items)[: max(requests // 2, 1)]  # time budget
+    direct_timings = direct(direct_bodies)
+
+    # The same again with exposure logging on (RECSYS_EXPOSURE_LOG into a temporary store): what a request pays.
+    import tempfile
+
+    from recsys.serve.exposure import ExposureLog, StoreSink
+    from recsys.store import FileSystemStore
+
+    with tempfile.TemporaryDirectory() as folder:
+        service.exposures = ExposureLog(StoreSink(FileSystemStore(folder)), capacity=len(direct_bodies) + 1)
+        logged_timings = direct(direct_bodies)
+        service.exposures.flush(60)
+        logged_lines = service.exposures.delivered_lines
+        service.exposures.close()
+        service.exposures = None
+    exposure_log = {
+        "off": _pct([t * 1000 for _, t, loads in direct_timings if loads == 0]),
+        "on": _pct([t * 1000 for _, t, loads in logged_timings if loads == 0]),
+        "lines": logged_lines,
+    }
     service_only = {
         "all": _pct([t * 1000 for _, t, _ in direct_timings]),
         "no_load": _pct([t * 1000 for _, t, loads in direct_timings if loads == 0]),
@@ -189,6 +209,7 @@ def inprocess(store: str, requests: int, warmup: int, users: int, items: int, pr
     return {
         "profile": hot,
         "service_only": service_only,
+        "exposure_log": exposure_log,
         "requests": requests,
         "warmup": warmup,
         "errors": errors + warm_errors,

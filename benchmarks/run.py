@@ -634,6 +634,18 @@ def render(results: dict) -> str:
             "The last two rows call the service directly with the same bodies (no Mangum, ASGI, routing, "
             "middleware, thread pool or JSON): the difference to the handler rows is the HTTP glue.",
             "",
+            *(
+                [
+                    f"Exposure logging (`RECSYS_EXPOSURE_LOG`, into a local store): the same direct requests without "
+                    f"an artifact load, p50 {f(ip['exposure_log']['off']['p50'], 3)} ms off and "
+                    f"{f(ip['exposure_log']['on']['p50'], 3)} ms on, so "
+                    f"{f(ip['exposure_log']['on']['p50'] - ip['exposure_log']['off']['p50'], 3)} ms a request "
+                    f"(target <= 0.1 ms); {ip['exposure_log']['lines']:,} exposure lines delivered.",
+                    "",
+                ]
+                if ip.get("exposure_log")
+                else []
+            ),
             f"Throughput of one process, sequential calls: {f(ip['requests_per_s'], 0)} requests/s. During the "
             f"measured requests the artifact cache loaded {ip['artifact_loads']:,} parts and evicted "
             f"{ip['evictions']:,} (budget {f(ip['cache_budget'] / 2**20, 0)} MiB, holding "

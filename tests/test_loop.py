@@ -1,6 +1,7 @@
-"""The loop, end to end under moto: requests through the recommend function's Mangum handler -> served lists into
-the raw bucket through Kinesis Data Firehose -> outcome events added -> ingest reads both -> the next artifacts
-reflect what users did with what was served."""
+"""The loop, end to end under moto: requests through the recommend function's Mangum handler, in an experiment ->
+served lists into the raw bucket through Kinesis Data Firehose -> outcome events added -> ingest reads both -> the
+next artifacts reflect what users did with what was served, and `recsys eval --protocol logs` names the variant
+users preferred."""
 
 from __future__ import annotations
 
@@ -13,14 +14,18 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from recsys import paths
 from recsys.compute.service import compute_kind
 from recsys.days import Window, iter_days
 from recsys.events.parse import DayScope
 from recsys.ingest.service import ingest_day
 from recsys.publish.service import publish
+from recsys.serve.tenant_store import TenantDocuments
 from recsys.settings import Settings
 from recsys.store import S3Store
 from recsys.tables import from_parquet
+from recsys_tools import cli
+from recsys_tools.local.runner import LocalPipeline
 from tests.conftest import ROOT, SAMPLE_CATALOG, SAMPLE_RAW
 
 pytestmark = pytest.mark.slow
@@ -51,7 +56,7 @@ def _handler(monkeypatch: pytest.MonkeyPatch):
     return module.handler
 
 
-def test_served_lists_and_their_outcomes_come_back_as_signals(aws_credentials, monkeypatch) -> None:
+def test_served_lists_and_their_outcomes_come_back_as_signals(aws_credentials, monkeypatch, tmp_path) -> None:
     today = dt.datetime.now(dt.UTC).date()
     with mock_aws():
         s3 = boto3.client("s3", region_name="us-east-1")
@@ -84,15 +89,22 @@ def test_served_lists_and_their_outcomes_come_back_as_signals(aws_credentials, m
             compute_kind(store, kind, "demo", "home", january, settings).artifact for kind in ("popularity", "cooc")
         ]
         publish(store, "demo", "home", january, refs)
+        # The tenant runs an experiment: variant B ranks by popularity alone.
+        experiment = {"id": "home-ranker-v2", "variants": [{"name": "A"}, {"name": "B", "algo": "popularity"}]}
+        TenantDocuments(store).put("demo", "config", {"experiments": [experiment]}, if_match=None, actor="test")
 
         # Requests through the real handler; each served list goes to the stream.
         handler = _handler(monkeypatch)
         served: dict[str, list[str]] = {}
-        for n, user in enumerate(["u00008", "u00017", "u00042", "u00100"] * 5):
+        variants: dict[str, str] = {}
+        for n in range(120):
             request_id = f"req-{n}"
-            response = handler(_recommend_event(user, request_id), None)
+            response = handler(_recommend_event(f"u{n:05d}", request_id, {"id": "home-ranker-v2"}), None)
             assert response["statusCode"] == 200, response["body"]
-            served[request_id] = [item["item_id"] for item in json.loads(response["body"])["items"]]
+            body = json.loads(response["body"])
+            served[request_id] = [item["item_id"] for item in body["items"]]
+            variants[request_id] = body["meta"]["experiment"]["variant"]
+        assert set(variants.values()) == {"A", "B"}  # assigned by the server, sticky per user
         service = handler.app.state.service
         assert service.exposures.flush() and service.exposures.failed_batches == 0
 
@@ -100,20 +112,27 @@ def test_served_lists_and_their_outcomes_come_back_as_signals(aws_credentials, m
                   if "/dt=" not in o["Key"]]  # fmt: skip
         assert logged and all(f"/{STREAM}-" in key for key in logged)
 
-        # Users click the first item of every list; clicks carry the request id of the list they follow.
+        # Users click the first item of B's lists, and of every third of A's: B is the planted winner. Clicks carry
+        # the request id of the list they follow.
+        clicked_lists = [r for n, r in enumerate(served) if variants[r] == "B" or n % 3 == 0]
         clicks = [
             {"v": 1, "ts": f"{today.isoformat()}T23:00:00Z", "tenant": "demo", "surface": "home",
-             "session_id": f"s-click-{request_id}", "request_id": request_id, "item_id": items[0],
+             "session_id": f"s-click-{request_id}", "request_id": request_id, "item_id": served[request_id][0],
              "event_type": "click", "event_id": f"{request_id}:click"}
-            for request_id, items in served.items()
+            for request_id in clicked_lists
         ]  # fmt: skip
         s3.put_object(Bucket=RAW, Key=f"events/demo/home/dt={today}/outcomes.jsonl",
                       Body="".join(json.dumps(c) + "\n" for c in clicks).encode())  # fmt: skip
 
-        # The next daily run ingests both: the served exposures (Firehose's objects) and the outcomes.
-        report = ingest_day(store, raw_uri, DayScope("demo", "home", today, settings.event_types))
+        # The next run (the state machine `recsys run` executes, here in the same moto account) ingests both: the
+        # served exposures (Firehose's objects) and the outcomes.
+        with LocalPipeline({"RECSYS_STORE": store.uri}) as pipeline:
+            execution = pipeline.run({"tenant": "demo", "surface": "home", "start": str(today), "end": str(today),
+                                      "raw": raw_uri, "kinds": ["popularity"]})  # fmt: skip
+        assert execution.status == "SUCCEEDED", execution.message
+        report = json.loads(store.get(paths.ingest_report("demo", "home", today)).data)
         shown = sum(len(items) for items in served.values())
-        assert (report.accepted, report.quarantined) == (shown + len(clicks), 0)
+        assert (report["accepted"], report["quarantined"]) == (shown + len(clicks), 0)
 
         # ... and what users did with what was served is the next signal: today's popularity weighs each item's
         # exposures (the served lists) and clicks by the event weights (1 and 3), so clicked items move up.
@@ -123,11 +142,22 @@ def test_served_lists_and_their_outcomes_come_back_as_signals(aws_credentials, m
         scores = dict(zip(table.column("item_id").to_pylist(), table.column("score").to_pylist(), strict=True))
         weights = settings.event_weights
         expected: dict[str, float] = {}
-        for items in served.values():
+        for request_id, items in served.items():
             for item in items:
                 expected[item] = expected.get(item, 0.0) + weights["exposure"]
-            expected[items[0]] += weights["click"]
+            if request_id in clicked_lists:
+                expected[items[0]] += weights["click"]
         assert set(scores) == set(expected)
         top = max(expected, key=expected.get)
         for item, weight in expected.items():  # one day, one decay: scores are proportional to the weighted events
             assert scores[item] / scores[top] == pytest.approx(weight / expected[top])
+
+        # The served lists and their clicks, read where the stream put them: B is ahead on CTR.
+        out = tmp_path / "logs"
+        code = cli.main(["eval", "--protocol", "logs", "--raw", raw_uri, "--tenant", "demo", "--surface", "home",
+                         "--experiment", "home-ranker-v2", "--control", "A", "--out", str(out)])  # fmt: skip
+        assert code == 0
+    report = json.loads((out / "report.json").read_text())
+    (ctr,) = [c for c in report["comparisons"] if c["metric"] == "ctr"]
+    assert (ctr["first"], ctr["second"], ctr["verdict"]) == ("home-ranker-v2 / B", "home-ranker-v2 / A", "ahead")
+    assert ctr["low"] > 0

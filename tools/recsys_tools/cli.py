@@ -132,12 +132,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="offline evaluation: real pipeline and ranking against baselines, on raw events or real datasets",
         description="offline evaluation: the real pipeline and ranking against baselines, with intervals. "
         "Protocols: temporal (raw events, the last days held out), sessions (next item of anonymous sessions, "
-        "YOOCHOOSE format), holdout (each user's last items held out, `user item` sequences)",
+        "YOOCHOOSE format), holdout (each user's last items held out, `user item` sequences), logs (the lists the "
+        "API served joined to their outcomes: CTR, ranking metrics, experiments, off-policy estimates)",
     )
     evaluate.add_argument(
-        "--protocol", choices=("temporal", "sessions", "holdout"), default="temporal", help="default temporal"
+        "--protocol",
+        choices=("temporal", "sessions", "holdout", "logs"),
+        default="temporal",
+        help="default temporal",
     )
-    evaluate.add_argument("--raw", help="temporal: raw events laid out in dt=YYYY-MM-DD/ folders")
+    evaluate.add_argument(
+        "--raw", help="temporal: raw events laid out in dt=YYYY-MM-DD/ folders; logs: a raw JSONL[.gz] file or folder"
+    )
     evaluate.add_argument(
         "--data",
         help="sessions: a folder with train.tsv.gz and valid.tsv.gz (SessionId ItemId Time); "
@@ -178,6 +184,38 @@ def build_parser() -> argparse.ArgumentParser:
         "--tune-min-users", type=int, default=30, help="--tune refuses fewer validation users (default 30)"
     )
     evaluate.add_argument("--seed", type=int, default=7, help="seed of --tune's search (results are deterministic)")
+    evaluate.add_argument(
+        "--attribution-hours",
+        type=float,
+        default=24.0,
+        help="logs: an outcome joins its list up to this many hours after it (default 24)",
+    )
+    evaluate.add_argument(
+        "--reward",
+        choices=("click", "conversion"),
+        default="click",
+        help="logs: what makes a shown item relevant: a click (default) or an add_to_cart/purchase",
+    )
+    evaluate.add_argument("--experiment", help="logs: only this experiment_id (default every one in the logs)")
+    evaluate.add_argument("--control", help="logs: the control variant (default the first in sorted order)")
+    evaluate.add_argument(
+        "--split-weights", help="logs: the expected split for the sample-ratio check, e.g. A=90,B=10 (default equal)"
+    )
+    evaluate.add_argument(
+        "--aa-check",
+        action="store_true",
+        help="logs: an A/A check: every variant must be level with the control and the split must match (exit 1 if "
+        "not); without an experiment, the subjects are split in two halves",
+    )
+    evaluate.add_argument(
+        "--clip", type=float, default=10.0, help="logs: off-policy importance weights are clipped here (default 10)"
+    )
+    evaluate.add_argument(
+        "--min-propensity",
+        type=float,
+        default=0.001,
+        help="logs: logged propensities below this are raised to it (default 0.001)",
+    )
 
     gc = commands.add_parser(
         "gc",
@@ -449,6 +487,8 @@ def cmd_similar(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from recsys_tools.evaluation.run import EvalOptions, run_eval, write
 
+    if args.protocol == "logs":
+        return _eval_logs(args)
     if args.protocol != "temporal":
         return _eval_real(args)
     if not args.raw:
@@ -480,6 +520,57 @@ def cmd_eval(args: argparse.Namespace) -> int:
     print((Path(args.out) / "report.md").read_text())
     print("wrote " + ", ".join(str(p) for p in written), file=sys.stderr)
     return EXIT_OK
+
+
+def _eval_logs(args: argparse.Namespace) -> int:
+    """recsys eval --protocol logs: the served lists joined to their outcomes; exit 1 on a failed --aa-check."""
+    from recsys_tools.evaluation.log_run import run_logs
+    from recsys_tools.evaluation.logs import LogOptions
+    from recsys_tools.evaluation.report import write_report
+
+    if not args.raw:
+        raise UsageError("recsys eval --protocol logs: --raw is required (the exposure and outcome logs)")
+    if args.tune or args.config:
+        raise UsageError("--tune and --config work with --protocol temporal")
+    weights = None
+    if args.split_weights:
+        try:
+            weights = {
+                name.strip(): float(value)
+                for name, _, value in (part.partition("=") for part in args.split_weights.split(","))
+            }
+        except ValueError:
+            raise UsageError(f"--split-weights must be VARIANT=WEIGHT,..., got {args.split_weights!r}") from None
+    options = LogOptions(
+        raw=args.raw,
+        tenant=args.tenant,
+        surface=args.surface,
+        ks=_ks(args.k),
+        attribution_hours=args.attribution_hours,
+        reward=args.reward,
+        experiment=args.experiment,
+        control=args.control,
+        split_weights=weights,
+        aa_check=args.aa_check,
+        clip=args.clip,
+        min_propensity=args.min_propensity,
+    )
+    print(f"recsys eval --protocol logs {args.tenant}/{args.surface}: {args.raw}", file=sys.stderr)
+    evaluation = run_logs(options)
+    written = write_report(evaluation.report, Path(args.out))
+    print((Path(args.out) / "report.md").read_text())
+    print("wrote " + ", ".join(str(p) for p in written), file=sys.stderr)
+    return EXIT_FAILED if evaluation.aa_passed is False else EXIT_OK
+
+
+def _ks(text: str) -> tuple[int, ...]:
+    try:
+        ks = tuple(sorted({int(k) for k in text.split(",") if k.strip()}))
+    except ValueError:
+        raise UsageError(f"--k must be comma-separated integers, got {text!r}") from None
+    if not ks or ks[0] < 1:
+        raise UsageError(f"--k must be positive integers, got {text!r}")
+    return ks
 
 
 def _json_arg(text: str, option: str) -> dict:

@@ -10,6 +10,10 @@
   backend switch) and written without the "Software" metadata, so the same report gives the same bytes with the
   same matplotlib and fonts.
 
+A report may override the table columns (`columns`; a value with `<metric>_low` and `<metric>_high` beside it
+shows as `value (low .. high)`), the segments' and the Differences table's sentences, and add `tables` (sections
+after Differences): `recsys eval --protocol logs` does. Left empty, they are left out of report.json.
+
 matplotlib is imported only when the PNG is written: it is not a dependency of the Lambda layer.
 """
 
@@ -32,6 +36,19 @@ FAMILY_TITLES = {"recall": "Recall", "ndcg": "NDCG", "map": "MAP", "precision": 
 MISSING = "–"
 
 Metrics = dict[str, int | float]
+# Fields a report may leave out; left out of report.json when empty, so that reports without them keep their bytes.
+_OPTIONAL = ("columns", "segment_help", "comparisons_help", "tables")
+
+
+class Table(BaseModel):
+    """An extra Markdown section: a title, a sentence, a table."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    title: str
+    text: str = ""
+    header: list[str]
+    rows: list[list[JsonValue]]
 
 
 class Report(BaseModel):
@@ -48,6 +65,14 @@ class Report(BaseModel):
         default_factory=list, description="`metrics.compare` of one recommender against another, overall users"
     )
     notes: list[str] = Field(default_factory=list)
+    columns: list[str] = Field(
+        default_factory=list, description="the Markdown tables' metric columns (default: `columns(report)`)"
+    )
+    segment_help: dict[str, str] = Field(
+        default_factory=dict, description="a segment's sentence (default SEGMENT_HELP)"
+    )
+    comparisons_help: str = Field("", description="the Differences table's sentence (default: a paired bootstrap's)")
+    tables: list[Table] = Field(default_factory=list, description="sections after Differences")
 
     def segments(self) -> list[str]:
         """SEGMENTS first, then any other segment name in the results, in first-seen order."""
@@ -73,7 +98,8 @@ def write_report(report: Report, out_dir: Path | str) -> list[Path]:
 
 
 def to_json(report: Report) -> str:
-    return json.dumps(report.model_dump(mode="json"), sort_keys=True, indent=2, ensure_ascii=False) + "\n"
+    data = report.model_dump(mode="json", exclude={name for name in _OPTIONAL if not getattr(report, name)})
+    return json.dumps(data, sort_keys=True, indent=2, ensure_ascii=False) + "\n"
 
 
 def read_report(path: Path | str) -> Report:
@@ -82,6 +108,8 @@ def read_report(path: Path | str) -> Report:
 
 def columns(report: Report) -> list[str]:
     """The metric columns of the Markdown tables, in order."""
+    if report.columns:
+        return list(report.columns)
     ks = sorted(set(report.ks))
     beyond = report.beyond_k()
     per_k = [f"{family}@{k}" for k in ks for family in FAMILIES]
@@ -92,8 +120,11 @@ def _cell(metrics: Metrics, column: str) -> str:
     value = metrics.get(column)
     if value is None:
         return MISSING
-    if column == "users":
+    if column in ("users", "lists"):
         return str(int(value))
+    low, high = metrics.get(f"{column}_low"), metrics.get(f"{column}_high")
+    if low is not None and high is not None:  # a mean with its interval
+        return f"{value:.4f} ({low:.4f} .. {high:.4f})"
     return f"{value:.4f}"
 
 
@@ -121,8 +152,9 @@ def to_markdown(report: Report) -> str:
     for segment in report.segments():
         lines.append(f"## {segment}")
         lines.append("")
-        if segment in SEGMENT_HELP:
-            lines += [SEGMENT_HELP[segment] + ".", ""]
+        help_text = report.segment_help.get(segment) or SEGMENT_HELP.get(segment)
+        if help_text:
+            lines += [help_text + ".", ""]
         lines.append("| recommender | " + " | ".join(header) + " |")
         lines.append("|---|" + "---:|" * len(header))
         for name, result in report.results.items():
@@ -131,7 +163,8 @@ def to_markdown(report: Report) -> str:
         lines.append("")
     if report.comparisons:
         lines += ["## Differences", ""]
-        lines += ["Per test user, metric(first) - metric(second); the interval is a paired bootstrap of the mean.", ""]
+        paired = "Per test user, metric(first) - metric(second); the interval is a paired bootstrap of the mean."
+        lines += [report.comparisons_help or paired, ""]
         lines.append(
             "| recommender | against | metric | difference | interval | better / worse / level users | verdict |"
         )
@@ -141,13 +174,20 @@ def to_markdown(report: Report) -> str:
                 cells = [
                     f"{c['difference']:+.4f}",
                     f"{c['confidence']:.0%}: {c['low']:+.4f} .. {c['high']:+.4f}",
-                    f"{c['better']} / {c['worse']} / {c['level']}",
+                    f"{c['better']} / {c['worse']} / {c['level']}" if "better" in c else MISSING,
                     str(c["verdict"]),
                 ]
             else:  # no test user with a relevant item: nothing to compare
                 cells = [MISSING] * 4
             names = f"| {_escape(str(c.get('first')))} | {_escape(str(c.get('second')))} | {c.get('metric')} | "
             lines.append(names + " | ".join(cells) + " |")
+        lines.append("")
+    for table in report.tables:
+        lines += [f"## {table.title}", ""]
+        lines += [table.text, ""] if table.text else []
+        lines.append("| " + " | ".join(_escape(h) for h in table.header) + " |")
+        lines.append("|" + "---|" * len(table.header))
+        lines += ["| " + " | ".join(_escape(_format_value(cell)) for cell in row) + " |" for row in table.rows]
         lines.append("")
     if report.notes:
         lines += ["## Notes", ""]

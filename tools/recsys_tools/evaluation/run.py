@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +20,14 @@ from pydantic import BaseModel, Field
 
 from recsys.days import Window, day_start
 from recsys.evaluation.lists import ManifestRanker
-from recsys.evaluation.metrics import compare, evaluate_lists, ndcg_at_k, seen_share
+from recsys.evaluation.metrics import (
+    aggregate_diversity,
+    compare,
+    evaluate_lists,
+    intra_list_diversity,
+    ndcg_at_k,
+    seen_share,
+)
 from recsys.evaluation.split import WindowInteractions, interactions, relevant_items
 from recsys.ingest.sources import day_in_path
 from recsys.pipeline import steps
@@ -120,6 +128,31 @@ def recommend_all(
     ranker = ManifestRanker.open(store, options.tenant, options.surface)
     k = max(options.ks)
     return {user: ranker.top(user, k, now, weights=weights) for user in users}
+
+
+def add_diversity(
+    results: dict[str, dict[str, dict[str, float]]],
+    lists: dict[str, dict[str, list[str]]],
+    relevant: dict[str, set[str]],
+    k: int,
+    tags: Callable[[str], tuple[str, ...]] | None,
+) -> list[str]:
+    """Add `diversity@K` (the seed's normalised entropy of the items' slots) and, with catalog tags, `ild@K`
+    (intra-list diversity: 1 - tag Jaccard, averaged over the pairs of each list) to each recommender's overall
+    results; returns the note that reports them."""
+    users = [user for user, items in relevant.items() if items]
+    parts = []
+    for name, recs in lists.items():
+        evaluated = [recs.get(user, []) for user in users]
+        overall = results[name]["overall"]
+        overall[f"diversity@{k}"] = aggregate_diversity(evaluated, k)
+        text = f"{name} diversity@{k} {overall[f'diversity@{k}']:.4f}"
+        if tags is not None:
+            overall[f"ild@{k}"] = intra_list_diversity(evaluated, tags, k)
+            text += f", ild@{k} {overall[f'ild@{k}']:.4f}"
+        parts.append(text)
+    what = "normalised entropy of the items' top-K slots" + ("; ild = intra-list tag diversity" if tags else "")
+    return [f"diversity, overall users ({what}): " + "; ".join(parts)]
 
 
 def _item_popularity(train: WindowInteractions) -> dict[str, float]:
@@ -332,6 +365,10 @@ def run_eval(options: EvalOptions, settings: Settings) -> Report:
         "item-kNN": item_knn_baseline(indexed, users, k),
     }
     seen = train.by_user()
+    results = score(lists, relevant, train, options.ks)
+    beyond = 10 if 10 in options.ks else k
+    tags = ManifestRanker.open(store, options.tenant, options.surface).signals.tags if options.catalog else None
+    notes += add_diversity(results, lists, relevant, beyond, tags)
     notes.append(
         "share of recommended slots holding an item the user had already seen in the train window: "
         + ", ".join(f"{name} {seen_share(recommended, seen):.4f}" for name, recommended in lists.items())
@@ -351,7 +388,7 @@ def run_eval(options: EvalOptions, settings: Settings) -> Report:
             "test": [str(split.test.start), str(split.test.end)],
         },
         ks=list(options.ks),
-        results=score(lists, relevant, train, options.ks),
+        results=results,
         comparisons=[
             {"first": OURS, "second": name, **compare(lists[OURS], lists[name], relevant, metric)}
             for name in lists

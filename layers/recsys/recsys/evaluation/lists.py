@@ -13,7 +13,7 @@ from recsys.contract.manifest import Manifest
 from recsys.publish.service import read_pointer
 from recsys.ranking.rules import Rule
 from recsys.ranking.types import RecommendQuery, Scope
-from recsys.serve.ranking import knobs
+from recsys.serve.ranking import diversity, exploration, knobs
 from recsys.serve.reader import ArtifactCache, ArtifactSignals
 from recsys.serve.rules import parse_rules
 from recsys.serve.tenant_config import EffectiveConfig, TenantConfig
@@ -56,7 +56,8 @@ class ManifestRanker:
         anchors: Sequence[str] = (),
         weights: Mapping[str, float] | None = None,
     ) -> list[str]:
-        """The top-k item ids for `subject` (a user or session id), most recent anchors first."""
+        """The top-k item ids for `subject` (a user or session id), most recent anchors first. The config's algo mode
+        and diversity apply as in the API; exploration, if configured, is seeded by the subject."""
         query = RecommendQuery(
             subject=subject,
             k=k,
@@ -64,5 +65,8 @@ class ManifestRanker:
             knobs=knobs(self.config),
             scope=Scope(surface=self.surface, segment="default", now=now),
             anchors=tuple(anchors),
+            popularity_fallback=self.config.single_signal,
+            diversity=diversity(self.config),
+            exploration=exploration(self.config, subject),
         )
         return [item.item_id for item in ranking.rank(query, self.signals.arrays(), self.rules).items]

@@ -23,7 +23,7 @@ Definitions, for the top-K list with hits at 1-based ranks r:
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -321,3 +321,41 @@ def paired_bootstrap(
         "users": len(diffs),
         "verdict": "ahead" if low > 0 else "behind" if high < 0 else "level",
     }
+
+
+def aggregate_diversity(lists: Mapping[str, Sequence[str]] | Iterable[Sequence[str]], k: int) -> float:
+    """The seed's diversity@K: the normalised entropy of how often each item fills a top-K slot over all lists,
+    -Σ p(i) log p(i) / log(distinct items), p(i) = i's slots / all slots. 1 when every recommended item fills as
+    many slots as any other, near 0 when a few items fill most slots; 0.0 with fewer than two distinct items."""
+    _check_k(k)
+    counts: dict[str, int] = {}
+    for recommended in _lists(lists):
+        for item in _top_k(recommended, k):
+            counts[item] = counts.get(item, 0) + 1
+    if len(counts) < 2:
+        return 0.0
+    p = np.array(list(counts.values()), dtype=np.float64)
+    p /= p.sum()
+    return float(-(p * np.log(p)).sum() / math.log(len(counts)))
+
+
+def intra_list_diversity(
+    lists: Mapping[str, Sequence[str]] | Iterable[Sequence[str]],
+    tags: Callable[[str], Iterable[str]],
+    k: int,
+) -> float:
+    """Intra-list diversity@K: the mean over the lists with at least two items of the mean over their top-K pairs
+    of 1 - Jaccard(tags(a), tags(b)) (two untagged items count as unlike: 1). 0.0 without such a list."""
+    _check_k(k)
+    per_list = []
+    for recommended in _lists(lists):
+        top = [set(tags(item)) for item in _top_k(recommended, k)]
+        if len(top) < 2:
+            continue
+        distances = []
+        for a in range(len(top)):
+            for b in range(a + 1, len(top)):
+                union = len(top[a] | top[b])
+                distances.append(1.0 - len(top[a] & top[b]) / union if union else 1.0)
+        per_list.append(sum(distances) / len(distances))
+    return sum(per_list) / len(per_list) if per_list else 0.0

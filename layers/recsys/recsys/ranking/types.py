@@ -74,6 +74,26 @@ class TagConstraints:
 
 
 @dataclass(frozen=True)
+class DiversityKnobs:
+    """MMR re-ranking and per-tag caps over the top `pool` candidates (recsys.ranking.diversity)."""
+
+    mmr_lambda: float = 0.0  # 0: no MMR
+    similarity: Literal["tags", "cooc"] = "tags"
+    caps: Mapping[str, int] = field(default_factory=dict)  # tag prefix -> at most n items per tag with it
+    pool: int = 100
+
+
+@dataclass(frozen=True)
+class ExplorationKnobs:
+    """Epsilon-greedy over the top `pool` candidates, drawn from a generator seeded with `seed` (the API derives it
+    from the request id, so the same request is explored the same way)."""
+
+    epsilon: float
+    seed: int
+    pool: int = 20
+
+
+@dataclass(frozen=True)
 class Detail:
     """What each returned item carries besides id, rank and score."""
 
@@ -105,6 +125,9 @@ class RecommendQuery:
     exclude_ids: tuple[str, ...] = ()
     constraints: TagConstraints | None = None
     detail: Detail = Detail()
+    popularity_fallback: bool = False  # a single-signal mode: rank by popularity when the signal scores all items 0
+    diversity: DiversityKnobs | None = None
+    exploration: ExplorationKnobs | None = None
 
 
 @dataclass(frozen=True)
@@ -125,6 +148,7 @@ class RankedItem:
     score: float
     reasons: list[str] | None = None
     explain: dict[str, Any] | None = None
+    propensity: float | None = None  # with exploration: P(this item in this slot | the slots before it)
 
 
 @dataclass(slots=True)

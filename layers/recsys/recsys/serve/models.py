@@ -121,6 +121,13 @@ class Item(BaseModel):
     explain: dict[str, Any] | None = None
 
 
+class MetaExperiment(BaseModel):
+    """The request's experiment and the variant it was ranked with (None: not assigned)."""
+
+    id: str
+    variant: str | None = None
+
+
 class Meta(BaseModel):
     tenant_id: str
     surface: str
@@ -131,6 +138,7 @@ class Meta(BaseModel):
     manifest_version: str | None = None
     request_id: str
     counts: dict[str, int] | None = None
+    experiment: MetaExperiment | None = None  # ours: the seed logs the assignment but does not echo it
 
 
 class RecommendResponse(BaseModel):

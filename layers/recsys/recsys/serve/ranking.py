@@ -8,6 +8,7 @@ translates: a normalized /v1/recommend or /v1/similar request plus the tenant's 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -20,6 +21,8 @@ from recsys.ranking.signals import SignalArrays
 from recsys.ranking.similar import BLENDED
 from recsys.ranking.types import (
     Detail,
+    DiversityKnobs,
+    ExplorationKnobs,
     Knobs,
     Ranking,
     RecommendQuery,
@@ -45,6 +48,7 @@ class Ranked:
 
     items: list[Item]
     warnings: list[Warning_] = field(default_factory=list)
+    propensities: list[float] | None = None  # per item, when exploration chose them
 
 
 def knobs(config: EffectiveConfig) -> Knobs:
@@ -56,6 +60,30 @@ def knobs(config: EffectiveConfig) -> Knobs:
         anchor_decay=config.anchor_decay,
         history_decay=config.history_decay,
     )
+
+
+def diversity(config: EffectiveConfig) -> DiversityKnobs | None:
+    """The config's diversity options for ranking; None when off (no MMR, no cap)."""
+    options = config.diversity
+    if options is None or not options.active:
+        return None
+    return DiversityKnobs(
+        mmr_lambda=options.mmr_lambda, similarity=options.similarity, caps=options.tag_caps(), pool=options.pool
+    )
+
+
+def exploration_seed(request_id: str) -> int:
+    """The exploration draws' seed: the first 8 bytes of SHA-256(request id), so a request is explored the same way
+    whenever it is ranked again."""
+    return int.from_bytes(hashlib.sha256(request_id.encode()).digest()[:8], "big")
+
+
+def exploration(config: EffectiveConfig, request_id: str) -> ExplorationKnobs | None:
+    """The config's exploration for one request; None when off (epsilon 0)."""
+    options = config.exploration
+    if options is None or not options.active:
+        return None
+    return ExplorationKnobs(epsilon=options.epsilon, seed=exploration_seed(request_id), pool=options.pool)
 
 
 def _constraints(constraints: Constraints | None) -> TagConstraints | None:
@@ -72,7 +100,9 @@ def _detail(options: Options) -> Detail:
     return Detail(reasons=options.include_reasons, explain=options.explain)  # type: ignore[arg-type]
 
 
-def recommend_query(request: NormalizedRecommend, config: EffectiveConfig, now: dt.datetime) -> RecommendQuery:
+def recommend_query(
+    request: NormalizedRecommend, config: EffectiveConfig, now: dt.datetime, request_id: str = ""
+) -> RecommendQuery:
     anchors: tuple[str, ...] = ()
     if request.anchors is not None:
         anchors = tuple(request.anchors.item_ids[: request.anchors.max_anchors or None])
@@ -88,6 +118,9 @@ def recommend_query(request: NormalizedRecommend, config: EffectiveConfig, now: 
         exclude_ids=tuple(candidates.exclude_ids) if candidates else (),
         constraints=_constraints(request.constraints),
         detail=_detail(request.options),
+        popularity_fallback=config.single_signal,
+        diversity=diversity(config),
+        exploration=exploration(config, request_id),
     )
 
 
@@ -116,14 +149,26 @@ def to_wire(result: Ranking) -> Ranked:
         for i in result.items
     ]
     items = _ITEMS.validate_python(rows)  # one validation call for the list: cheaper than one per Item
-    return Ranked(items=items, warnings=[Warning_(code=w.code, detail=w.detail) for w in result.warnings])
+    propensities = None
+    if result.items and result.items[0].propensity is not None:
+        propensities = [i.propensity for i in result.items]
+    return Ranked(
+        items=items,
+        warnings=[Warning_(code=w.code, detail=w.detail) for w in result.warnings],
+        propensities=propensities,
+    )
 
 
 def rank(
-    request: NormalizedRecommend, signals: HasArrays, config: EffectiveConfig, rules: Sequence[Rule], now: dt.datetime
+    request: NormalizedRecommend,
+    signals: HasArrays,
+    config: EffectiveConfig,
+    rules: Sequence[Rule],
+    now: dt.datetime,
+    request_id: str = "",
 ) -> Ranked:
-    """Rank one /v1/recommend request over the reader's signals of its manifest."""
-    return to_wire(ranking.rank(recommend_query(request, config, now), signals.arrays(), rules))
+    """Rank one /v1/recommend request over the reader's signals of its manifest (`request_id` seeds exploration)."""
+    return to_wire(ranking.rank(recommend_query(request, config, now, request_id), signals.arrays(), rules))
 
 
 def similar(request: NormalizedSimilar, signals: HasArrays, config: EffectiveConfig) -> Ranked:

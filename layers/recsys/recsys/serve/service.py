@@ -15,10 +15,13 @@ from recsys.paths import Scope
 from recsys.serve import ranking
 from recsys.serve.audit import AuditLog, RequestInfo
 from recsys.serve.auth import ApiKeysLike, Caller
+from recsys.serve.experiments import assign
 from recsys.serve.exposure import ExposureLog, ServedItem, ServedList, exposure_log
 from recsys.serve.models import (
+    Experiment,
     Item,
     Meta,
+    MetaExperiment,
     NormalizedRecommend,
     RecommendRequest,
     RecommendResponse,
@@ -34,7 +37,7 @@ from recsys.serve.rate_limit import Limit, RateLimiter, retry_after
 from recsys.serve.reader import ArtifactIncompatible, ArtifactReader, LoadedManifest, ManifestIncompatible
 from recsys.serve.rules import Rule, parse_rules
 from recsys.serve.settings import ServeSettings
-from recsys.serve.tenant_config import TenantConfig
+from recsys.serve.tenant_config import EffectiveConfig, TenantConfig
 from recsys.serve.tenant_store import Document, TenantDocuments, VersionMismatch
 from recsys.serve.ttl_cache import TtlCache
 from recsys.store import ObjectStore, StoreError, open_store
@@ -174,17 +177,23 @@ class RecommendService:
         state: _TenantState,
         loaded: LoadedManifest | None,
         returned: int,
+        algo: str | None = None,
+        experiment: Experiment | None = None,
     ) -> Meta:
         return Meta(
             tenant_id=caller.tenant,
             surface=surface,
             segment=segment,
-            algo_version=self.settings.algo_version,
+            # The seed's: "<version>:<algo>" when the config (here also a variant) sets the algo mode.
+            algo_version=f"{self.settings.algo_version}:{algo}" if algo else self.settings.algo_version,
             config_version=state.config.version if state.config else None,
             rules_version=state.rules.version if state.rules else None,
             manifest_version=loaded.manifest.manifest_version if loaded else None,
             request_id=request_id,
             counts={"returned": returned} if returned else None,
+            experiment=MetaExperiment(id=experiment.id, variant=experiment.variant or None)
+            if experiment is not None and experiment.id
+            else None,
         )
 
     # --- operations --------------------------------------------------------------------------------------------
@@ -206,6 +215,11 @@ class RecommendService:
     ) -> RecommendResponse:
         state = self._tenant(caller.tenant)
         loaded = self._signals(caller.tenant, normalized.surface)
+        now = now or normalized.now or dt.datetime.now(dt.UTC)
+        config = state.parsed_config.for_surface(normalized.surface)
+        if normalized.experiment is not None and (normalized.experiment.id or "").strip():
+            normalized, config = self._experiment(state.parsed_config, normalized, config, now)
+        propensities = None
         if loaded is None:
             warnings.append(
                 Warning_(code="SIGNAL_UNAVAILABLE", detail=f"no manifest for {caller.tenant}/{normalized.surface}")
@@ -213,28 +227,70 @@ class RecommendService:
             items = []
         else:
             warnings.extend(self._stale_warning(loaded))
-            ranked = ranking.rank(
-                normalized,
-                loaded.signals,
-                state.parsed_config.for_surface(normalized.surface),
-                state.parsed_rules,
-                now or normalized.now or dt.datetime.now(dt.UTC),
-            )
-            items, warnings = ranked.items, warnings + ranked.warnings
-        meta = self._meta(caller, normalized.surface, normalized.segment, request_id, state, loaded, len(items))
+            ranked = ranking.rank(normalized, loaded.signals, config, state.parsed_rules, now, request_id)
+            items, warnings, propensities = ranked.items, warnings + ranked.warnings, ranked.propensities
+        meta = self._meta(
+            caller,
+            normalized.surface,
+            normalized.segment,
+            request_id,
+            state,
+            loaded,
+            len(items),
+            config.algo,
+            normalized.experiment,
+        )
         if self.exposures is not None and items:
-            self.exposures.record(self._served(normalized, meta, items))
+            self.exposures.record(self._served(normalized, meta, items, propensities))
         return RecommendResponse(items=items, meta=meta, warnings=warnings or None)
 
-    def _served(self, normalized: NormalizedRecommend, meta: Meta, items: list[Item]) -> ServedList:
+    def _experiment(
+        self, tenant: TenantConfig, normalized: NormalizedRecommend, config: EffectiveConfig, now: dt.datetime
+    ) -> tuple[NormalizedRecommend, EffectiveConfig]:
+        """Assign the request's experiment variant (recsys.serve.experiments) and apply it: the request then carries
+        the variant (so the meta and the exposure record do) and the config the variant's overrides."""
+        requested = normalized.experiment
+        if requested is None or not requested.id:
+            return normalized, config
+        assignment = assign(
+            tenant.experiment(requested.id),
+            requested.id,
+            requested.variant,
+            normalized.subject,
+            normalized.surface,
+            now,
+            self.settings.experiment_assignment_salt.encode(),
+            assigning=self.settings.experiment_assignment_enabled,
+        )
+        if assignment.variant != requested.variant:
+            experiment = Experiment(id=requested.id, variant=assignment.variant)
+            normalized = normalized.model_copy(update={"experiment": experiment})
+        if assignment.applied is not None:
+            config = config.with_variant(assignment.applied)
+        return normalized, config
+
+    def _served(
+        self,
+        normalized: NormalizedRecommend,
+        meta: Meta,
+        items: list[Item],
+        propensities: list[float] | None = None,
+    ) -> ServedList:
         experiment = normalized.experiment
+        if propensities is None:
+            served = [ServedItem(item.item_id, item.rank - 1, item.score) for item in items]
+        else:  # exploration chose them: each with its propensity
+            served = [
+                ServedItem(item.item_id, item.rank - 1, item.score, propensity)
+                for item, propensity in zip(items, propensities, strict=True)
+            ]
         return ServedList(
             request_id=meta.request_id,
             tenant=meta.tenant_id,
             surface=meta.surface,
             segment=meta.segment,
             served_at=dt.datetime.now(dt.UTC),
-            items=[ServedItem(item.item_id, item.rank - 1, item.score) for item in items],
+            items=served,
             user_id=normalized.user.user_id,
             session_id=normalized.user.session_id,
             anonymous_id=normalized.user.anonymous_id,

@@ -70,6 +70,11 @@ class ServeSettings(BaseSettings):
         1.0, alias="RECSYS_EXPOSURE_LOG_FLUSH_SECONDS", gt=0, le=900, allow_inf_nan=False
     )
 
+    # Experiments (recsys.serve.experiments): the HMAC key of variant assignment (the seed's names). Changing the
+    # salt reshuffles every subject's variant; set one per deployment (empty works, but anyone can then predict it).
+    experiment_assignment_enabled: bool = Field(True, alias="EXPERIMENT_ASSIGNMENT_ENABLED")
+    experiment_assignment_salt: str = Field("", alias="EXPERIMENT_ASSIGNMENT_SALT", repr=False)
+
     @field_validator("manifest_ttl", "config_cache_ttl", "health_cache_duration", mode="before")
     @classmethod
     def _duration(cls, value: object) -> float:

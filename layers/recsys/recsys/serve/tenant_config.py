@@ -126,6 +126,7 @@ def _algo(value: Any) -> Any:
     return value
 
 
+MAX_MEMOIZED_SURFACES = 256
 MAX_DIVERSITY_POOL = 1000
 DEFAULT_DIVERSITY_POOL = 100
 MAX_EXPLORATION_POOL = 200
@@ -412,7 +413,9 @@ class TenantConfig(BaseModel):
         frozen, and the result is never changed in place)."""
         effective = self._effective.get(surface)
         if effective is None:
-            effective = self._effective[surface] = self._merge(surface)
+            effective = self._merge(surface)
+            if len(self._effective) < MAX_MEMOIZED_SURFACES:  # surfaces come from requests: bounded
+                self._effective[surface] = effective
         return effective
 
     def _merge(self, surface: str | None) -> EffectiveConfig:

@@ -67,16 +67,18 @@ def step_handler(
             tracer.put_annotation("tenant", tenant)
             tracer.put_annotation("surface", surface)
         # Per-tenant dashboards and alarms. Locally (metrics disabled) handlers share this process's Metrics across
-        # parallel Map iterations, so dimensions are only set where they are published. POWERTOOLS_METRICS_DISABLED
-        # is Powertools' own switch (it reads it when flushing): it is read here only to follow it, not configuration.
-        if tenant and surface and os.environ.get("POWERTOOLS_METRICS_DISABLED", "").lower() not in ("1", "true"):
+        # parallel Map iterations, so nothing is added where nothing is published: Powertools reads its own switch,
+        # POWERTOOLS_METRICS_DISABLED, only when flushing, and flushes on its own (to stdout) once a metric holds
+        # 100 values, which a local backfill's partials reach. It is read here only to follow it.
+        publishing = os.environ.get("POWERTOOLS_METRICS_DISABLED", "").lower() not in ("1", "true")
+        if tenant and surface and publishing:
             metrics.add_dimension(name="tenant", value=tenant)
             metrics.add_dimension(name="surface", value=surface)
         logger.info("step started", extra={"step": step.__name__, "request": request.model_dump(mode="json")})
         result = step(request, load_settings())
-        for name, value in (counts(result) if counts else {}).items():
-            metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
-        if os.environ.get("POWERTOOLS_METRICS_DISABLED", "").lower() not in ("1", "true"):
+        if publishing:
+            for name, value in (counts(result) if counts else {}).items():
+                metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
             for gauge in gauges(result) if gauges else []:
                 _publish(gauge)
         logger.info("step finished", extra={"step": step.__name__})

@@ -68,7 +68,7 @@ def run_measured(
     timeout: float = 3600.0,
     address_space_limit: int | None = None,
 ) -> Measured:
-    """Run `argv`, timestamp its stderr lines as they arrive, and reap it with wait4 for its peak RSS.
+    """Run `argv`, timestamp its stderr lines as they arrive, sample its peak RSS (VmHWM), reap it with wait4.
 
     `address_space_limit` (bytes, RLIMIT_AS) makes a run that would exhaust the machine fail with MemoryError
     instead of waking the OOM killer (used for the 10M-event day)."""

@@ -1,7 +1,7 @@
 """Pipeline benchmarks: `recsys run` (the real state machine under moto, real handlers) and the read floor.
 
 Every run is a fresh `recsys run ... --json` subprocess (progress lines on stderr are kept: they carry each step's
-duration) over a fresh file:// store; wall time and peak RSS come from the reaped process (wait4 rusage).
+duration) over a fresh file:// store; wall time from the process, peak RSS its own VmHWM (benchmarks/common.py).
 Per-stage times: each progress line reports the step's duration and arrives when the step ends, so a step ran over
 [arrival - duration, arrival]; a stage's wall time is the span of its steps (compute kinds run in parallel).
 The floor is `pyarrow.json.read_json` of the same raw files in a fresh subprocess.

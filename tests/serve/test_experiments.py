@@ -110,8 +110,8 @@ class ListSink:
     def __init__(self) -> None:
         self.lines: list[str] = []
 
-    def deliver(self, lists, now) -> None:  # a batch: the lines of each served list
-        for lines in lists:
+    def deliver(self, lists, now) -> None:  # a batch: each served list's partition and lines
+        for _, lines in lists:
             self.lines.extend(lines)
 
 

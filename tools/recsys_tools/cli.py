@@ -493,10 +493,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         return _eval_real(args)
     if not args.raw:
         raise UsageError("recsys eval: --raw is required (or use --protocol sessions|holdout with --data)")
-    try:
-        ks = tuple(sorted({int(k) for k in args.k.split(",") if k.strip()}))
-    except ValueError:
-        raise UsageError(f"--k must be comma-separated integers, got {args.k!r}") from None
+    ks = _ks(args.k)
     options = EvalOptions(
         tenant=args.tenant,
         surface=args.surface,

@@ -111,6 +111,7 @@ def test_exit_codes_and_one_line_errors(tmp_path: Path) -> None:
 def test_recommend_similar_batch_and_serve(tmp_path: Path) -> None:
     import socket
     import time
+    import urllib.error
     import urllib.request
 
     store = f"file://{tmp_path / 'store'}"
@@ -160,14 +161,15 @@ def test_recommend_similar_batch_and_serve(tmp_path: Path) -> None:
         )
         with urllib.request.urlopen(request, timeout=10) as response:
             assert json.load(response)["items"] == single["items"]
-        admin = urllib.request.Request(  # dev auth without configured roles: admin routes work locally
+        admin = urllib.request.Request(  # dev callers hold no role: admin routes need role checks blanked
             f"http://127.0.0.1:{port}/v1/admin/tenants/demo/config",
             method="PUT",
             data=json.dumps({"weights": {"pop": 1}}).encode(),
             headers={"Content-Type": "application/json", "X-Dev-Org-Id": "demo"},
         )
-        with urllib.request.urlopen(admin, timeout=10) as response:
-            assert response.status == 200 and response.headers["ETag"]
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(admin, timeout=10)
+        assert refused.value.code == 403 and json.load(refused.value)["code"] == "RECSYS_FORBIDDEN"
     finally:
         server.terminate()
         server.wait(timeout=10)
@@ -239,3 +241,29 @@ def test_freshness_reports_each_target_and_fails_on_a_missing_one(tmp_path, caps
     assert main(["freshness", "--store", store.uri, "--slo-hours", "0.000001"]) == 1  # everything is stale
     assert "1 stale" in capsys.readouterr().out
     assert main(["freshness", "--store", store.uri, "--targets", "nope"]) == 2
+
+
+ROLE_NAMES = ("AUTH_VIEWER_ROLE", "AUTH_OPERATOR_ROLE", "AUTH_ADMIN_ROLE")
+
+
+@pytest.mark.parametrize(
+    ("environment", "status"),
+    [({}, 403), ({"AUTH_OPERATOR_ROLE": "operator"}, 403), (dict.fromkeys(ROLE_NAMES, ""), 200)],
+)
+def test_serve_dev_callers_need_an_explicit_grant_for_admin_routes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, environment: dict[str, str], status: int
+) -> None:
+    """As serve-locally.md says: the dev identity holds no role; only blanking the role names opens the admin routes."""
+    import uvicorn
+    from fastapi.testclient import TestClient
+
+    for name in ROLE_NAMES:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    served: list = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **_: served.append(app))
+    assert cli.main(["serve", "--store", f"file://{tmp_path / 'store'}"]) == 0
+    client = TestClient(served[0])
+    put = client.put("/v1/admin/tenants/demo/config", json={"weights": {"pop": 1}}, headers={"X-Dev-Org-Id": "demo"})
+    assert put.status_code == status, put.text

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import importlib.util
 import json
 import sys
@@ -157,6 +158,20 @@ def test_anchors_and_candidate_lists(client: TestClient) -> None:
     assert set(ids(allow)) <= {"i00003", "i00004"}
 
 
+@pytest.mark.parametrize(
+    ("explain", "normalized"), [(" Summary ", "summary"), ("FULL", "full"), ("", "none"), (" ", "none")]
+)
+def test_explain_is_trimmed_and_lower_cased_and_blank_is_none(
+    client: TestClient, explain: str, normalized: str
+) -> None:
+    body = {"surface": "home", **U, "options": {"explain": explain}, "context": {"now": ""}}
+    response = client.post("/v1/recommend/validate", json=body, headers=DEMO)
+    assert response.status_code == 200, response.text
+    assert response.json()["normalized_request"]["options"]["explain"] == normalized
+    served = recommend(client, k=2, **{**U, "options": {"explain": explain}, "context": {"now": ""}})
+    assert all(("explain" in item) == (normalized != "none") for item in served["items"])
+
+
 def test_validate_normalizes_without_ranking(client: TestClient) -> None:
     response = client.post(
         "/v1/recommend/validate",
@@ -185,6 +200,15 @@ def test_similar_known_and_unknown_items(client: TestClient) -> None:
     assert len(known["items"]) == 5 and "i00042" not in ids(known)
     unknown = client.post("/v1/similar", json={"surface": "home", "item_id": "nope", "k": 5}, headers=DEMO)
     assert unknown.status_code == 200 and unknown.json()["items"] == []
+
+
+def test_license_in_the_seeds_shape_needs_no_identity(client: TestClient) -> None:
+    response = client.get("/v1/license")
+    body = response.json()
+    assert response.status_code == 200 and response.headers["cache-control"] == "no-store"
+    assert body["status"] == "unknown" and body["commercial"] is False  # no signed licence gates this product
+    assert (body["product"], body["version"]) == ("recsys-serverless", client.app.version)
+    assert "security" not in client.app.openapi()["paths"]["/v1/license"]["get"]
 
 
 def test_health_ready_version_and_openapi(client: TestClient, tmp_path: Path) -> None:
@@ -341,6 +365,15 @@ ERRORS = [
         422,
         "RECSYS_UNPROCESSABLE_ENTITY",
         "weights must be non-negative",
+    ),
+    *(
+        (
+            {"surface": "home", "constraints": {"max_per_tag": {"x": cap}}, **U},
+            400,
+            "RECSYS_INVALID_REQUEST",
+            "constraints.max_per_tag.x: Input should be a valid integer",
+        )
+        for cap in (False, "2", 2.5, None)  # the seed's map[string]int refuses each (false was stored as 0)
     ),
     (
         {"surface": "home", "options": {"explain": "all"}, **U},
@@ -509,6 +542,11 @@ def test_rules_pin_boost_block(client: TestClient) -> None:
     assert "rule.pin[pin-1]" in after["items"][0]["reasons"] and after["meta"]["rules_version"]
     invalid = client.put(base, json="pin everything", headers=DEMO)
     assert (invalid.status_code, invalid.json()["code"]) == (422, "RECSYS_INVALID_RULES")
+    # the seed's AdminRulesPayload: an array of objects; other items are refused, so GET always answers one
+    for items in ([rules[0], 1], [None], ["pin"], [[]]):
+        refused = client.put(base, json=items, headers=DEMO)
+        assert (refused.status_code, refused.json()["detail"]) == (422, "rules array items must be JSON objects")
+    assert client.get(base, headers=DEMO).json()["rules"] == rules
 
 
 def test_cache_invalidate(client: TestClient) -> None:
@@ -522,6 +560,8 @@ def test_cache_invalidate(client: TestClient) -> None:
     assert (unknown.status_code, unknown.json()["code"]) == (422, "RECSYS_INVALID_TARGETS")
     not_utf8 = client.post(url, content=b'{"targets": ["\xff"]}', headers={**DEMO, "Content-Type": "application/json"})
     assert (not_utf8.status_code, not_utf8.json()["code"]) == (400, "RECSYS_INVALID_TARGETS")
+    odd = client.post(url, json={"targets": ["config"], "surface": {}}, headers=DEMO)  # was 200, echoing {}
+    assert (odd.status_code, odd.json()["detail"]) == (400, "surface must be a string")
 
 
 def test_admin_routes_take_no_kind_parameter(client: TestClient) -> None:
@@ -762,3 +802,61 @@ def test_api_gateway_events_through_the_lambda_handler(demo_store: FileSystemSto
     problem = module.handler(event, None)
     assert problem["statusCode"] == 422 and not problem.get("isBase64Encoded")
     assert json.loads(problem["body"])["code"] == "RECSYS_UNPROCESSABLE_ENTITY"
+
+
+# --- decode errors: every body-taking route, under the ASGI app and through Mangum -----------------------------------
+
+BODY_ROUTES = [
+    ("POST", "/v1/recommend", "RECSYS_INVALID_REQUEST"),
+    ("POST", "/v1/recommend/validate", "RECSYS_INVALID_REQUEST"),
+    ("POST", "/v1/similar", "RECSYS_INVALID_REQUEST"),
+    ("PUT", "/v1/admin/tenants/demo/config", "RECSYS_INVALID_CONFIG"),
+    ("PUT", "/v1/admin/tenants/demo/rules", "RECSYS_INVALID_RULES"),
+    ("POST", "/v1/admin/tenants/demo/cache/invalidate", "RECSYS_INVALID_TARGETS"),
+]
+OVER_LIMIT = b'{"k": ' + b" " * (1 << 20) + b"1}"
+# (body, content type, status, code; None: the route's own 400 code)
+DECODE_ERRORS = [
+    (b'{"surface": "h\xffome"}', "application/json", 400, None),
+    (b'{"surface": "home"', "application/json", 400, None),
+    (b'{"surface": NaN}', "application/json", 400, None),
+    (b'{"surface": "home"}', "text/plain", 415, "RECSYS_UNSUPPORTED_MEDIA_TYPE"),
+    (b'{"surface": "home"}', "application/x-www-form-urlencoded", 415, "RECSYS_UNSUPPORTED_MEDIA_TYPE"),
+    (OVER_LIMIT, "application/json", 413, "RECSYS_PAYLOAD_TOO_LARGE"),
+]
+
+
+def _mangum_handler(demo_store: FileSystemStore, monkeypatch):
+    monkeypatch.setenv("RECSYS_STORE", demo_store.uri)
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
+    monkeypatch.setenv("AUTH_ROLE_CLAIMS", "roles")
+    spec = importlib.util.spec_from_file_location("recommend_app", ROOT / "functions" / "recommend" / "app.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.handler
+
+
+@pytest.mark.parametrize(("method", "path", "route_code"), BODY_ROUTES)
+def test_decode_errors_are_problems_on_every_body_route(
+    client: TestClient, demo_store: FileSystemStore, monkeypatch, method: str, path: str, route_code: str
+) -> None:
+    handler = _mangum_handler(demo_store, monkeypatch)
+    template = json.loads((ROOT / "events" / "api-admin-config.json").read_text())
+    for body, content_type, status, code in DECODE_ERRORS:
+        expected = (status, code or route_code)
+        asgi = client.request(method, path, content=body, headers={**DEMO, "Content-Type": content_type})
+        assert (asgi.status_code, asgi.json()["code"]) == expected, (path, body[:30], asgi.text)
+        assert asgi.headers["content-type"] == "application/problem+json"
+        # API Gateway's events may carry no Content-Length: the checks must not depend on it
+        for length in (None, str(len(body))):
+            event = json.loads(json.dumps(template))
+            event["rawPath"] = event["requestContext"]["http"]["path"] = path
+            event["requestContext"]["http"]["method"] = method
+            event["headers"]["content-type"] = content_type
+            if length is not None:
+                event["headers"]["content-length"] = length
+            event["body"], event["isBase64Encoded"] = base64.b64encode(body).decode(), True
+            answer = handler(event, None)
+            problem = json.loads(answer["body"])
+            assert (answer["statusCode"], problem["code"]) == expected, (path, body[:30], length, problem)
+            assert answer["headers"]["content-type"] == "application/problem+json"

@@ -424,14 +424,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from recsys.serve.app import create_app
-    from recsys.serve.auth import AuthSettings, DevAuthSettings
+    from recsys.serve.auth import AuthSettings
     from recsys.serve.settings import ServeSettings
 
     # Powertools reads this variable itself (no EMF lines on a laptop), so it is set, not passed.
     os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
     dev_auth = not args.no_dev_auth
-    settings_class = DevAuthSettings if dev_auth else AuthSettings
-    app = create_app(ServeSettings(RECSYS_STORE=_store_uri(args.store)), settings_class(DEV_AUTH_ENABLED=dev_auth))
+    # The deployed defaults: dev callers have no roles, so the admin routes answer 403 until the role names are
+    # blanked (AUTH_VIEWER_ROLE= AUTH_OPERATOR_ROLE= AUTH_ADMIN_ROLE=), the explicit grant serve-locally.md shows.
+    app = create_app(ServeSettings(RECSYS_STORE=_store_uri(args.store)), AuthSettings(DEV_AUTH_ENABLED=dev_auth))
     print(
         f"recsys serve: http://{args.host}:{args.port} (docs at /docs) over {_store_uri(args.store)}"
         + ("; dev auth: send X-Dev-Org-Id: <tenant>" if dev_auth else ""),

@@ -21,6 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from recsys import __version__
+from recsys.serve import openapi as contract
 from recsys.serve.audit import DEFAULT_LIMIT, MAX_LIMIT, AuditLogResponse, RequestInfo
 from recsys.serve.auth import AuthSettings, Caller, check_path_tenant, require_role, resolve_caller
 from recsys.serve.models import (
@@ -71,12 +72,24 @@ def _body_problem(headers: Headers, max_body_bytes: int) -> Problem | None:
     if length is not None and not (length.isascii() and length.isdigit()):
         return invalid("Content-Length must be a non-negative integer")
     if length and int(length) > max_body_bytes:
-        return Problem(413, "RECSYS_PAYLOAD_TOO_LARGE", "request body too large")
-    content_type = headers.get("content-type", "").split(";")[0].strip().lower()
+        return payload_too_large()
     has_body = (length not in (None, "0")) or "transfer-encoding" in headers
-    if has_body and not (content_type == "application/json" or content_type.endswith("+json")):
-        return Problem(415, "RECSYS_UNSUPPORTED_MEDIA_TYPE", "Content-Type must be application/json")
+    if has_body and not _is_json(headers):
+        return unsupported_media_type()
     return None
+
+
+def _is_json(headers: Headers) -> bool:
+    content_type = headers.get("content-type", "").split(";")[0].strip().lower()
+    return content_type == "application/json" or content_type.endswith("+json")
+
+
+def unsupported_media_type() -> Problem:
+    return Problem(415, "RECSYS_UNSUPPORTED_MEDIA_TYPE", "Content-Type must be application/json")
+
+
+def payload_too_large() -> Problem:
+    return Problem(413, "RECSYS_PAYLOAD_TOO_LARGE", "request body too large")
 
 
 class RequestContext:
@@ -108,11 +121,18 @@ class RequestContext:
                 problem = rate_limited("rate limit exceeded", retry_after(wait))
                 await _problem_response(request, problem)(scope, receive, send)
                 return
+        # A body without Content-Length or Transfer-Encoding (an API Gateway event may carry neither): its content
+        # type is checked when its first bytes arrive.
+        unannounced = False
         if request.method in ("POST", "PUT", "PATCH"):
             problem = _body_problem(request.headers, self.max_body_bytes)
             if problem is not None:
                 await _problem_response(request, problem)(scope, receive, send)
                 return
+            headers = request.headers
+            unannounced = (
+                "content-length" not in headers and "transfer-encoding" not in headers and not _is_json(headers)
+            )
 
         async def send_with_request_id(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -128,21 +148,13 @@ class RequestContext:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
+                if received and unannounced:
+                    raise unsupported_media_type()
                 if received > self.max_body_bytes:
-                    raise Problem(413, "RECSYS_PAYLOAD_TOO_LARGE", "request body too large")
+                    raise payload_too_large()
             return message
 
         await self.app(scope, receive_within_limit, send_with_request_id)
-
-
-def _body_schema(model: type) -> dict[str, Any]:
-    """OpenAPI request body for routes that read the raw body (to give the seed's exact error details)."""
-    return {
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}},
-        }
-    }
 
 
 def create_app(
@@ -219,7 +231,9 @@ def create_app(
 
     # --- serving -------------------------------------------------------------------------------------------------
 
-    def serving_route(path: str, request_model: type, response_model: type, operation, summary: str) -> None:
+    def serving_route(
+        path: str, request_model: type, response_model: type, operation, summary: str, example: dict
+    ) -> None:
         async def endpoint(request: Request) -> Response:
             caller = caller_of(request)
             body = await body_of(request, request_model)
@@ -235,7 +249,8 @@ def create_app(
             methods=["POST"],
             response_model=response_model,
             response_model_exclude_none=True,
-            openapi_extra=_body_schema(request_model),
+            openapi_extra=contract.body({"$ref": f"#/components/schemas/{request_model.__name__}"}, example),
+            responses=contract.SERVING,
             tags=["serving"],
             name=operation.__name__,
             summary=summary,
@@ -247,6 +262,7 @@ def create_app(
         RecommendResponse,
         service.recommend,
         "Top-k items for a user (and anchors), ranked from the current manifest",
+        contract.RECOMMEND_EXAMPLE,
     )
     serving_route(
         "/v1/recommend/validate",
@@ -254,6 +270,7 @@ def create_app(
         ValidateResponse,
         service.validate,
         "The normalized request and its warnings, without ranking",
+        contract.RECOMMEND_EXAMPLE,
     )
     serving_route(
         "/v1/similar",
@@ -261,17 +278,18 @@ def create_app(
         RecommendResponse,
         service.similar,
         "Items similar to one item (co-visitation and tag similarity)",
+        contract.SIMILAR_EXAMPLE,
     )
 
     # --- health --------------------------------------------------------------------------------------------------
 
     # None of these reads the store more than once per HEALTH_CACHE_DURATION, nor names the bucket.
 
-    @app.get("/healthz", tags=["health"], summary="Liveness: the process answers (no I/O)")
+    @app.get("/healthz", tags=["health"], summary="Liveness: the process answers (no I/O)", responses=contract.OPEN)
     async def healthz() -> dict:
         return {"status": "healthy"}
 
-    @app.get("/livez", tags=["health"], summary="Liveness: the process answers (no I/O)")
+    @app.get("/livez", tags=["health"], summary="Liveness: the process answers (no I/O)", responses=contract.OPEN)
     async def livez() -> dict:
         return {"status": "alive", "timestamp": _now()}
 
@@ -279,7 +297,7 @@ def create_app(
         "/readyz",
         tags=["health"],
         summary="Readiness: the store answered (checked at most once per HEALTH_CACHE_DURATION)",
-        responses={503: {"description": "Not ready"}},
+        responses={**contract.OPEN, 503: {"description": "Not ready"}},
     )
     async def readyz() -> JSONResponse:
         readiness = service.readiness() if inline else await run_in_threadpool(service.readiness)
@@ -294,7 +312,7 @@ def create_app(
         "/health",
         tags=["health"],
         summary="Overall health: liveness and the cached store check",
-        responses={503: {"description": "Unhealthy"}},
+        responses={**contract.OPEN, 503: {"description": "Unhealthy"}},
     )
     async def health() -> JSONResponse:
         readiness = service.readiness() if inline else await run_in_threadpool(service.readiness)
@@ -306,7 +324,19 @@ def create_app(
         }  # fmt: skip
         return JSONResponse(body, status_code=200 if readiness.ready else 503, headers=NO_STORE)
 
-    @app.get("/version", tags=["health"])
+    license_body = contract.license_status(__version__)
+
+    @app.get(
+        "/v1/license",
+        tags=["health"],
+        summary="Licence status in the seed's shape: this product's licence and version (no identity needed)",
+        response_model=contract.LicenseResponse,
+        responses=contract.OPEN,
+    )
+    async def license_status() -> JSONResponse:
+        return JSONResponse(license_body, headers=NO_STORE)
+
+    @app.get("/version", tags=["health"], responses=contract.OPEN)
     async def version() -> dict:
         return {"version": __version__, "commit": settings.build_commit, "date": settings.build_date}
 
@@ -350,12 +380,15 @@ def create_app(
             )
             return document_response(tenant_id, kind, document)
 
+        config = kind == "config"
         app.add_api_route(
             f"/v1/admin/tenants/{{tenant_id}}/{kind}",
             get_document,
             methods=["GET"],
             tags=["admin"],
             summary=f"Current tenant {kind} (ETag = version)",
+            response_model=contract.ConfigResponse if config else contract.RulesResponse,
+            responses=contract.CONFIG_READ if config else contract.RULES_READ,
         )
         app.add_api_route(
             f"/v1/admin/tenants/{{tenant_id}}/{kind}",
@@ -363,13 +396,24 @@ def create_app(
             methods=["PUT"],
             tags=["admin"],
             summary=f"Replace tenant {kind} (If-Match for optimistic concurrency; 409 on mismatch)",
-            openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": {}}}}},
+            response_model=contract.ConfigResponse if config else contract.RulesResponse,
+            responses=contract.CONFIG_WRITE if config else contract.RULES_WRITE,
+            openapi_extra=contract.body(contract.CONFIG_SCHEMA, contract.CONFIG_EXAMPLE)
+            if config
+            else contract.body(contract.RULES_SCHEMA, contract.RULES_EXAMPLE),
         )
 
     document_routes("config")
     document_routes("rules")
 
-    @app.post("/v1/admin/tenants/{tenant_id}/cache/invalidate", tags=["admin"])
+    @app.post(
+        "/v1/admin/tenants/{tenant_id}/cache/invalidate",
+        tags=["admin"],
+        summary="Drop this process's cached config, rules, manifests or artifacts of the tenant",
+        response_model=contract.InvalidateResponse,
+        responses=contract.INVALIDATE,
+        openapi_extra=contract.body(contract.INVALIDATE_SCHEMA, contract.INVALIDATE_EXAMPLE),
+    )
     async def invalidate(request: Request, tenant_id: str) -> JSONResponse:
         caller = admin_caller(request, tenant_id)
         try:
@@ -380,6 +424,8 @@ def create_app(
         if not targets or not isinstance(targets, list) or not all(isinstance(t, str) for t in targets):
             raise Problem(400, "RECSYS_INVALID_TARGETS", "targets is required")
         surface = body.get("surface")
+        if surface is not None and not isinstance(surface, str):
+            raise Problem(400, "RECSYS_INVALID_TARGETS", "surface must be a string")
         # Loaded artifacts are shared by the whole process: only a platform admin may drop other tenants'.
         counts = await run_in_threadpool(
             lambda: service.invalidate(
@@ -392,10 +438,10 @@ def create_app(
             )
         )
         return JSONResponse(
-            {
+            {  # without a surface, none is echoed: the seed's schema has `surface` as a string
                 "tenant_id": tenant_id,
                 "targets": targets,
-                "surface": surface,
+                **({"surface": surface} if surface is not None else {}),
                 "status": "applied",
                 "invalidated": counts,
             },
@@ -408,6 +454,7 @@ def create_app(
         summary="Audit log of the tenant's admin changes, newest first (keyset paging: before, before_id)",
         response_model=AuditLogResponse,
         response_model_exclude_none=True,
+        responses=contract.AUDIT,
         openapi_extra={"parameters": AUDIT_PARAMETERS},
     )
     def audit(request: Request, tenant_id: str) -> JSONResponse:
@@ -427,8 +474,7 @@ def create_app(
                 [(RecommendRequest, "validation"), (SimilarRequest, "validation")],
                 ref_template="#/components/schemas/{model}",
             )
-            spec.setdefault("components", {}).setdefault("schemas", {}).update(definitions.get("$defs", {}))
-            app.openapi_schema = spec
+            app.openapi_schema = contract.finish(spec, definitions.get("$defs", {}))
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

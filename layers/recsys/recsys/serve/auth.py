@@ -96,15 +96,6 @@ class AuthSettings(BaseSettings):
         return bool(self.auth_viewer_role or self.auth_operator_role or self.auth_admin_role)
 
 
-class DevAuthSettings(AuthSettings):
-    """`recsys serve` with dev auth: dev headers carry no roles, so, like the seed's local demo, role checks are off
-    unless AUTH_VIEWER_ROLE, AUTH_OPERATOR_ROLE or AUTH_ADMIN_ROLE is set."""
-
-    auth_viewer_role: str = ""
-    auth_operator_role: str = ""
-    auth_admin_role: str = ""
-
-
 @dataclass(frozen=True)
 class Caller:
     """The resolved identity of a request. `tenant` scopes everything the request may read or write."""

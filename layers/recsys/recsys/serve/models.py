@@ -12,7 +12,7 @@ import math
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 
 from recsys.events.contract import parse_timestamp
 from recsys.paths import safe_segment
@@ -26,6 +26,31 @@ MAX_TAGS = 200
 SIGNAL_WEIGHTS = ("pop", "cooc", "emb", "implicit", "session", "content", "knn")
 
 
+_SEGMENT = {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$", "description": "no `..`"}
+
+
+def _schema(required: tuple[str, ...] = (), **properties: dict[str, Any]):
+    """OpenAPI shape of a request model beyond its types (what the seed's normalisation checks, which stays in
+    `normalize_*` for the seed's details): required fields are not null, and each named property gets its bounds."""
+
+    def shape(schema: dict[str, Any]) -> None:
+        props = schema["properties"]
+        for name, extra in properties.items():
+            variants = props[name].get("anyOf", [props[name]])
+            kept = [variant for variant in variants if variant.get("type") != "null"]
+            base = {**kept[0], **extra}
+            if name in required:
+                props[name] = base
+            elif len(kept) < len(variants):  # null stays accepted (a default applies)
+                props[name] = {"anyOf": [base, {"type": "null"}], "default": props[name].get("default")}
+            else:
+                props[name] = {**props[name], **extra}
+        if required:
+            schema["required"] = list(required)
+
+    return shape
+
+
 class _Strict(BaseModel):
     # Non-finite floats (NaN, Infinity, 1e400) are never a meaningful request value, and they break arithmetic
     # and JSON rendering later: refused here, whoever builds the request (the API's decoder refuses them too).
@@ -33,12 +58,24 @@ class _Strict(BaseModel):
 
 
 class User(_Strict):
+    # At least one id, not blank (else 422).
+    model_config = ConfigDict(
+        json_schema_extra=lambda schema: schema.update(
+            anyOf=[{"required": [name], "properties": {name: {"type": "string", "pattern": r"\S"}}}
+                   for name in ("user_id", "anonymous_id", "session_id")]
+        )
+    )  # fmt: skip
+
     user_id: str | None = None
     anonymous_id: str | None = None
     session_id: str | None = None
 
 
 class Context(_Strict):
+    model_config = ConfigDict(
+        json_schema_extra=_schema(now={"format": "date-time", "description": "RFC 3339 with a zone; blank = absent"})
+    )
+
     locale: str | None = None
     device: str | None = None
     country: str | None = None
@@ -46,23 +83,42 @@ class Context(_Strict):
 
 
 class Anchors(_Strict):
+    model_config = ConfigDict(json_schema_extra=_schema(item_ids={"maxItems": MAX_ANCHORS}, max_anchors={"minimum": 1}))
+
     item_ids: list[str] = Field(default_factory=list)
     max_anchors: int | None = None
 
 
 class Candidates(_Strict):
+    model_config = ConfigDict(
+        json_schema_extra=_schema(
+            include_ids={"maxItems": MAX_CANDIDATE_IDS}, exclude_ids={"maxItems": MAX_CANDIDATE_IDS}
+        )
+    )
+
     include_ids: list[str] = Field(default_factory=list)
     exclude_ids: list[str] = Field(default_factory=list)
 
 
 class Constraints(_Strict):
+    model_config = ConfigDict(
+        json_schema_extra=_schema(
+            required_tags={"maxItems": MAX_TAGS},
+            forbidden_tags={"maxItems": MAX_TAGS},
+            max_per_tag={"maxProperties": MAX_TAGS, "additionalProperties": {"type": "integer", "minimum": 0}},
+        )
+    )
+
     required_tags: list[str] = Field(default_factory=list)
     forbidden_tags: list[str] = Field(default_factory=list)
-    max_per_tag: dict[str, int] = Field(default_factory=dict)
+    # The seed decodes into map[string]int: false, "2" or 2.5 is a 400 there, not a cap of 0, 2 or 2.
+    max_per_tag: dict[str, StrictInt] = Field(default_factory=dict)
 
 
 class Weights(_Strict):
     """Blend weights. pop/cooc/emb are the seed's; emb weighs content similarity here (the seed's "similarity")."""
+
+    model_config = ConfigDict(json_schema_extra=_schema(**dict.fromkeys(SIGNAL_WEIGHTS, {"minimum": 0})))
 
     pop: float | None = None
     cooc: float | None = None
@@ -74,6 +130,12 @@ class Weights(_Strict):
 
 
 class Options(_Strict):
+    model_config = ConfigDict(
+        json_schema_extra=lambda schema: schema["properties"]["explain"].update(
+            enum=["none", "summary", "full"], description="trimmed and lower-cased; blank = none"
+        )
+    )
+
     include_reasons: bool = False
     explain: str = "none"
     include_trace: bool = False
@@ -85,7 +147,14 @@ class Experiment(_Strict):
     variant: str | None = None
 
 
+_K = {"minimum": 1, "maximum": MAX_K}
+
+
 class RecommendRequest(_Strict):
+    model_config = ConfigDict(
+        json_schema_extra=_schema(("surface", "user"), surface=_SEGMENT, segment=_SEGMENT, k=_K, user={})
+    )
+
     surface: str | None = None
     segment: str | None = None
     k: int | None = None
@@ -100,6 +169,12 @@ class RecommendRequest(_Strict):
 
 
 class SimilarRequest(_Strict):
+    model_config = ConfigDict(
+        json_schema_extra=_schema(
+            ("surface", "item_id"), surface=_SEGMENT, segment=_SEGMENT, k=_K, item_id={"pattern": r"\S"}
+        )
+    )
+
     surface: str | None = None
     segment: str | None = None
     item_id: str | None = None
@@ -265,9 +340,10 @@ def _options(options: Options | None, warnings: list[Warning_]) -> Options:
     if options is None:
         warnings.append(default_applied("options defaulted"))
         return Options()
-    if options.explain not in ("none", "summary", "full"):
+    explain = options.explain.strip().lower() or "none"  # the seed's: trimmed, lower-cased, blank = none
+    if explain not in ("none", "summary", "full"):
         raise unprocessable("options.explain must be one of none, summary, full")
-    return options
+    return options if explain == options.explain else options.model_copy(update={"explain": explain})
 
 
 def _constraints(constraints: Constraints | None) -> Constraints | None:
@@ -323,7 +399,7 @@ def normalize_recommend(
     if not (user.user_id or user.anonymous_id or user.session_id):
         raise unprocessable("user_id or anonymous_id or session_id is required")
     now = None
-    if request.context and request.context.now is not None:
+    if request.context and request.context.now is not None and request.context.now.strip():  # "" = absent (seed)
         try:
             now = parse_timestamp(request.context.now)
         except ValueError:

@@ -4,7 +4,37 @@ from __future__ import annotations
 
 from http import HTTPStatus
 
+from pydantic import BaseModel, ConfigDict, Field
+
 PROBLEM_TYPE_BASE = "https://errors.recsys.example/problem/"
+
+
+class ProblemBody(BaseModel):
+    """The body of every error response (RFC 7807), as `Problem.body` writes it: the OpenAPI document's schema."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "type": PROBLEM_TYPE_BASE + "recsys-invalid-request",
+                    "title": "Bad Request",
+                    "status": 400,
+                    "detail": "surface is required",
+                    "instance": "/v1/recommend",
+                    "code": "RECSYS_INVALID_REQUEST",
+                    "request_id": "req-1",
+                }
+            ]
+        }
+    )
+
+    type: str = Field(description="a URI naming the kind of problem: the base followed by `code` in kebab case")
+    title: str = Field(description="the HTTP status phrase")
+    status: int
+    detail: str = Field(description="one line; stable for each documented condition")
+    instance: str = Field(description="the request's path")
+    code: str = Field(description="stable machine-readable code, e.g. RECSYS_INVALID_REQUEST")
+    request_id: str = Field(description="as in X-Request-Id")
 
 
 class Problem(Exception):

@@ -366,6 +366,10 @@ class RecommendService:
             else:
                 if not isinstance(data, list | dict):
                     raise ValueError("rules must be a JSON array or object")
+                # Stricter than the seed's code, as its AdminRulesPayload schema says: an array holds objects only
+                # (the seed stores other items and skips them when ranking; GET would then break its own schema).
+                if isinstance(data, list) and not all(isinstance(item, dict) for item in data):
+                    raise ValueError("rules array items must be JSON objects")
                 parse_rules(data)
         except ValueError as exc:
             code = "RECSYS_INVALID_CONFIG" if kind == "config" else "RECSYS_INVALID_RULES"

@@ -860,3 +860,16 @@ def test_decode_errors_are_problems_on_every_body_route(
             problem = json.loads(answer["body"])
             assert (answer["statusCode"], problem["code"]) == expected, (path, body[:30], length, problem)
             assert answer["headers"]["content-type"] == "application/problem+json"
+
+
+def test_an_undeclared_method_gets_405_with_allow(client: TestClient) -> None:
+    response = client.request("TRACE", "/health")
+    assert response.status_code == 405
+    assert response.json()["code"] == "RECSYS_METHOD_NOT_ALLOWED"
+    assert response.headers["allow"] == "GET"
+    assert client.put("/v1/recommend", json={}, headers=DEMO).headers["allow"] == "POST"
+
+
+def test_allow_names_every_method_of_a_path(client: TestClient) -> None:
+    response = client.request("DELETE", "/v1/admin/tenants/demo/config", headers=DEMO)
+    assert response.status_code == 405 and response.headers["allow"] == "GET, PUT"

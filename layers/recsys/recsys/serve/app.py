@@ -15,9 +15,11 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
 from pydantic.json_schema import models_json_schema
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from recsys import __version__
@@ -205,7 +207,16 @@ def create_app(
     @app.exception_handler(StarletteHTTPException)
     async def on_http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {404: "RECSYS_NOT_FOUND", 405: "RECSYS_METHOD_NOT_ALLOWED"}.get(exc.status_code, "RECSYS_HTTP_ERROR")
-        return _problem_response(request, Problem(exc.status_code, code, str(exc.detail).lower()))
+        headers = None
+        if exc.status_code == 405:  # RFC 9110: Allow lists every method of the path, across its routes
+            methods = {
+                method
+                for route in request.app.router.routes
+                if isinstance(route, APIRoute) and route.matches(request.scope)[0] is not Match.NONE
+                for method in route.methods
+            }
+            headers = {"Allow": ", ".join(sorted(methods))} if methods else None
+        return _problem_response(request, Problem(exc.status_code, code, str(exc.detail).lower(), headers))
 
     @app.exception_handler(Exception)
     async def on_error(request: Request, exc: Exception) -> JSONResponse:

@@ -131,10 +131,17 @@ class FirehoseSink:
     5 KB steps, so a record per line would cost several times more."""
 
     def __init__(self, stream: str, client: Any | None = None) -> None:
-        import boto3
-
         self.stream = stream
-        self.client = client or boto3.client("firehose")
+        self._client = client
+
+    @property
+    def client(self) -> Any:
+        """Made on the first delivery, on the delivery thread: not part of a cold start."""
+        if self._client is None:
+            import boto3
+
+            self._client = boto3.client("firehose")
+        return self._client
 
     def deliver(self, lists: Batch, now: dt.datetime) -> None:
         batch: list[dict[str, bytes]] = []

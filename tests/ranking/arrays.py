@@ -37,7 +37,7 @@ from recsys.contract.manifest import Manifest, ManifestArtifact
 from recsys.days import Window
 from recsys.ranking.signals import SignalArrays
 from recsys.serve.reader import ArtifactCache, ArtifactSignals
-from recsys.store import Blob, NotFound, ObjectStore
+from recsys.store import Blob, NotFound, ObjectInfo, ObjectStore
 from recsys.tables import to_parquet
 
 WINDOW = Window(start=dt.date(2026, 1, 1), end=dt.date(2026, 1, 1))
@@ -49,6 +49,7 @@ class MemoryStore(ObjectStore):
     def __init__(self) -> None:
         self.uri = "mem://ranking-tests"
         self.objects: dict[str, bytes] = {}
+        self.written: dict[str, dt.datetime] = {}
 
     def _data(self, key: str) -> bytes:
         if key not in self.objects:
@@ -63,6 +64,7 @@ class MemoryStore(ObjectStore):
 
     def put(self, key: str, data: bytes, **kwargs: Any) -> str:
         self.objects[key] = bytes(data)
+        self.written[key] = dt.datetime.now(dt.UTC)
         return hashlib.md5(data).hexdigest()
 
     def size(self, key: str) -> int:
@@ -74,8 +76,12 @@ class MemoryStore(ObjectStore):
     def list(self, prefix: str = "") -> Iterator[str]:
         return iter(sorted(key for key in self.objects if key.startswith(prefix)))
 
+    def list_info(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        return iter([ObjectInfo(key, len(self.objects[key]), self.written[key]) for key in self.list(prefix)])
+
     def delete(self, key: str) -> None:
         self.objects.pop(key, None)
+        self.written.pop(key, None)
 
 
 def _best_first(scores: Mapping[str, float]) -> list[tuple[str, float]]:

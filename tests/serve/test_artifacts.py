@@ -41,6 +41,7 @@ from recsys.store import (
     Blob,
     FileSystemStore,
     NotFound,
+    ObjectInfo,
     ObjectStore,
     S3Store,
     StoreError,
@@ -103,6 +104,9 @@ class SpyStore(ObjectStore):
 
     def list(self, prefix: str = "") -> Iterator[str]:
         return self.inner.list(prefix)
+
+    def list_info(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        return self.inner.list_info(prefix)
 
     def delete(self, key: str) -> None:
         self.inner.delete(key)

@@ -486,7 +486,7 @@ def cmd_similar(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from recsys_tools.evaluation.run import EvalOptions, run_eval, write
+    from recsys_tools.evaluation.run import EvalOptions, run_eval
 
     if args.protocol == "logs":
         return _eval_logs(args)
@@ -513,10 +513,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     print(f"recsys eval {args.tenant}/{args.surface}: raw {args.raw} -> {options.store}", file=sys.stderr)
-    report = run_eval(options, load_settings())
-    written = write(report, Path(args.out))
-    print((Path(args.out) / "report.md").read_text())
-    print("wrote " + ", ".join(str(p) for p in written), file=sys.stderr)
+    _show_report(run_eval(options, load_settings()), args.out)
     return EXIT_OK
 
 
@@ -524,7 +521,6 @@ def _eval_logs(args: argparse.Namespace) -> int:
     """recsys eval --protocol logs: the served lists joined to their outcomes; exit 1 on a failed --aa-check."""
     from recsys_tools.evaluation.log_run import run_logs
     from recsys_tools.evaluation.logs import LogOptions
-    from recsys_tools.evaluation.report import write_report
 
     if not args.raw:
         raise UsageError("recsys eval --protocol logs: --raw is required (the exposure and outcome logs)")
@@ -555,9 +551,7 @@ def _eval_logs(args: argparse.Namespace) -> int:
     )
     print(f"recsys eval --protocol logs {args.tenant}/{args.surface}: {args.raw}", file=sys.stderr)
     evaluation = run_logs(options)
-    written = write_report(evaluation.report, Path(args.out))
-    print((Path(args.out) / "report.md").read_text())
-    print("wrote " + ", ".join(str(p) for p in written), file=sys.stderr)
+    _show_report(evaluation.report, args.out)
     return EXIT_FAILED if evaluation.aa_passed is False else EXIT_OK
 
 
@@ -586,7 +580,6 @@ def _json_arg(text: str, option: str) -> dict:
 
 def _eval_real(args: argparse.Namespace) -> int:
     """recsys eval --protocol sessions|holdout: a real dataset's split through the pipeline and the ranking."""
-    from recsys_tools.evaluation.report import write_report
 
     if not args.data:
         raise UsageError(f"recsys eval --protocol {args.protocol}: --data is required")
@@ -607,10 +600,17 @@ def _eval_real(args: argparse.Namespace) -> int:
             sequences=args.data, work_dir=args.work, split=args.split, tenant=args.tenant, surface=args.surface
         )
         report = run_holdout(options, load_settings())
-    written = write_report(report, Path(args.out))
-    print((Path(args.out) / "report.md").read_text())
-    print("wrote " + ", ".join(str(p) for p in written), file=sys.stderr)
+    _show_report(report, args.out)
     return EXIT_OK
+
+
+def _show_report(report, out: str) -> None:
+    """Write report.json/md/png under `out`; the Markdown on stdout, the files written on stderr."""
+    from recsys_tools.evaluation.report import write_report
+
+    written = write_report(report, Path(out))
+    print((Path(out) / "report.md").read_text())
+    print("wrote " + ", ".join(str(p) for p in written), file=sys.stderr)
 
 
 def cmd_freshness(args: argparse.Namespace) -> int:

@@ -130,9 +130,9 @@ class ObjectStore(abc.ABC):
     def delete(self, key: str) -> None:
         """Remove the object; a missing key is not an error."""
 
+    @abc.abstractmethod
     def list_info(self, prefix: str = "") -> Iterator[ObjectInfo]:
         """As `list`, with each object's size and last-modified time (S3's LastModified, a file's mtime)."""
-        raise NotImplementedError(f"{type(self).__name__} does not list object details")
 
     def url(self, key: str) -> str:
         """The absolute URI of `key` (what manifests record)."""

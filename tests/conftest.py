@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -74,3 +76,29 @@ def run_steps(settings, start: str, end: str, kinds: list[str] | None = None) ->
         ).artifact
         for kind in (kinds or settings.kinds)
     ]
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A throwaway PostgreSQL server for the session (recsys_tools.local.postgres). Where no server binaries are
+    installed, CI installs Debian's package (it runs as root); elsewhere the tests that need it skip, loudly."""
+    from recsys_tools.local import postgres
+
+    in_ci = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+    try:
+        server = postgres.start(install=in_ci)
+    except postgres.ServerUnavailable as err:
+        if in_ci:
+            pytest.fail(f"CI needs a PostgreSQL server: {err}")
+        pytest.skip(f"SKIPPED: no PostgreSQL server for the database tests: {err}")
+    yield server
+    server.stop()
+
+
+_databases = itertools.count()
+
+
+@pytest.fixture
+def database_url(postgres_server) -> str:
+    """A new empty database on the session's server (one per test: no test sees another's rows)."""
+    return postgres_server.create_database(f"test_{next(_databases)}")

@@ -26,7 +26,7 @@ OURS = ("recsys", "recsys_tools")
 # Bottom to top. A module may import its own layer and the layers below it; the first pattern it matches places it.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("foundation", ("recsys", "recsys.contract*", "recsys.days", "recsys.errors", "recsys.paths", "recsys.tables",
-                    "recsys.settings", "recsys.store*")),
+                    "recsys.settings", "recsys.store*", "recsys.database*")),
     ("raw events", ("recsys.events*",)),
     ("stages", ("recsys.ingest*", "recsys.validate*", "recsys.compute*")),
     ("publish", ("recsys.publish*",)),

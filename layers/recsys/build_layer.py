@@ -80,7 +80,13 @@ def _closure() -> dict[str, str]:
         if requirement.marker is not None and not requirement.marker.evaluate(environment):
             continue
         found[name] = md.version(name)
-        queue += [Requirement(text) for text in md.requires(name) or []]
+        # A dependency's marker names the extra that brings it (psycopg[binary] -> psycopg-binary).
+        extras = ("", *requirement.extras)
+        for dependency in (Requirement(text) for text in md.requires(name) or []):
+            marker = dependency.marker
+            if marker is None or any(marker.evaluate({**environment, "extra": extra}) for extra in extras):
+                dependency.marker = None
+                queue.append(dependency)
     return dict(sorted(found.items()))
 
 

@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field, PositiveFloat, PositiveInt, field_validat
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from recsys.contract.kinds import BUILTIN_KINDS, KINDS
+from recsys.database.settings import DatabaseSettings
 from recsys.paths import Scope, parse_targets
 
 ARTIFACT_KINDS = BUILTIN_KINDS  # the built-in kinds, in canonical order: the default RECSYS_KINDS
@@ -121,7 +122,9 @@ class Settings(StoreSettings):
     model_config = SettingsConfigDict(env_prefix="RECSYS_", env_nested_delimiter="__", extra="ignore")
 
     raw_uri: str | None = Field(
-        None, description="raw events: local dir or s3://bucket/prefix; may contain {tenant} and {surface}"
+        None,
+        description="raw events: local dir, s3://bucket/prefix or postgresql://host/db?table=exposure_events; may "
+        "contain {tenant} and {surface}",
     )
     catalog_uri: str | None = Field(None, description="catalog CSV/JSONL (local path or s3://); may contain {tenant}")
     # NoDecode: RECSYS_KINDS is a comma-separated list (JSON lists work too), see _split_kinds.
@@ -153,6 +156,7 @@ class Settings(StoreSettings):
     compute: ComputeParams = Field(default_factory=ComputeParams)
     quality: QualityGate = Field(default_factory=QualityGate)
     retention: Retention = Field(default_factory=Retention)
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
 
     @field_validator("raw_uri", "catalog_uri", mode="before")
     @classmethod

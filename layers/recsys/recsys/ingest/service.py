@@ -15,9 +15,10 @@ import pyarrow.compute as pc
 from pydantic import BaseModel
 
 from recsys import paths
+from recsys.database.settings import DatabaseSettings
 from recsys.events.contract import CANONICAL_DICTIONARY_COLUMNS, CANONICAL_SCHEMA, CANONICAL_SORT
 from recsys.events.parse import DayScope, ParsedEvents, parse_stream
-from recsys.ingest.sources import RawFileDamaged, raw_files
+from recsys.ingest.sources import RawFileDamaged, raw_sources
 from recsys.store import ObjectStore
 from recsys.tables import to_parquet
 
@@ -142,15 +143,18 @@ def canonicalize(parsed: list[ParsedEvents]) -> tuple[pa.Table, int]:
     return canonical.sort_by(CANONICAL_SORT), duplicates
 
 
-def ingest_day(store: ObjectStore, raw_uri: str, scope: DayScope) -> IngestReport:
+def ingest_day(
+    store: ObjectStore, raw_uri: str, scope: DayScope, database: DatabaseSettings | None = None
+) -> IngestReport:
     """Ingest one day; never raises on bad lines (they are quarantined) or damaged .gz files (reported in
     `damaged_files`, their lines dropped), only on I/O failures and on a raw location that does not exist (NotFound).
 
-    When no raw file holds the day any more but a non-empty partition was ingested before, that partition is kept
-    (raw files that vanished from an existing location must not erase good data); delete the partition to really
-    empty a day.
+    `raw_uri` is a folder, an s3:// prefix, a file or a postgresql:// table (recsys.ingest.postgres, connecting
+    with `database`'s credentials). When no raw file (or no table row) holds the day any more but a non-empty
+    partition was ingested before, that partition is kept (raw data that vanished from an existing location must
+    not erase good data); delete the partition to really empty a day.
     """
-    files = raw_files(raw_uri, scope.day)
+    files = raw_sources(raw_uri, scope, database or DatabaseSettings())
     if not files:
         existing = load_report(store, scope.tenant, scope.surface, scope.day)
         if existing is not None and existing.accepted > 0:

@@ -1,4 +1,5 @@
-"""Finding the raw files of a day under a local directory, an s3:// prefix, or a single file, and reading them.
+"""Finding the raw files of a day under a local directory, an s3:// prefix, or a single file, and reading them; a
+postgresql:// raw URI is a table instead (recsys.ingest.postgres).
 
 A raw location that does not exist is an error (`NotFound`), so that a typo in it cannot pass for a quiet day; one
 that exists but holds no file of a day gives that day no files.
@@ -13,8 +14,11 @@ import re
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Protocol
 
+from recsys.database.settings import DatabaseSettings, is_database_uri
 from recsys.errors import ConfigError
+from recsys.events.parse import DayScope
 from recsys.store import FileSystemStore, NotFound, ObjectStore, open_store, split_uri
 from recsys.store.base import StoreFile
 
@@ -111,6 +115,28 @@ def _raw_file(store: ObjectStore, key: str, day: dt.date) -> RawFile | None:
     if named is None or named == day:  # pruning: a dated folder of another day cannot hold this day
         return RawFile(store, key, dated=named is not None)
     return None
+
+
+class RawSource(Protocol):
+    """What ingest reads a day from: a raw file, or a day of a Postgres table."""
+
+    @property
+    def source(self) -> str: ...
+
+    @property
+    def dated(self) -> bool: ...
+
+    def pieces(self, size: int | None = None) -> Iterator[bytes]: ...
+
+
+def raw_sources(raw_uri: str, scope: DayScope, database: DatabaseSettings) -> list[RawSource]:
+    """What may hold the events of `scope`'s day: raw files, or the day of a postgresql:// table when it has rows."""
+    if is_database_uri(raw_uri):
+        from recsys.ingest.postgres import PostgresDay  # the driver is imported only where a database is used
+
+        day = PostgresDay(raw_uri, scope.tenant, scope.surface, scope.day, database)
+        return [day] if day.has_events() else []
+    return list(raw_files(raw_uri, scope.day))
 
 
 def raw_files(raw_uri: str, day: dt.date) -> list[RawFile]:

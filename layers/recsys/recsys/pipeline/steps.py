@@ -114,7 +114,7 @@ def ingest(request: IngestRequest, settings: Settings) -> IngestReport:
         raise ConfigError("no raw events location: set RECSYS_RAW_URI or pass raw")
     scope = DayScope(request.tenant, request.surface, request.day, frozenset(settings.event_types))
     store = _leased_store(request, settings)
-    return ingest_day(store, raw, scope)
+    return ingest_day(store, raw, scope, settings.database)
 
 
 def validate(request: ValidateRequest, settings: Settings) -> ValidationResult:

@@ -408,3 +408,31 @@ def test_in_an_undated_source_a_bad_line_of_another_day_is_that_days() -> None:
         result = parse_stream([data], source="x", scope=SCOPE, dated=False, bulk=bulk)
         assert [(r.line, r.reason) for r in result.rejections] == [(4, Reason.INVALID_TIMESTAMP)]
         assert (result.events.num_rows, result.read, result.other_days) == (1, 2, 2)
+
+
+def test_typed_rows_are_judged_like_their_json_lines():
+    """judge_rows (a database's typed rows) gives what parse_stream gives for the same events as JSON lines; a row
+    handed over as an odd JSON line is judged by the per-line contract, and joins the others if it passes."""
+    from recsys.events.contract import RAW_SCHEMA
+    from recsys.events.parse import TypedRows, judge_rows
+
+    lines = [
+        {"v": 1, "ts": "2026-01-01T08:00:00Z", "tenant": "demo", "surface": "home", "session_id": "s1", "item_id": "A"},
+        {"v": 1, "ts": "2026-01-01T08:00:01Z", "tenant": "demo", "surface": "home", "session_id": " ", "item_id": "B"},
+    ]
+    odd = b'{"v":1,"ts":"2026-01-01T08:00:02Z","tenant":"demo","surface":"home","session_id":"s1","item_id":"C"}'
+    table = pa.Table.from_pylist(lines, schema=RAW_SCHEMA)
+    scope = DayScope("demo", "home", dt.date(2026, 1, 1), frozenset({"exposure"}))
+    texts = [json.dumps(line).encode() for line in lines]
+    typed = judge_rows(
+        [TypedRows(table, np.array([1, 2]), [(3, odd)], lambda row: texts[row])],
+        source="db",
+        scope=scope,
+        dated=True,
+    )
+    as_lines = parse_stream([b"\n".join([*texts, odd]) + b"\n"], source="db", scope=scope, dated=True)
+    assert typed.events.equals(as_lines.events)
+    assert [(r.line, r.reason, r.detail, r.raw) for r in typed.rejections] == [
+        (r.line, r.reason, r.detail, r.raw) for r in as_lines.rejections
+    ]
+    assert typed.read == as_lines.read == 3

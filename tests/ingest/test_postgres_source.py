@@ -67,7 +67,7 @@ def test_a_rerun_rewrites_nothing_and_small_batches_read_the_same(db, database_u
     load_events(db, str(SAMPLE_RAW), [DAY])
     store = FileSystemStore(tmp_path / "store")
     first = ingest_day(store, database_url, scope())
-    monkeypatch.setattr(pg_source, "BATCH_ROWS", 7)  # many server-side cursor round trips
+    monkeypatch.setattr(pg_source, "JUDGED_ROWS", 7)  # many small blocks
     again = ingest_day(store, database_url, scope())
     assert again.canonical_etag == first.canonical_etag and again.accepted == first.accepted
 
@@ -160,3 +160,56 @@ def test_credentials_come_from_the_secret_and_never_reach_reports(db, database_u
         ).source.count("s3cret")
         == 0
     )
+
+
+ODD_ITEMS = [
+    {"item_id": 7},
+    {"item_id": "A", "rank": 2.5},
+    {"item_id": "B", "rank": 2**70},
+    {"item_id": "B2", "rank": 2**62},  # 19 digits, an int64
+    {"item_id": None},
+    {"rank": 1},
+    {"item_id": "C", "rank": "1"},
+    {"item_id": ["x"]},
+    {"item_id": {"id": "x"}},
+    {"item_id": " D ", "rank": 3},
+    {"item_id": "", "rank": 1},
+    {"item_id": "E", "rank": -5},
+    {"item_id": "F", "rank": True},
+    {"item_id": "G", "rank": None},
+    {"item_id": 'H\n\t"\\,', "rank": 0},
+    "not an object",
+]
+
+
+def test_response_items_get_the_verdicts_their_json_lines_get(db, database_url, tmp_path):
+    """Each response item is judged as the raw line of the same values would be: same reasons, same details, same
+    accepted events."""
+    tid = tenant_id(db)
+    at = dt.datetime(2026, 1, 1, 9, 30, tzinfo=dt.UTC)
+    db.execute(
+        "INSERT INTO exposure_events (tenant_id, occurred_at, request_id, surface, session_id, response) "
+        "VALUES (%s, %s, 'r1', 'home', 's1', %s)",
+        (tid, at, json.dumps({"items": ODD_ITEMS})),
+    )
+    raw = tmp_path / "raw" / "dt=2026-01-01"
+    raw.mkdir(parents=True)
+    lines = []
+    for item in ODD_ITEMS:
+        fields = {"v": 1, "ts": "2026-01-01T09:30:00Z", "tenant": "demo", "surface": "home", "session_id": "s1"}
+        fields["request_id"] = "r1"
+        if isinstance(item, dict):
+            fields |= item
+        lines.append(json.dumps(fields))
+    (raw / "events.jsonl").write_text("\n".join(lines) + "\n")
+    files, table = FileSystemStore(tmp_path / "files"), FileSystemStore(tmp_path / "table")
+    from_files = ingest_day(files, str(tmp_path / "raw"), scope())
+    from_table = ingest_day(table, database_url, scope())
+    assert partition(files, from_files) == partition(table, from_table)
+    assert from_table.reasons == from_files.reasons and from_table.accepted == from_files.accepted == 4
+
+    def verdicts(store, report):
+        quarantined = store.get(store.key_of(report.quarantine_uri)).data.splitlines()
+        return sorted((q["line"], q["reason"], q["detail"]) for q in map(json.loads, quarantined))
+
+    assert verdicts(table, from_table) == verdicts(files, from_files)

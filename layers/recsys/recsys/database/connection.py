@@ -49,6 +49,7 @@ def connect(settings: DatabaseSettings, url: str | None = None, *, autocommit: b
     conn = psycopg.connect(resolve(settings, url), autocommit=autocommit)
     conn.execute(f"SET statement_timeout = {settings.statement_timeout_s * 1000}")
     conn.execute("SET TIME ZONE 'UTC'")
+    conn.execute("SET DateStyle = 'ISO, YMD'")  # timestamps as text: 2026-01-01 08:00:00.5 (the event source)
     if not autocommit:
         conn.commit()
     return conn

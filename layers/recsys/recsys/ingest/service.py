@@ -17,7 +17,7 @@ from pydantic import BaseModel
 from recsys import paths
 from recsys.database.settings import DatabaseSettings
 from recsys.events.contract import CANONICAL_DICTIONARY_COLUMNS, CANONICAL_SCHEMA, CANONICAL_SORT
-from recsys.events.parse import DayScope, ParsedEvents, parse_stream
+from recsys.events.parse import DayScope, ParsedEvents
 from recsys.ingest.sources import RawFileDamaged, raw_sources
 from recsys.store import ObjectStore
 from recsys.tables import to_parquet
@@ -163,7 +163,7 @@ def ingest_day(
     damaged: list[DamagedFile] = []
     for raw in files:
         try:
-            parsed.append(parse_stream(raw.pieces(), source=raw.source, scope=scope, dated=raw.dated))
+            parsed.append(raw.parse(scope))
         except RawFileDamaged as exc:
             # Dropped whole: a CRC mismatch is only found at the end, so any of the lines read may be corrupt.
             damaged.append(DamagedFile(source=exc.source, error=exc.error))

@@ -18,7 +18,7 @@ from typing import Protocol
 
 from recsys.database.settings import DatabaseSettings, is_database_uri
 from recsys.errors import ConfigError
-from recsys.events.parse import DayScope
+from recsys.events.parse import DayScope, ParsedEvents, parse_stream
 from recsys.store import FileSystemStore, NotFound, ObjectStore, open_store, split_uri
 from recsys.store.base import StoreFile
 
@@ -57,6 +57,10 @@ class RawFile:
     @property
     def source(self) -> str:
         return self.store.url(self.key)
+
+    def parse(self, scope: DayScope) -> ParsedEvents:
+        """The file's events of `scope` and its rejected lines (RawFileDamaged for a damaged .gz file)."""
+        return parse_stream(self.pieces(), source=self.source, scope=scope, dated=self.dated)
 
     def pieces(self, size: int | None = None) -> Iterator[bytes]:
         """The file's bytes (gunzipped for .gz) in order, in pieces of at most `size` (default RAW_PIECE_BYTES)
@@ -123,10 +127,7 @@ class RawSource(Protocol):
     @property
     def source(self) -> str: ...
 
-    @property
-    def dated(self) -> bool: ...
-
-    def pieces(self, size: int | None = None) -> Iterator[bytes]: ...
+    def parse(self, scope: DayScope) -> ParsedEvents: ...
 
 
 def raw_sources(raw_uri: str, scope: DayScope, database: DatabaseSettings) -> list[RawSource]:

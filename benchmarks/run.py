@@ -22,6 +22,7 @@ from common import PYTHON, RECSYS, ROOT, RUNS, available_memory_bytes, log, mach
 from datasets import bench_spec, dataset_key, ensure
 from incremental import bench_incremental
 from pipeline import STAGES, bench_size
+from postgres_source import measure as measure_postgres_source
 
 from recsys_tools.synthetic import SyntheticSpec
 
@@ -181,6 +182,17 @@ def section_api(spec: ApiSpec, requests: int, warmup: int, coldstarts: int, http
     }
 
 
+def section_postgres(events: int, rounds: int) -> dict:
+    """The Postgres event source against JSONL (benchmarks/postgres_source.py); an error entry without a server."""
+    from recsys_tools.local.postgres import ServerUnavailable
+
+    try:
+        return measure_postgres_source(events, rounds)
+    except ServerUnavailable as err:
+        log(f"postgres section skipped: {err}")
+        return {"events": events, "error": str(err)}
+
+
 def pipeline_sizes(store: Path) -> dict | None:
     if not (store / "registry").is_dir():
         return None
@@ -264,6 +276,16 @@ def targets_rows(results: dict) -> list[tuple[str, str, str, str]]:
                 verdict(ip["peak_rss_mb"], 1024.0),
             ),
         ]
+    pg = results.get("postgres_source")
+    if pg and "ratio" in pg:
+        rows.append(
+            (
+                f"{label(pg['events'])} events read from Postgres vs the same day's JSONL (ingest)",
+                "<= 2x",
+                f"{f(pg['ratio'])}x",
+                verdict(pg["ratio"], 2.0),
+            )
+        )
     return rows
 
 
@@ -788,6 +810,31 @@ def render(results: dict) -> str:
             ),
             "",
         ]
+    pg = results.get("postgres_source")
+    if pg:
+        out += ["## Ingest from Postgres", ""]
+        if "error" in pg:
+            out += [f"Not measured: {pg['error']}", ""]
+        else:
+            out += [
+                f"`benchmarks/postgres_source.py`: the {label(pg['events'])}-event day ingested from its JSONL file "
+                "and from `exposure_events` on a throwaway PostgreSQL server on the same machine (the events loaded "
+                f"first with `recsys db load-events`, {f(pg['load_seconds'], 1)} s, not counted), each in a fresh "
+                f"process, alternately, {pg['rounds']} rounds, medians. Both run `ingest_day` whole: read, judge, "
+                "dedupe, sort, write the canonical Parquet. The server and the ingest share the 2 cores.",
+                "",
+                table(
+                    ["source", "ingest (s)", "peak RSS (MB)", "accepted"],
+                    [
+                        [name, f(pg["seconds"][name]), f(pg["peak_rss_mb"][name], 0), f"{pg['accepted'][name]:,}"]
+                        for name in ("jsonl", "postgres")
+                    ],
+                ),
+                "",
+                f"Postgres / JSONL: **{f(pg['ratio'])}x**; the two canonical partitions are "
+                f"{'byte-identical' if pg['identical'] else 'DIFFERENT'}.",
+                "",
+            ]
     out += ["## Notes", ""] + [f"- {note}" for note in results["notes"]] + [""]
     return "\n".join(out)
 
@@ -836,7 +883,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--with-10m", action="store_true", help="add a 10M-event day (slow; needs lots of RAM)")
     parser.add_argument("--quick", action="store_true", help="a fast smoke run: tiny data, few requests")
     parser.add_argument("--out", type=Path, help="write the Markdown report here (e.g. docs/benchmarks.md)")
-    parser.add_argument("--skip", default="", help="sections to skip: pipeline,incremental,api,profile,scaling")
+    parser.add_argument(
+        "--skip", default="", help="sections to skip: pipeline,incremental,api,profile,scaling,postgres"
+    )
     parser.add_argument("--incremental-day", help="events per day of the incremental window (default 100k)")
     parser.add_argument("--incremental-explicit", action="store_true", help="also rerun with an explicit window")
     parser.add_argument("--api-requests", type=int, help="measured in-process requests (default 10000)")
@@ -906,6 +955,8 @@ def main(argv: list[str] | None = None) -> int:
         results["profile"] = section_profile(profile_events, base, top=12)
     if "scaling" not in skip:
         results["scaling"] = section_scaling(base.items, scaling_groups)
+    if "postgres" not in skip:
+        results["postgres_source"] = section_postgres(parse_size("20k" if args.quick else "1m"), 2 if args.quick else 5)
     results["seconds"] = time.perf_counter() - started
     results["notes"] = notes(results)
 

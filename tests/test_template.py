@@ -157,18 +157,28 @@ def _list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
 
+def _branches(value: Any) -> list[Any]:
+    """What a template value can be: each branch of an !If (recursively), AWS::NoValue left out."""
+    if isinstance(value, dict) and "!If" in value:
+        return [v for branch in value["!If"][1:] for v in _branches(branch)]
+    return [] if value == _ref("AWS::NoValue") else [value]
+
+
 def _statements(resources: dict[str, Any], owner: str) -> list[dict[str, Any]]:
-    """Every IAM statement a function or state machine gets: inline ones and those of the managed policies it lists."""
+    """Every IAM statement a function or state machine can get: inline ones and those of the managed policies it
+    lists, under any condition (both branches of each !If: what it grants when its condition holds, and otherwise)."""
     out = []
-    for policy in _props(resources, owner).get("Policies", []):
-        if "!If" in policy:  # a conditional statement: what it grants when its condition holds
-            policy = policy["!If"][1]
-        if "Statement" in policy:
-            out += policy["Statement"]
-        elif "!Ref" in policy:  # a managed policy of this template
-            out += resources[policy["!Ref"]]["Properties"]["PolicyDocument"]["Statement"]
-        elif "LambdaInvokePolicy" not in policy:
-            raise AssertionError(f"{owner}: {policy} is a SAM policy template; write its statements out")
+    for entry in _props(resources, owner).get("Policies", []):
+        for policy in _branches(entry):
+            if "Statement" in policy:
+                statements = policy["Statement"]
+            elif "!Ref" in policy:  # a managed policy of this template
+                statements = resources[policy["!Ref"]]["Properties"]["PolicyDocument"]["Statement"]
+            elif "LambdaInvokePolicy" in policy:
+                continue
+            else:
+                raise AssertionError(f"{owner}: {policy} is a SAM policy template; write its statements out")
+            out += [s for statement in statements for s in _branches(statement)]
     return out
 
 
@@ -195,7 +205,11 @@ def _s3_resource(resource: Any) -> str:
 def s3_grants(resources: dict[str, Any], owner: str) -> set[tuple[str, str]]:
     grants = set()
     for statement in _statements(resources, owner):
-        assert statement["Effect"] == "Allow" and "NotAction" not in statement and "NotResource" not in statement
+        assert "NotAction" not in statement and "NotResource" not in statement
+        if statement["Effect"] == "Deny":  # only NoNetworkInterfacesPolicy denies, and never S3
+            assert not any(a.startswith("s3:") for a in _list(statement["Action"])), statement
+            continue
+        assert statement["Effect"] == "Allow"
         for action in _list(statement["Action"]):
             if action.startswith("s3:"):
                 grants |= {(action, _s3_resource(r)) for r in _list(statement["Resource"])}

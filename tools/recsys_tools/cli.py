@@ -19,7 +19,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from recsys import __version__
-from recsys.days import parse_day
+from recsys.days import Window, parse_day
 from recsys.errors import ConfigError, RecsysError
 from recsys.pipeline.models import RunRequest
 from recsys.publish import service as registry
@@ -249,6 +249,25 @@ def build_parser() -> argparse.ArgumentParser:
     forget.add_argument("--dry-run", action="store_true", help="count the user's events per day; change nothing")
     forget.add_argument("--json", action="store_true")
 
+    database = commands.add_parser("db", help="Postgres: the schema, loading raw events, the signal store")
+    db_commands = database.add_subparsers(dest="db_command", required=True, parser_class=_Parser)
+    url_help = "libpq URI (default: $RECSYS_DATABASE__URL; credentials also from PGPASSWORD or the secret)"
+    migrate = db_commands.add_parser("migrate", help="apply the shipped schema (idempotent)")
+    migrate.add_argument("--url", help=url_help)
+    load = db_commands.add_parser(
+        "load-events", help="insert raw JSONL events into exposure_events (to try the Postgres event source)"
+    )
+    load.add_argument("--url", help=url_help)
+    load.add_argument("--raw", required=True, help="raw events: a directory, a .jsonl[.gz] file or s3://bucket/prefix")
+    load.add_argument("--start", type=_day, required=True, help="first day, YYYY-MM-DD")
+    load.add_argument("--end", type=_day, required=True, help="last day, inclusive")
+    load.add_argument("--table", default="exposure_events", help="the events table (default exposure_events)")
+    signals = db_commands.add_parser("signals", help="the signal store's versions of a tenant/surface")
+    signals.add_argument("--url", help=url_help)
+    signals.add_argument("--tenant", required=True)
+    signals.add_argument("--surface", required=True)
+    signals.add_argument("--json", action="store_true")
+
     api_key = commands.add_parser("api-key", help="manage API keys (stored hashed in the store)")
     key_commands = api_key.add_subparsers(dest="api_key_command", required=True, parser_class=_Parser)
     create = key_commands.add_parser("create", help="create a key for a tenant; prints it once")
@@ -398,8 +417,11 @@ def cmd_manifest(args: argparse.Namespace) -> int:
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
+    from recsys.pipeline.steps import signal_store  # with RECSYS_DATABASE__SIGNALS: the signal store moves too
+
     store = open_store(args.store)
-    result = registry.rollback(store, args.tenant, args.surface, args.to)
+    with signal_store(load_settings(store=args.store)) as signals:
+        result = registry.rollback(store, args.tenant, args.surface, args.to, signals)
     print(f"rolled back {args.tenant}/{args.surface}: {result.rolled_back_from} -> {result.rolled_back_to}")
     return EXIT_OK
 
@@ -703,6 +725,53 @@ def cmd_forget_user(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _database_settings(args: argparse.Namespace):
+    from recsys.database.settings import DatabaseEnvironment
+
+    database = DatabaseEnvironment().database
+    if args.url:
+        database = database.model_copy(update={"url": args.url})
+    if not database.configured:
+        raise ConfigError("no database: pass --url or set RECSYS_DATABASE__URL (or RECSYS_DATABASE__SECRET_ARN)")
+    return database
+
+
+def cmd_db(args: argparse.Namespace) -> int:
+    from recsys.database.connection import SharedConnection, connect
+    from recsys.database.migrations import migrate
+    from recsys.publish.signal_store import SignalStore
+    from recsys_tools.database import load_events
+
+    database = _database_settings(args)
+    if args.db_command == "signals":
+        connection = SharedConnection(database)
+        try:
+            versions = SignalStore(connection).versions(args.tenant, args.surface)
+        finally:
+            connection.close()
+        if args.json:
+            print(json.dumps(versions, indent=2))
+            return EXIT_OK
+        print(f"{'day':<10}  {'version':<16}  {'current':<7}  rows")
+        for v in versions:
+            rows = ", ".join(f"{kind} {count}" for kind, count in v["rows"].items())
+            print(f"{v['day']:<10}  {v['manifest_version'][:16]}  {'yes' if v['current'] else '':<7}  {rows}")
+        return EXIT_OK
+    with connect(database, autocommit=True) as conn:
+        if args.db_command == "migrate":
+            applied = migrate(conn)
+            print(f"applied {', '.join(applied)}" if applied else "the schema is up to date")
+            return EXIT_OK
+        days = Window(start=args.start, end=args.end).days
+        report = load_events(conn, args.raw, days, table=args.table)
+    skipped = ", ".join(f"{reason} {count}" for reason, count in sorted(report.reasons.items()))
+    print(
+        f"loaded {report.loaded} events into {args.table} (tenants: {', '.join(report.tenants) or 'none new'}); "
+        f"skipped {report.skipped} lines" + (f" ({skipped})" if skipped else "")
+    )
+    return EXIT_OK
+
+
 def cmd_api_key(args: argparse.Namespace) -> int:
     from recsys.serve.auth import AuthSettings
     from recsys.serve.tenant_store import ApiKeys
@@ -740,6 +809,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "recommend": cmd_recommend,
             "similar": cmd_similar,
             "api-key": cmd_api_key,
+            "db": cmd_db,
             "eval": cmd_eval,
             "gc": cmd_gc,
             "freshness": cmd_freshness,

@@ -144,3 +144,24 @@ def running(install: bool = True) -> Iterator[LocalPostgres]:
         yield server
     finally:
         server.stop()
+
+
+def main() -> int:
+    """`python -m recsys_tools.local.postgres`: a throwaway server until Ctrl-C, with a `recsys` database."""
+    import signal
+
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})  # delivered to sigwait below
+    server = start()
+    try:
+        url = server.create_database("recsys")
+        print(f"PostgreSQL on {url} (throwaway: deleted on Ctrl-C)", flush=True)
+        signal.sigwait({signal.SIGINT, signal.SIGTERM})
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -12,6 +12,7 @@ from psycopg import conninfo
 
 from recsys.database.settings import DatabaseSettings
 from recsys.errors import ConfigError
+from recsys.store import StoreError
 
 
 def _secret(secret_arn: str) -> dict:
@@ -45,8 +46,16 @@ def resolve(settings: DatabaseSettings, url: str | None = None) -> str:
 
 
 def connect(settings: DatabaseSettings, url: str | None = None, *, autocommit: bool = False) -> psycopg.Connection:
-    """A new connection with the statement timeout set and UTC as its time zone."""
-    conn = psycopg.connect(resolve(settings, url), autocommit=autocommit)
+    """A new connection with the statement timeout set and UTC as its time zone; StoreError if it cannot be made."""
+    info = resolve(settings, url)
+    try:
+        conn = psycopg.connect(info, autocommit=autocommit)
+    except psycopg.OperationalError as err:  # unreachable, refused, bad credentials: one line, no password
+        where = conninfo.conninfo_to_dict(info)
+        address = (
+            f"{where.get('user', '')}@{where.get('host', '')}:{where.get('port', '5432')}/{where.get('dbname', '')}"
+        )
+        raise StoreError(f"cannot connect to Postgres {address}: {str(err).strip().splitlines()[-1]}") from None
     conn.execute(f"SET statement_timeout = {settings.statement_timeout_s * 1000}")
     conn.execute("SET TIME ZONE 'UTC'")
     conn.execute("SET DateStyle = 'ISO, YMD'")  # timestamps as text: 2026-01-01 08:00:00.5 (the event source)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pydantic import BaseModel, Field, PositiveInt, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SCHEMES = ("postgresql", "postgres")
 # Query parameters of a postgresql:// raw URI that are ours, not libpq's.
@@ -62,3 +63,11 @@ def redacted(uri: str) -> str:
     netloc = parts.netloc.rpartition("@")
     user = netloc[0].split(":", 1)[0]
     return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[2]}"))
+
+
+class DatabaseEnvironment(BaseSettings):
+    """RECSYS_DATABASE__* alone (the API reads these without the pipeline's settings)."""
+
+    model_config = SettingsConfigDict(env_prefix="RECSYS_", env_nested_delimiter="__", extra="ignore")
+
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)

@@ -78,11 +78,7 @@ class PostgresDay:
 
     def _open(self) -> tuple[psycopg.Connection, str]:
         libpq, ours = split_source_uri(self.uri)
-        try:
-            conn = connect(self.database, libpq)
-        except psycopg.OperationalError as err:
-            raise ConfigError(f"cannot connect to the raw events database {self.source}: {err}") from None
-        return conn, ours.get("table") or DEFAULT_TABLE
+        return connect(self.database, libpq), ours.get("table") or DEFAULT_TABLE
 
     def _query(self, conn: psycopg.Connection, table: str) -> tuple[sql.Composed, sql.Composed, dict] | None:
         """The day's query, a probe for any row of the day, and their parameters; None when the tenant is not in

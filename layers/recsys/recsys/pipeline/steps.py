@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import uuid
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from recsys import paths
 from recsys.compute import content_sim
@@ -41,6 +44,9 @@ from recsys.retention.forget import ForgetReport, forget_user
 from recsys.settings import Settings, fill_scope
 from recsys.store import ObjectStore, open_store
 from recsys.validate.service import ValidationResult, validate_window
+
+if TYPE_CHECKING:  # the signal store needs the Postgres driver: imported only where a database is used
+    from recsys.publish.signal_store import SignalStore
 
 
 def plan(planned: PlanRequest, settings: Settings) -> Plan:
@@ -147,16 +153,18 @@ def quality(request: QualityRequest, settings: Settings) -> QualityResult:
 
 def publish_run(request: PublishRequest, settings: Settings) -> PublishResult:
     window = Window(start=request.start, end=request.end)
-    return publish(
-        _leased_store(request, settings),
-        request.tenant,
-        request.surface,
-        window,
-        request.artifacts,
-        promote=request.promote,
-        run_id=request.run_id,
-        quality=request.quality,
-    )
+    with signal_store(settings) as signals:
+        return publish(
+            _leased_store(request, settings),
+            request.tenant,
+            request.surface,
+            window,
+            request.artifacts,
+            promote=request.promote,
+            run_id=request.run_id,
+            quality=request.quality,
+            signals=signals,
+        )
 
 
 def release_run(request: ReleaseRequest, settings: Settings) -> ReleaseResult:
@@ -166,7 +174,25 @@ def release_run(request: ReleaseRequest, settings: Settings) -> ReleaseResult:
 
 
 def rollback_pointer(request: RollbackRequest, settings: Settings) -> RollbackResult:
-    return rollback(open_store(settings.store), request.tenant, request.surface, request.to)
+    with signal_store(settings) as signals:
+        return rollback(open_store(settings.store), request.tenant, request.surface, request.to, signals)
+
+
+@contextlib.contextmanager
+def signal_store(settings: Settings) -> Iterator[SignalStore | None]:
+    """The Postgres signal store when RECSYS_DATABASE__SIGNALS is on (else None), for one invocation: its
+    connection is closed after it, so that an idle Aurora Serverless cluster can pause between daily runs."""
+    if not settings.database.signals:
+        yield None
+        return
+    from recsys.database.connection import SharedConnection  # the driver: only where a database is used
+    from recsys.publish.signal_store import SignalStore
+
+    connection = SharedConnection(settings.database)
+    try:
+        yield SignalStore(connection, settings.database.keep_days)
+    finally:
+        connection.close()
 
 
 def freshness(request: FreshnessRequest, settings: Settings, now: dt.datetime | None = None) -> Freshness:

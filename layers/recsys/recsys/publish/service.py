@@ -8,9 +8,11 @@ whose ETag the write was conditioned on, so it is right even after lost races.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel
 
@@ -24,6 +26,9 @@ from recsys.errors import ArtifactInvalid, ManifestNotFound, PointerConflict, Pu
 from recsys.publish.manifest import build_manifest, is_backfill, manifest_version, regressions
 from recsys.store import NotFound, ObjectStore, PreconditionFailed
 from recsys.tables import from_parquet
+
+if TYPE_CHECKING:  # the signal store needs the Postgres driver: imported only where a database is used
+    from recsys.publish.signal_store import SignalStore
 
 CAS_ATTEMPTS = 5
 
@@ -128,11 +133,15 @@ def publish(
     run_id: str | None = None,
     now: dt.datetime | None = None,
     quality: QualityResult | None = None,
+    signals: SignalStore | None = None,
 ) -> PublishResult:
     """Verify `artifacts`, store their manifest version, then move the pointer unless that would regress it.
 
     Kinds the run did not build are carried over from the current manifest. A lost CAS race re-reads the pointer
     and decides again from scratch (the carried-over kinds and the backfill rule depend on what is current).
+    With `signals` (the Postgres signal store), the served version's signals are written there in a transaction
+    that commits only once the pointer moved (or already named the version): a failure anywhere leaves its tables
+    as they were.
     """
     pointer = read_pointer(store, tenant, surface)
     _refuse_regressions(artifacts, pointer)
@@ -145,6 +154,9 @@ def publish(
         version = manifest_version(tenant, surface, complete)
         uri = store.url(paths.manifest_version(tenant, surface, version))
         if current is not None and current.manifest_version == version:
+            if signals is not None:  # a rerun: the store catches up if an earlier publish wrote it no signals
+                with signals.publishing(store, current, current.to_bytes()):
+                    pass
             return PublishResult(
                 manifest_version=version,
                 manifest_uri=uri,
@@ -181,10 +193,12 @@ def publish(
                 pointer_before=current_version,
                 pointer_after=current_version,
             )
+        # The stored version may date from an earlier attempt (or run) with another current: the pointer
+        # records what this write replaces, and the If-Match on that version's ETag makes it true.
+        moved = manifest.model_copy(update={"previous_manifest_version": current_version})
         try:
-            # The stored version may date from an earlier attempt (or run) with another current: the pointer
-            # records what this write replaces, and the If-Match on that version's ETag makes it true.
-            _cas(store, manifest.model_copy(update={"previous_manifest_version": current_version}), pointer)
+            with signals.publishing(store, moved, moved.to_bytes()) if signals else contextlib.nullcontext():
+                _cas(store, moved, pointer)
         except (PreconditionFailed, NotFound):
             pointer = read_pointer(store, tenant, surface)  # lost a race: look again, then decide again
             _refuse_regressions(artifacts, pointer)
@@ -205,8 +219,11 @@ def _refuse_regressions(artifacts: list[ArtifactRef], pointer: Pointer | None) -
         raise PublishRefused("refusing to publish: " + "; ".join(problems))
 
 
-def rollback(store: ObjectStore, tenant: str, surface: str, to: str | None = None) -> RollbackResult:
-    """Point current at an earlier manifest version (default: the current one's previous) by CAS."""
+def rollback(
+    store: ObjectStore, tenant: str, surface: str, to: str | None = None, signals: SignalStore | None = None
+) -> RollbackResult:
+    """Point current at an earlier manifest version (default: the current one's previous) by CAS; with `signals`,
+    the signal store's current version moves in the same way, or neither does."""
     pointer = read_pointer(store, tenant, surface)
     if pointer is None:
         raise ManifestNotFound(f"{tenant}/{surface} has no current manifest to roll back")
@@ -222,7 +239,8 @@ def rollback(store: ObjectStore, tenant: str, surface: str, to: str | None = Non
     if missing:
         raise ArtifactInvalid(f"refusing to roll back to {target_version}: missing artifacts {missing}")
     try:
-        _cas(store, target, pointer)
+        with signals.rolling_back(target) if signals else contextlib.nullcontext():
+            _cas(store, target, pointer)
     except (PreconditionFailed, NotFound):
         raise PointerConflict(
             f"{tenant}/{surface}: the current pointer changed during the rollback; re-check `recsys manifest show`"

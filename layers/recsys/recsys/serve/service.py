@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from recsys.errors import ConfigError
 from recsys.paths import Scope
 from recsys.serve import ranking
 from recsys.serve.audit import AuditLog, RequestInfo
@@ -97,13 +98,25 @@ class RecommendService:
     @classmethod
     def from_settings(cls, settings: ServeSettings, **kwargs: Any) -> RecommendService:
         store = open_store(settings.store)
-        reader = ArtifactReader(
-            store,
+        options = dict(
             template=settings.manifest_template,
             manifest_ttl=settings.manifest_ttl,
             cache_bytes=settings.artifact_cache_bytes,
             on_stale=report_stale_manifest,
         )
+        if settings.serve_from == "database":
+            from recsys.database.connection import SharedConnection  # the driver: only in database mode
+            from recsys.database.settings import DatabaseEnvironment
+            from recsys.serve.reader.database import DatabaseReader
+
+            database = DatabaseEnvironment().database
+            if not database.configured:
+                raise ConfigError(
+                    "RECSYS_SERVE_FROM=database needs RECSYS_DATABASE__URL or RECSYS_DATABASE__SECRET_ARN"
+                )
+            reader: ArtifactReader = DatabaseReader(store, SharedConnection(database), **options)
+        else:
+            reader = ArtifactReader(store, **options)
         kwargs.setdefault("exposures", exposure_log(settings))
         return cls(settings=settings, store=store, reader=reader, documents=TenantDocuments(store), **kwargs)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -39,6 +40,9 @@ class ServeSettings(BaseSettings):
 
     store: str = Field(DEFAULT_STORE, alias="RECSYS_STORE")
     manifest_template: str = Field(DEFAULT_MANIFEST_TEMPLATE, alias="RECSYS_ARTIFACT_MANIFEST_TEMPLATE")
+    # Where manifests and signals come from: the artifact store (default), or the Postgres signal store that
+    # publish writes with RECSYS_DATABASE__SIGNALS (connection: RECSYS_DATABASE__URL / __SECRET_ARN).
+    serve_from: Literal["artifacts", "database"] = Field("artifacts", alias="RECSYS_SERVE_FROM")
     manifest_ttl: float = Field(DEFAULT_MANIFEST_TTL, alias="RECSYS_ARTIFACT_MANIFEST_TTL", ge=0)
     artifact_cache_bytes: int = Field(512 * 2**20, alias="RECSYS_ARTIFACT_CACHE_BYTES", gt=0)
     config_cache_ttl: float = Field(DEFAULT_CONFIG_CACHE_TTL, alias="RECSYS_CONFIG_CACHE_TTL", ge=0)

@@ -73,7 +73,7 @@ def _as_read(actual: pa.DataType, expected: pa.DataType) -> bool:
     return False
 
 
-def _conform(kind: str, uri: str, table: pa.Table) -> pa.Table:
+def conform(kind: str, uri: str, table: pa.Table) -> pa.Table:
     """The table with its kind's column types (dictionary-encoded string columns are kept as they are)."""
     _check_schema(kind, uri, table.schema)
     expected = _entry(kind).schema
@@ -91,15 +91,19 @@ def _conform(kind: str, uri: str, table: pa.Table) -> pa.Table:
 
 def load_artifact(kind: str, uri: str, store: ObjectStore, key: str) -> Any:
     """The loaded form of a whole-file kind (NotFound / StoreError from the store, ArtifactIncompatible)."""
+    return load_parquet(kind, uri, store.get(key).data)
+
+
+def load_parquet(kind: str, uri: str, data: bytes) -> Any:
+    """The loaded form of a whole-file kind from the artifact's Parquet bytes (ArtifactIncompatible)."""
     entry = _entry(kind)
-    data = store.get(key).data
     try:
         schema = pq.ParquetFile(pa.BufferReader(data)).schema_arrow
         _check_schema(kind, uri, schema)
         table = pq.read_table(pa.BufferReader(data), read_dictionary=_dictionary_columns(entry))
     except (pa.ArrowException, OSError, ValueError) as err:
         raise ArtifactIncompatible(f"{kind} artifact {uri} is not readable Parquet: {err}", kind=kind) from None
-    table = _conform(kind, uri, table)
+    table = conform(kind, uri, table)
     form = FORMS.get(entry.form)
     if form is None:
         raise ValueError(f"{kind} is not loaded whole (form {entry.form!r})")
@@ -129,4 +133,4 @@ def load_row_group(kind: str, uri: str, store: ObjectStore, key: str, footer: Im
         table = parquet.read_row_group(group, use_threads=False)
     except (pa.ArrowException, OSError, ValueError) as err:
         raise ArtifactIncompatible(f"{kind} artifact {uri} row group {group} is unreadable: {err}", kind=kind) from None
-    return UserRows.from_table(_conform(kind, uri, table))
+    return UserRows.from_table(conform(kind, uri, table))

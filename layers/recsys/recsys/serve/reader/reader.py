@@ -94,11 +94,12 @@ class ArtifactReader:
             signals = self._signals.get(key)
             if signals is not None and signals.manifest.current == manifest.current:
                 return signals
-            signals = ArtifactSignals(
-                manifest, self.artifacts, self.store, clock=self.clock, retry_after=self.manifest_ttl
-            )
+            signals = self._new_signals(manifest)
             self._signals[key] = signals
             return signals
+
+    def _new_signals(self, manifest: Manifest) -> ArtifactSignals:
+        return ArtifactSignals(manifest, self.artifacts, self.store, clock=self.clock, retry_after=self.manifest_ttl)
 
     def invalidate(self, tenant: str, surface: str | None = None, artifacts: bool = False) -> int:
         """Forget the tenant's manifests (one surface or all) and, with `artifacts`, every loaded artifact (of all

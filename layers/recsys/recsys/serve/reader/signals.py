@@ -146,11 +146,7 @@ class ArtifactSignals:
         cache_key: Hashable = uri if key_suffix is None else (uri, key_suffix)
 
         def load_value() -> V:
-            try:
-                key = self.store.key_of(uri)
-            except ValueError as err:
-                raise ArtifactIncompatible(f"{kind} artifact URI {uri} is not readable: {err}", kind=kind) from None
-            return load(self.store, key)
+            return self._read(kind, uri, load)
 
         try:
             value = self.cache.get_or_load(cache_key, load_value)
@@ -167,6 +163,14 @@ class ArtifactSignals:
         if not present:
             self._mark_present(kind)
         return value
+
+    def _read(self, kind: str, uri: str, load: Callable[[ObjectStore, str], V]) -> V:
+        """Run `load` on the artifact's store key (a subclass reading elsewhere overrides this)."""
+        try:
+            key = self.store.key_of(uri)
+        except ValueError as err:
+            raise ArtifactIncompatible(f"{kind} artifact URI {uri} is not readable: {err}", kind=kind) from None
+        return load(self.store, key)
 
     def unloaded(self, kinds: list[str]) -> list[str]:
         """The kinds of `kinds` in this manifest whose whole artifact is not in the cache (yet)."""

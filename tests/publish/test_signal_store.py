@@ -219,3 +219,28 @@ def test_the_api_reports_no_signals_before_anything_was_published(tmp_path: Path
     )
     assert (response.status_code, _scrub(response.json())) == (same.status_code, _scrub(same.json()))
     assert json.dumps(response.json())  # a problem document, not a crash
+
+
+def test_the_api_keeps_serving_its_last_manifest_while_postgres_refuses_it(tmp_path, database_url, monkeypatch):
+    """A database that stops answering is a store outage: the last manifest read is served, flagged stale."""
+    store = FileSystemStore(tmp_path / "store")
+    run_sample(store, database_url)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("CREATE ROLE api LOGIN")
+        conn.execute("GRANT SELECT ON ALL TABLES IN SCHEMA public TO api")
+    monkeypatch.setenv("RECSYS_DATABASE__URL", database_url.replace("recsys@", "api@"))
+    app = create_app(
+        ServeSettings(RECSYS_STORE=store.uri, RECSYS_SERVE_FROM="database", RECSYS_ARTIFACT_MANIFEST_TTL=0),
+        AuthSettings(DEV_AUTH_ENABLED=True),
+    )
+    client = TestClient(app)
+    body = {"surface": "home", "k": 5, "user": {"user_id": "u00017"}}
+    fresh = client.post("/v1/recommend", headers={"X-Dev-Org-Id": "demo"}, json=body).json()
+    assert fresh["items"] and not any(w["code"] == "MANIFEST_STALE" for w in fresh.get("warnings", []))
+    with psycopg.connect(database_url, autocommit=True) as conn:  # the API's role is locked out, its session ended
+        conn.execute("ALTER ROLE api NOLOGIN")
+        conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = 'api'")
+    stale = client.post("/v1/recommend", headers={"X-Dev-Org-Id": "demo"}, json=body).json()
+    assert [w["code"] for w in stale["warnings"] if w["code"] == "MANIFEST_STALE"] == ["MANIFEST_STALE"]
+    assert stale["items"] == fresh["items"]
+    assert stale["meta"]["manifest_version"] == fresh["meta"]["manifest_version"]

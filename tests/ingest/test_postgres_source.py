@@ -15,7 +15,7 @@ from recsys.events.parse import DayScope
 from recsys.ingest import postgres as pg_source
 from recsys.ingest.service import ingest_day
 from recsys.settings import Settings
-from recsys.store import FileSystemStore, NotFound
+from recsys.store import FileSystemStore, NotFound, StoreError
 from recsys_tools.database import load_events
 from tests.conftest import SAMPLE_RAW
 
@@ -144,22 +144,31 @@ def test_a_day_whose_rows_were_deleted_keeps_its_partition(db, database_url, tmp
     assert kept.kept_existing and kept.accepted == first.accepted
 
 
-def test_credentials_come_from_the_secret_and_never_reach_reports(db, database_url, tmp_path, monkeypatch):
+def test_credentials_come_from_the_secret_and_never_reach_reports(
+    db, database_url, postgres_server, tmp_path, aws_credentials
+):
+    """The password is checked (scram for this role), and comes from a Secrets Manager secret (moto)."""
+    import boto3
+    from moto import mock_aws
+
     db.execute("CREATE ROLE reader LOGIN PASSWORD 's3cret'")
     db.execute("GRANT SELECT ON ALL TABLES IN SCHEMA public TO reader")
+    hba = postgres_server.root / "data" / "pg_hba.conf"
+    hba.write_text("host all reader 127.0.0.1/32 scram-sha-256\n" + hba.read_text())
+    db.execute("SELECT pg_reload_conf()")
     load_events(db, str(SAMPLE_RAW), [DAY])
-    secrets = {"arn:secret": json.dumps({"username": "reader", "password": "s3cret"})}
-    monkeypatch.setattr("recsys.database.connection._secret", lambda arn: json.loads(secrets[arn]))
     url = database_url.replace("recsys@", "ignored@")
     store = FileSystemStore(tmp_path / "store")
-    report = ingest_day(store, url, scope(), DatabaseSettings(secret_arn="arn:secret"))
+    with mock_aws():
+        secrets = boto3.client("secretsmanager", region_name="us-east-1")
+        wrong = secrets.create_secret(Name="wrong", SecretString=json.dumps({"username": "reader", "password": "x"}))
+        right = secrets.create_secret(Name="db", SecretString=json.dumps({"username": "reader", "password": "s3cret"}))
+        with pytest.raises(StoreError, match='password authentication failed for user "reader"'):
+            ingest_day(store, url, scope(), DatabaseSettings(secret_arn=wrong["ARN"]))
+        report = ingest_day(store, url, scope(), DatabaseSettings(secret_arn=right["ARN"]))
     assert report.accepted > 0
-    assert (
-        pg_source.PostgresDay(
-            url.replace("ignored@", "reader:s3cret@"), "demo", "home", DAY, DatabaseSettings()
-        ).source.count("s3cret")
-        == 0
-    )
+    with_password = url.replace("ignored@", "reader:s3cret@")
+    assert "s3cret" not in pg_source.PostgresDay(with_password, "demo", "home", DAY, DatabaseSettings()).source
 
 
 ODD_ITEMS = [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 import shutil
 from pathlib import Path
 
@@ -49,39 +50,73 @@ CATALOG = pa.table(
         "tags": [["blue", "shoe"], ["red", "shoe", "sport"], ["red", "shoe"], ["green"]],
     }
 )
+# IDF weights over the 4 items: ln(4 / df)
+RED, SHOE, RARE = math.log(4 / 2), math.log(4 / 3), math.log(4)  # sport, blue and green are on one item each
 
 
-def test_cosine_over_tag_sets() -> None:
+def cosine(shared: list[float], left: list[float], right: list[float]) -> float:
+    """The weighted cosine from the weights of the shared tags and of each side's tags."""
+    return sum(w * w for w in shared) / math.sqrt(sum(w * w for w in left) * sum(w * w for w in right))
+
+
+def test_cosine_over_idf_weighted_tags() -> None:
     out = content_sim.build_from_catalog(CATALOG, ComputeParams())
     assert out.schema == content_sim.SCHEMA
     rows = out.to_pylist()
     assert [row["item_id"] for row in rows] == ["i1", "i2", "i3", "i4"]
     assert [row["tags"] for row in rows] == [["red", "shoe", "sport"], ["red", "shoe"], ["blue", "shoe"], ["green"]]
     assert [row["similar_items"] for row in rows] == [["i2", "i3"], ["i1", "i3"], ["i2", "i1"], []]
-    assert rows[0]["similar_scores"] == pytest.approx([0.8164965809277261, 0.4082482904638631])  # 2/√(3·2), 1/√(3·2)
-    assert rows[1]["similar_scores"] == pytest.approx([0.8164965809277261, 0.5])  # 2/√(2·3), 1/√(2·2)
-    assert rows[2]["similar_scores"] == pytest.approx([0.5, 0.4082482904638631])  # 1/√(2·2), 1/√(2·3)
+    i1, i2, i3 = [RED, SHOE, RARE], [RED, SHOE], [RARE, SHOE]
+    assert rows[0]["similar_scores"] == pytest.approx([cosine([RED, SHOE], i1, i2), cosine([SHOE], i1, i3)])
+    assert rows[1]["similar_scores"] == pytest.approx([cosine([RED, SHOE], i2, i1), cosine([SHOE], i2, i3)])
+    assert rows[2]["similar_scores"] == pytest.approx([cosine([SHOE], i3, i2), cosine([SHOE], i3, i1)])
     assert rows[3]["similar_scores"] == []
 
 
-def test_common_tags_do_not_pair_but_still_count_and_are_listed() -> None:
-    # "shoe" is on 3 items > 2: only "red" pairs i1 and i2, and |i1| is still 3, |i2| still 2
+def test_a_tag_on_every_item_weighs_nothing() -> None:
+    # "all" is on every item: ln(3 / 3) = 0, so it neither pairs nor counts; c shares nothing else
+    catalog = pa.table({"item_id": ["a", "b", "c"], "tags": [["all", "x"], ["all", "x"], ["all"]]})
+    rows = content_sim.build_from_catalog(catalog, ComputeParams()).to_pylist()
+    assert [(row["item_id"], row["similar_items"]) for row in rows] == [("a", ["b"]), ("b", ["a"]), ("c", [])]
+    assert rows[0]["similar_scores"] == pytest.approx([1.0])
+    assert rows[2]["tags"] == ["all"]  # still listed
+
+
+def test_an_items_candidates_come_from_its_rarest_tags_within_the_budget() -> None:
+    # Budget 2 items: i1's rarest tag is sport (1 item; red would bring 2 more), i2's is red (2 items), i3's blue.
+    # So only i2 finds a candidate, i1 (through red); the scores still count every shared tag (shoe too), and a
+    # list need not be symmetric. Tags stay listed.
     out = content_sim.build_from_catalog(CATALOG, ComputeParams(content_sim_max_tag_items=2)).to_pylist()
-    assert [row["similar_items"] for row in out] == [["i2"], ["i1"], [], []]
-    assert out[0]["similar_scores"] == pytest.approx([0.4082482904638631])  # 1 / sqrt(3 * 2)
-    assert out[1]["similar_scores"] == pytest.approx([0.4082482904638631])
+    assert [row["similar_items"] for row in out] == [[], ["i1"], [], []]
+    assert out[1]["similar_scores"] == pytest.approx([cosine([RED, SHOE], [RED, SHOE], [RED, SHOE, RARE])])
     assert out[2]["tags"] == ["blue", "shoe"]
 
 
-def test_top_k_ties_break_on_item_id() -> None:
-    catalog = pa.table({"item_id": ["c", "b", "a"], "tags": [["x"], ["x"], ["x"]]})
-    out = content_sim.build_from_catalog(catalog, ComputeParams(content_sim_top_k=1)).to_pylist()
-    # every pair scores 1 / sqrt(1 * 1) = 1.0
-    assert [(row["item_id"], row["similar_items"], row["similar_scores"]) for row in out] == [
-        ("a", ["b"], [1.0]),
-        ("b", ["a"], [1.0]),
-        ("c", ["a"], [1.0]),
+def test_an_item_with_only_broad_tags_still_draws_candidates_from_its_rarest() -> None:
+    # Budget 1: x is on 3 of 4 items, but it is a's and b's rarest tag, so they draw from it; c draws from y only
+    catalog = pa.table({"item_id": ["a", "b", "c", "d"], "tags": [["x"], ["x"], ["x", "y"], ["z"]]})
+    out = content_sim.build_from_catalog(catalog, ComputeParams(content_sim_max_tag_items=1)).to_pylist()
+    assert [(row["item_id"], row["similar_items"]) for row in out] == [
+        ("a", ["b", "c"]),
+        ("b", ["a", "c"]),
+        ("c", []),
+        ("d", []),
     ]
+    x, y = math.log(4 / 3), math.log(4)
+    assert out[0]["similar_scores"] == pytest.approx([1.0, cosine([x], [x], [x, y])])
+
+
+def test_top_k_ties_break_on_item_id() -> None:
+    catalog = pa.table({"item_id": ["c", "b", "a", "d"], "tags": [["x"], ["x"], ["x"], ["y"]]})
+    out = content_sim.build_from_catalog(catalog, ComputeParams(content_sim_top_k=1)).to_pylist()
+    # every pair of a, b, c scores 1.0 (the same tag set)
+    assert [(row["item_id"], row["similar_items"]) for row in out] == [
+        ("a", ["b"]),
+        ("b", ["a"]),
+        ("c", ["a"]),
+        ("d", []),
+    ]
+    assert out[0]["similar_scores"] == pytest.approx([1.0])
 
 
 def test_empty_catalog_and_duplicates() -> None:
@@ -94,86 +129,72 @@ def test_empty_catalog_and_duplicates() -> None:
 
 
 def test_items_with_identical_tag_sets_list_each_other_but_never_themselves() -> None:
-    # a, b, c share the tag set {x, y}: each scores 2 / sqrt(2 * 2) = 1.0 with the other two; d has {x} and
-    # scores 1 / sqrt(2 * 1) with each of them. With top_k 2, c's list must skip c and take a and b.
-    catalog = pa.table({"item_id": ["c", "a", "d", "b"], "tags": [["x", "y"], ["x", "y"], ["x"], ["x", "y"]]})
+    # a, b, c share the tag set {x, y}: each scores 1.0 with the other two; d has {x} and scores
+    # w_x² / (|{x, y}| |{x}|) with each of them. With top_k 2, c's list must skip c and take a and b.
+    catalog = pa.table(
+        {"item_id": ["c", "a", "d", "b", "e"], "tags": [["x", "y"], ["x", "y"], ["x"], ["x", "y"], ["z"]]}
+    )
     out = content_sim.build_from_catalog(catalog, ComputeParams(content_sim_top_k=2)).to_pylist()
     assert [(row["item_id"], row["similar_items"]) for row in out] == [
         ("a", ["b", "c"]),
         ("b", ["a", "c"]),
         ("c", ["a", "b"]),
         ("d", ["a", "b"]),
+        ("e", []),
     ]
-    assert out[2]["similar_scores"] == [1.0, 1.0]
-    assert out[3]["similar_scores"] == pytest.approx([0.7071067811865475, 0.7071067811865475])  # 1 / sqrt(2 * 1)
+    assert out[2]["similar_scores"] == pytest.approx([1.0, 1.0])
+    x, y = math.log(5 / 4), math.log(5 / 3)
+    assert out[3]["similar_scores"] == pytest.approx([cosine([x], [x], [x, y])] * 2)
 
 
-def test_same_pairing_tags_but_different_tag_counts_score_differently() -> None:
-    # "common" is on 4 items > 3: a, b and c pair only through "x", but |a| = 1 while |b| = |c| = 2, so
-    # a-b = a-c = 1 / sqrt(1 * 2) and b-c = 1 / sqrt(2 * 2) = 0.5; d and e pair with nothing
-    catalog = pa.table(
-        {
-            "item_id": ["a", "b", "c", "d", "e"],
-            "tags": [["x"], ["common", "x"], ["common", "x"], ["common"], ["common"]],
-        }
-    )
-    out = content_sim.build_from_catalog(catalog, ComputeParams(content_sim_max_tag_items=3)).to_pylist()
-    assert [row["similar_items"] for row in out] == [["b", "c"], ["a", "c"], ["a", "b"], [], []]
-    assert out[0]["similar_scores"] == pytest.approx([0.7071067811865475, 0.7071067811865475])
-    assert out[1]["similar_scores"] == pytest.approx([0.7071067811865475, 0.5])
-    assert out[2]["similar_scores"] == pytest.approx([0.7071067811865475, 0.5])
-
-
-# --- property test: the signature-grouped build against the plain self-join it replaced ---
-
-
-def _reference_pairs(catalog: pa.Table, max_tag_items: int) -> pa.Table:
-    """(item_id, similar_id, score) for every pair of distinct items sharing at least one pairing tag, by exploding
-    (item, tag) and self-joining on tag: quadratic in the items per tag, the straightforward definition."""
-    items = catalog.column("item_id").combine_chunks()
-    tags = catalog.column("tags").combine_chunks()
-    exploded = pa.table({"item_id": pc.take(items, pc.list_parent_indices(tags)), "tag": pc.list_flatten(tags)})
-    exploded = exploded.filter(pc.and_(pc.is_valid(exploded.column("tag")), pc.not_equal(exploded.column("tag"), "")))
-    exploded = exploded.group_by(["item_id", "tag"], use_threads=False).aggregate([]).select(["item_id", "tag"])
-    sizes = exploded.group_by("item_id", use_threads=False).aggregate([([], "count_all")])
-    tag_items = exploded.group_by("tag", use_threads=False).aggregate([([], "count_all")])
-    pairing_tags = tag_items.filter(pc.less_equal(tag_items.column("count_all"), max_tag_items)).column("tag")
-    pairing = exploded.filter(pc.is_in(exploded.column("tag"), value_set=pairing_tags.combine_chunks()))
-    joined = pairing.join(pairing.rename_columns(["similar_id", "tag"]), keys="tag", join_type="inner")
-    joined = joined.filter(pc.not_equal(joined.column("item_id"), joined.column("similar_id")))
-    shared = joined.group_by(["item_id", "similar_id"], use_threads=False).aggregate([([], "count_all")])
-    shared = shared.join(sizes.rename_columns(["item_id", "size"]), keys="item_id", join_type="inner")
-    shared = shared.join(sizes.rename_columns(["similar_id", "similar_size"]), keys="similar_id", join_type="inner")
-    denominator = pc.sqrt(
-        pc.multiply(shared.column("size").cast(pa.float64()), shared.column("similar_size").cast(pa.float64()))
-    )
-    score = pc.divide(shared.column("count_all").cast(pa.float64()), denominator)
-    return pa.table({"item_id": shared.column("item_id"), "similar_id": shared.column("similar_id"), "score": score})
+# --- property test: the signature-grouped build against the definition, item by item ---
 
 
 def _reference_build(catalog: pa.Table, params: ComputeParams) -> pa.Table:
+    """content_sim's definition, item by item in Python. Weights: ln(N / df) squared, as integers at WEIGHT_SCALE
+    (the same numpy call). An item's candidates: the items sharing one of its generating tags, which are its
+    weighted tags from the rarest (df, then first appearance) as long as their summed df stays within
+    content_sim_max_tag_items, the rarest always. Score: the shared weights over the product of the norms."""
     catalog = catalog.select(["item_id", "tags"]).sort_by("item_id")
-    top = top_k_per_group(
-        _reference_pairs(catalog, params.content_sim_max_tag_items),
-        "item_id",
-        [("score", "descending"), ("similar_id", "ascending")],
-        params.content_sim_top_k,
-    )
-    per_item = top.group_by("item_id", use_threads=False).aggregate([([], "count_all")])
-    lengths = (
-        pa.table({"item_id": catalog.column("item_id")})
-        .join(per_item, keys="item_id", join_type="left outer")
-        .sort_by("item_id")
-        .column("count_all")
-    )
-    lengths = pc.fill_null(lengths, 0).combine_chunks()
-    offsets = pa.concat_arrays([pa.array([0], pa.int64()), pc.cumulative_sum(lengths)]).cast(pa.int32())
+    ids = catalog.column("item_id").to_pylist()
+    codes: dict[str, int] = {}
+    item_codes = []
+    for tags in catalog.column("tags").to_pylist():
+        present = [tag for tag in (tags or []) if tag]
+        for tag in present:
+            codes.setdefault(tag, len(codes))
+        item_codes.append(sorted({codes[tag] for tag in present}))
+    n = len(ids)
+    frequency = np.bincount([c for cs in item_codes for c in cs], minlength=len(codes))
+    weight = np.round(np.log(n / np.maximum(frequency, 1)) ** 2 * content_sim.WEIGHT_SCALE)
+    weighted = [[c for c in cs if weight[c] > 0] for cs in item_codes]
+    norms = [math.sqrt(sum(int(weight[c]) for c in cs)) for cs in weighted]
+
+    def generating(tags: list[int]) -> set[int]:
+        chosen, brought = set(), 0
+        for code in sorted(tags, key=lambda c: (frequency[c], c)):
+            if chosen and brought + frequency[code] > params.content_sim_max_tag_items:
+                break
+            chosen.add(code)
+            brought += frequency[code]
+        return chosen
+
+    lists = []
+    for i in range(n):
+        own = generating(weighted[i])
+        candidates = []
+        for j in range(n):
+            if i == j or not own & set(weighted[j]):
+                continue
+            total = sum(int(weight[c]) for c in set(weighted[i]) & set(weighted[j]))
+            candidates.append((-(total / (norms[i] * norms[j])), ids[j]))
+        lists.append(sorted(candidates)[: params.content_sim_top_k])
     out = pa.table(
         {
             "item_id": catalog.column("item_id"),
             "tags": catalog.column("tags"),
-            "similar_items": pa.ListArray.from_arrays(offsets, top.column("similar_id").combine_chunks()),
-            "similar_scores": pa.ListArray.from_arrays(offsets, top.column("score").combine_chunks()),
+            "similar_items": pa.array([[item for _, item in top] for top in lists], pa.list_(pa.string())),
+            "similar_scores": pa.array([[-score for score, _ in top] for top in lists], pa.list_(pa.float64())),
         }
     )
     return out.cast(content_sim.SCHEMA)
@@ -226,7 +247,7 @@ def _random_params(rng: np.random.Generator, catalog: pa.Table) -> ComputeParams
 
 
 @pytest.mark.parametrize("seed", range(60))
-def test_matches_the_self_join_reference_byte_for_byte(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_matches_the_definition_byte_for_byte(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
     rng = np.random.default_rng(seed)
     catalog = _random_catalog(rng)
     params = _random_params(rng, catalog)

@@ -58,7 +58,9 @@ class ComputeParams(BaseModel):
     implicit_half_life_days: PositiveFloat | None = 30.0
     session_seq_top_k: PositiveInt = 50
     content_sim_top_k: PositiveInt = 50
-    content_sim_max_tag_items: PositiveInt = 5000
+    # An item's tags draw its candidates from the rarest up, while the items they bring stay within this (the rarest
+    # always does): bounds content_sim's work per item whatever the catalog (compute/content_sim.py).
+    content_sim_max_tag_items: PositiveInt = 300
     item_knn_top_k: PositiveInt = 50
     item_knn_min_support: PositiveInt = 2
     item_knn_shrink: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 10.0

@@ -222,23 +222,34 @@ def targets_rows(results: dict) -> list[tuple[str, str, str, str]]:
     one_m = next((p for p in results.get("pipeline", []) if p["events"] == 1_000_000 and "run" in p), None)
     if one_m:
         run = one_m["run"]
+        # Issue #16's targets: the whole local run (start-up included), and the steps' own time: ingest, validate,
+        # the slowest compute kind and publish, as each runs in its own Lambda.
+        stages, kinds = run["stages"], run["compute_kinds"]
+        steps = sum(stages.get(stage, {}).get("wall", 0.0) for stage in ("ingest", "validate", "publish"))
+        steps += max(kinds.values(), default=0.0)
         rows += [
-            ("1M-event day end to end, wall", "<= 4 s", f"{f(run['wall_s'])} s", verdict(run["wall_s"], 4.0)),
+            ("1M-event day end to end, wall", "<= 6 s", f"{f(run['wall_s'])} s", verdict(run["wall_s"], 6.0)),
             (
                 "1M-event day, peak RSS",
-                "<= 600 MB",
+                "<= 800 MB",
                 f"{f(run['peak_rss_mb'], 0)} MB",
-                verdict(run["peak_rss_mb"], 600.0),
+                verdict(run["peak_rss_mb"], 800.0),
             ),
             (
-                "1M-event day, wall / read floor",
-                "<= 3x",
+                "1M-event day, the steps' own time (ingest + validate + slowest compute kind + publish)",
+                "<= 4 s",
+                f"{f(steps)} s",
+                verdict(steps, 4.0),
+            ),
+            (
+                "1M-event day, wall / read floor (measured in the same run)",
+                "reported",
                 f"{f(one_m['ratio_wall_to_read'], 1)}x",
-                verdict(one_m["ratio_wall_to_read"], 3.0),
+                "n/a",
             ),
         ]
     else:
-        rows.append(("1M-event day", "<= 4 s, <= 600 MB, <= 3x floor", "not run (size not selected)", "n/a"))
+        rows.append(("1M-event day", "<= 6 s, <= 800 MB, steps <= 4 s", "not run (size not selected)", "n/a"))
     inc = results.get("incremental")
     if inc:
         rows.append(

@@ -23,6 +23,13 @@ RUNS = ROOT / ".out" / "bench-runs"
 TENANT, SURFACE = "bench", "home"
 
 
+def parse_size(text: str) -> int:
+    """Events from "100k", "1m", "1.5m" or a plain number (the benchmarks' size options)."""
+    text = text.strip().lower()
+    scale = {"k": 1_000, "m": 1_000_000}.get(text[-1:], 1)
+    return int(float(text[:-1] if scale > 1 else text) * scale)
+
+
 @dataclass
 class Measured:
     """One finished subprocess: wall seconds, peak RSS (MB: its VmHWM, sampled every 5 ms until it exits), CPU."""

@@ -20,16 +20,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import PYTHON, RUNS, log, run_measured
+from common import PYTHON, RUNS, log, parse_size, run_measured
 from datasets import bench_spec, ensure
 
 DAY = dt.date(2026, 1, 1)
-
-
-def parse_size(text: str) -> int:
-    text = text.strip().lower()
-    factor = {"k": 1_000, "m": 1_000_000}.get(text[-1], 1)
-    return int(float(text.rstrip("km")) * factor)
 
 
 def one(raw: str, store: str) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import api
 from api_artifacts import ApiSpec, ensure_api_store
-from common import PYTHON, RECSYS, ROOT, RUNS, available_memory_bytes, log, machine, run_measured
+from common import PYTHON, RECSYS, ROOT, RUNS, available_memory_bytes, log, machine, parse_size, run_measured
 from content_catalogs import CASES as CONTENT_CASES
 from datasets import bench_spec, dataset_key, ensure
 from incremental import bench_incremental
@@ -37,12 +37,6 @@ TARGETS = {
     "cold": 2.0,  # s cold start + first request
     "lambda_mb": 1024.0,  # MB
 }
-
-
-def parse_size(text: str) -> int:
-    text = text.strip().lower()
-    scale = {"k": 1_000, "m": 1_000_000}.get(text[-1:], 1)
-    return int(float(text[:-1] if scale > 1 else text) * scale)
 
 
 def label(events: int) -> str:

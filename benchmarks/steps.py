@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 import yaml
-from common import PYTHON, RUNS, log, proc_status, run_measured
+from common import PYTHON, RUNS, log, parse_size, proc_status, run_measured
 from datasets import bench_spec, dataset_key, ensure
 
 HEADROOM = 0.7  # the step's peak RSS stays at or below this share of the function's memory
@@ -36,12 +36,6 @@ FUNCTION_OF = {"plan": "PlanFunction", "ingest": "IngestFunction", "validate": "
                "partial": "PartialsFunction", "compute": "ComputeFunction", "publish": "PublishFunction"}  # fmt: skip
 MEMORY_PARAMETER = {"IngestFunction": "IngestMemorySize", "PartialsFunction": "PartialsMemorySize",
                     "ComputeFunction": "ComputeMemorySize", "PublishFunction": "PublishMemorySize"}  # fmt: skip
-
-
-def parse_size(text: str) -> int:
-    text = text.strip().lower()
-    factor = {"k": 1_000, "m": 1_000_000}.get(text[-1], 1)
-    return int(float(text.rstrip("km")) * factor)
 
 
 def one(step: str, request: dict, store: str, raw: str, catalog: str) -> None:

@@ -244,3 +244,23 @@ def test_the_api_keeps_serving_its_last_manifest_while_postgres_refuses_it(tmp_p
     assert [w["code"] for w in stale["warnings"] if w["code"] == "MANIFEST_STALE"] == ["MANIFEST_STALE"]
     assert stale["items"] == fresh["items"]
     assert stale["meta"]["manifest_version"] == fresh["meta"]["manifest_version"]
+
+
+def test_each_kinds_table_in_the_shipped_schema_holds_its_artifact_columns(database_url: str) -> None:
+    """The migration is written by hand: a column added to a kind's schema must be added to its table too."""
+    from recsys.contract.kinds import BUILTIN_KINDS
+    from recsys.database import artifact_tables
+    from recsys.database.migrations import migrate
+
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        migrate(conn)
+        for kind in BUILTIN_KINDS:
+            columns = conn.execute(
+                "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute "
+                "WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
+                (artifact_tables.table_name(kind),),
+            ).fetchall()
+            keys = [name for name, _ in columns[: len(artifact_tables.KEY_COLUMNS)]]
+            assert keys == list(artifact_tables.KEY_COLUMNS), kind
+            expected = artifact_tables.expected_columns(KINDS.get(kind).schema)
+            assert columns[len(keys) :] == expected, kind

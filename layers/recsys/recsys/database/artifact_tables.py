@@ -50,8 +50,8 @@ def _pg_type(arrow: pa.DataType) -> str:
 
 
 def expected_columns(schema: pa.Schema) -> list[tuple[str, str]]:
-    """(name, Postgres type) of an artifact's columns, as information_schema's data_type spells scalars (arrays
-    are `ARRAY` there; compare with udt names instead, see tests)."""
+    """(name, Postgres type) of an artifact's columns, as format_type() spells them: what its table in the shipped
+    migration must hold after KEY_COLUMNS (tests/publish/test_signal_store.py checks it)."""
     return [(field.name, _pg_type(field.type)) for field in schema]
 
 

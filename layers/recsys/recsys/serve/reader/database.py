@@ -39,11 +39,14 @@ _CURRENT = (
     "JOIN recsys_signal_versions v USING (tenant_id, namespace, day) JOIN tenants t ON t.id = c.tenant_id "
     "WHERE t.external_id = %s AND c.namespace = %s"
 )
-# The rows of one version: the day must still hold it.
+# Whether a version is still stored (its day may hold another one since), and the rows of its kinds' tables.
+_HELD = sql.SQL(
+    "EXISTS (SELECT 1 FROM recsys_signal_versions v JOIN tenants t ON t.id = v.tenant_id "
+    "WHERE t.external_id = {tenant} AND v.namespace = {surface} AND v.day = {day} AND v.manifest_version = {version})"
+)
 _VERSION_ROWS = sql.SQL(
     "tenant_id = (SELECT id FROM tenants WHERE external_id = {tenant}) AND namespace = {surface} AND day = {day} "
-    "AND EXISTS (SELECT 1 FROM recsys_signal_versions v WHERE v.tenant_id = {table}.tenant_id "
-    "AND v.namespace = {table}.namespace AND v.day = {table}.day AND v.manifest_version = {version})"
+    "AND {held}"
 )
 
 
@@ -94,15 +97,14 @@ class DatabaseSignals(ArtifactSignals):
         """The version's rows of `kind` (and `where`), in their artifact's order; NotFound if the day holds another
         version now; StoreError when the database fails."""
         schema = KINDS.get(kind).schema
-        table = sql.Identifier(artifact_tables.table_name(kind))
         m = self.manifest
-        condition = _VERSION_ROWS.format(
-            tenant=sql.Literal(m.tenant),
-            surface=sql.Literal(m.surface),
-            day=sql.Literal(signal_day(m)),
-            table=table,
-            version=sql.Literal(m.manifest_version),
-        )
+        keys = {
+            "tenant": sql.Literal(m.tenant),
+            "surface": sql.Literal(m.surface),
+            "day": sql.Literal(signal_day(m)),
+        }
+        held = _HELD.format(**keys, version=sql.Literal(m.manifest_version))
+        condition = _VERSION_ROWS.format(**keys, held=held)
         if where is not None:
             condition = sql.SQL("{} AND {}").format(condition, where)
         data = bytearray()
@@ -112,22 +114,9 @@ class DatabaseSignals(ArtifactSignals):
                 with conn.cursor().copy(artifact_tables.select_json(kind, schema, condition)) as copy:
                     for block in copy:
                         data += block
-                if where is None and not data:
-                    held = conn.execute(
-                        sql.SQL("SELECT EXISTS (SELECT 1 FROM recsys_signal_versions WHERE {})").format(
-                            sql.SQL(
-                                "tenant_id = (SELECT id FROM tenants WHERE external_id = {}) AND namespace = {} "
-                                "AND day = {} AND manifest_version = {}"
-                            ).format(
-                                sql.Literal(m.tenant),
-                                sql.Literal(m.surface),
-                                sql.Literal(signal_day(m)),
-                                sql.Literal(m.manifest_version),
-                            )
-                        )
-                    ).fetchone()[0]
-                    if not held:
-                        raise NotFound(f"{m.tenant}/{m.surface} version {m.manifest_version} left the signal store")
+                # No rows: an empty artifact, or a version no longer stored (then the kind is missing).
+                if where is None and not data and not conn.execute(sql.SQL("SELECT {}").format(held)).fetchone()[0]:
+                    raise NotFound(f"{m.tenant}/{m.surface} version {m.manifest_version} left the signal store")
         except psycopg.Error as err:
             raise StoreError(f"signal store: {err}") from None
         return artifact_tables.parse_json(bytes(data), schema)

@@ -147,6 +147,7 @@ def run_pipeline(
                 "written": c["written"],
                 "partials_built": c["partials_built"],
                 "partials_reused": c["partials_reused"],
+                "window_sum": c.get("window_sum", ""),
             }
             for c in output["computed"]
         },

@@ -28,7 +28,9 @@ def _events(store: FileSystemStore, day: dt.date):
 
 
 def test_forget_user_rewrites_partitions_reports_and_partials(store: FileSystemStore, sample_settings) -> None:
-    run_steps(sample_settings, "2026-01-01", "2026-01-03", kinds=["popularity", "implicit"])
+    run_steps(sample_settings, "2026-01-01", "2026-01-03", kinds=["popularity", "implicit", "item_knn"])
+    window_sum = [k for k in store.list("partials/demo/home/item_knn/") if "/window=" in k]
+    assert len(window_sum) == 1  # item_knn's (user, item) pairs summed over the 3 days: it names the user too
     user = _events(store, DAYS[0])["user_id"].drop_null()[0].as_py()
     counts = {day: pc.sum(pc.equal(_events(store, day)["user_id"], user)).as_py() or 0 for day in DAYS}
     affected = [day for day in DAYS if counts[day]]
@@ -40,7 +42,10 @@ def test_forget_user_rewrites_partitions_reports_and_partials(store: FileSystemS
     assert load_report(store, "demo", "home", DAYS[0]) == before[DAYS[0]]  # a dry run changes nothing
 
     report = steps.forget_user_events(request.model_copy(update={"dry_run": False}), sample_settings)
-    assert report.events == dry.events and all(d.partials_deleted == 2 for d in report.days)
+    assert report.events == dry.events
+    # Each affected day's 3 partials, and the window sum over the days once (with the first affected day).
+    assert [d.partials_deleted for d in report.days] == [4] + [3] * (len(affected) - 1)
+    assert not store.exists(window_sum[0])
     for day in DAYS:
         events = _events(store, day)
         assert user not in set(events["user_id"].to_pylist())

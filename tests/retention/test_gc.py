@@ -10,6 +10,7 @@ import pytest
 from moto import mock_aws
 
 from recsys import paths
+from recsys.days import Window
 from recsys.errors import ArtifactInvalid
 from recsys.paths import Scope
 from recsys.pipeline import lease, steps
@@ -66,6 +67,11 @@ def test_the_current_manifest_is_kept_even_with_no_history_kept(store: FileSyste
     assert store.exists(key_of(refs[0]))
 
 
+def _window(today: dt.date, ending_days_ago: int) -> Window:
+    end = today - dt.timedelta(days=ending_days_ago)
+    return Window(start=end - dt.timedelta(days=29), end=end)
+
+
 def test_partials_build_records_canonical_days_and_quarantine_by_their_windows(store: FileSystemStore) -> None:
     today = NOW.date()
     old_day, window_day = today - dt.timedelta(days=60), today - dt.timedelta(days=31)
@@ -73,6 +79,9 @@ def test_partials_build_records_canonical_days_and_quarantine_by_their_windows(s
     keys = {
         "old_partial": paths.partial(TENANT, SURFACE, "cooc", old_day, "0" * 32),
         "window_partial": paths.partial(TENANT, SURFACE, "cooc", window_day, "1" * 32),
+        # the daily run today rolls yesterday's window from the one ending the day before (kept, with a margin)
+        "old_window_sum": paths.window_sum(TENANT, SURFACE, "cooc", _window(today, 4), "4" * 32),
+        "next_window_sum": paths.window_sum(TENANT, SURFACE, "cooc", _window(today, 3), "5" * 32),
         "stale_record": paths.catalog_build(TENANT, SURFACE, "content_sim", "2" * 32),
         "live_record": paths.catalog_build(TENANT, SURFACE, "popularity", "3" * 32),
         "old_events": paths.canonical_events(TENANT, SURFACE, old_day),
@@ -96,6 +105,7 @@ def test_partials_build_records_canonical_days_and_quarantine_by_their_windows(s
     reasons = {d.key: d.reason for d in report.deleted}
     assert reasons == {
         keys["old_partial"]: "old_partial",
+        keys["old_window_sum"]: "old_window_sum",
         keys["stale_record"]: "stale_build_record",
         keys["old_events"]: "old_canonical",
         keys["old_quarantine"]: "old_canonical",
@@ -104,7 +114,7 @@ def test_partials_build_records_canonical_days_and_quarantine_by_their_windows(s
     }
     assert report.deleted[-1].key == keys["old_report"]  # the report last: a day half deleted still says ingested
     assert report.protected_from == today - dt.timedelta(days=31)
-    for name in ("window_partial", "live_record", "window_events"):
+    for name in ("window_partial", "next_window_sum", "live_record", "window_events"):
         assert store.exists(keys[name]), name
 
     # Young objects are kept whatever their day.

@@ -313,7 +313,7 @@ def _progress(event: StepEvent) -> None:
         line = (
             f"compute {a['kind']}: {a['rows']} rows, version {a['version'][:12]} "
             f"({'new' if r['written'] else 'reused'}; partials {r['partials_built']} built, "
-            f"{r['partials_reused']} reused)"
+            f"{r['partials_reused']} reused{'; window sum ' + r['window_sum'] if r.get('window_sum') else ''})"
         )
     elif event.function == "release":
         line = "run lease given back" if r["released"] else "run lease not held any more (nothing to give back)"

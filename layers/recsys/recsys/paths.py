@@ -6,6 +6,8 @@ Layout (relative to the store root):
   canonical/{tenant}/{surface}/dt={day}/_quarantine.jsonl    rejected lines with their reason
   partials/{tenant}/{surface}/{kind}/dt={day}/{key}.parquet  per-day partial aggregates (immutable)
   partials/{tenant}/{surface}/{kind}/builds/{key}.json       the artifact a catalog (ETag) and knobs gave (immutable)
+  partials/{tenant}/{surface}/{kind}/window={start}..{end}/{key}.parquet
+                                                             an additive kind's partials summed over a window
   artifacts/{tenant}/{surface}/{kind}/{version}.parquet      artifacts (immutable, content-addressed)
   registry/manifests/{tenant}/{surface}/{version}.json       every manifest version (immutable)
   registry/current/{tenant}/{surface}/manifest.json          the current pointer (moved by CAS only)
@@ -22,6 +24,8 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import dataclass
+
+from recsys.days import Window
 
 _SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
@@ -79,6 +83,30 @@ def partial(tenant: str, surface: str, kind: str, day: dt.date, key: str) -> str
         f"partials/{safe_segment(tenant, 'tenant')}/{safe_segment(surface, 'surface')}/{kind}"
         f"/dt={day.isoformat()}/{key}.parquet"
     )
+
+
+# The folder of a window sum, beside the days' dt= folders of its kind's partials.
+WINDOW_SUM_PREFIX = "window="
+
+
+def window_sum(tenant: str, surface: str, kind: str, window: Window, key: str) -> str:
+    """The sum of an additive kind's partials over `window` (recsys.compute.window_sum); `key` hashes its days'
+    partial keys."""
+    return (
+        f"partials/{safe_segment(tenant, 'tenant')}/{safe_segment(surface, 'surface')}/{kind}"
+        f"/{WINDOW_SUM_PREFIX}{window}/{safe_segment(key, 'key')}.parquet"
+    )
+
+
+def window_of_sum_folder(segment: str) -> Window | None:
+    """The window a window sum's folder (`window={start}..{end}`) names; None for any other folder."""
+    if not segment.startswith(WINDOW_SUM_PREFIX):
+        return None
+    start, _, end = segment.removeprefix(WINDOW_SUM_PREFIX).partition("..")
+    try:
+        return Window(start=dt.date.fromisoformat(start), end=dt.date.fromisoformat(end))
+    except ValueError:
+        return None
 
 
 def catalog_build(tenant: str, surface: str, kind: str, key: str) -> str:

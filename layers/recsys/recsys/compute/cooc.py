@@ -30,7 +30,8 @@ import numpy as np
 import pyarrow as pa
 
 from recsys.compute import pairs
-from recsys.compute.artifact import NEIGHBOR_SCHEMA, stack
+from recsys.compute.artifact import NEIGHBOR_SCHEMA
+from recsys.compute.window_sum import WindowSum
 from recsys.contract.kinds import KINDS, ArtifactKind
 from recsys.days import Window
 from recsys.settings import ComputeParams
@@ -46,6 +47,9 @@ PARTIAL_SCHEMA = pa.schema(
 )
 
 SCHEMA = NEIGHBOR_SCHEMA
+
+# The partials add up: a window's counts are its days' counts summed per pair.
+WINDOW_SUM = WindowSum(keys=("item_id", "neighbor_id"), added="count", total="count")
 
 # The canonical columns partial() reads (compute reads only these from the partition).
 EVENT_COLUMNS = ["session_id", "item_id"]
@@ -70,9 +74,13 @@ def partial(events: pa.Table, params: ComputeParams, event_weights: dict[str, fl
 
 
 def build(partials: Sequence[tuple[dt.date, pa.Table]], window: Window, params: ComputeParams) -> pa.Table:
-    merged = stack([table for _, table in partials], PARTIAL_SCHEMA, dictionaries=True)
-    items, (a, b) = pairs.sorted_codes(merged.column("item_id"), merged.column("neighbor_id"))
-    a, b, count = pairs.sum_by_pair(a, b, merged.column("count").to_numpy(), len(items))
+    return build_from_sum(WINDOW_SUM.of_partials([table for _, table in partials]), window, params)
+
+
+def build_from_sum(window_sum: pa.Table, window: Window, params: ComputeParams) -> pa.Table:
+    """The artifact from the window's partials summed per pair (WINDOW_SUM)."""
+    items, (a, b) = pairs.sorted_codes(window_sum.column("item_id"), window_sum.column("neighbor_id"))
+    count = window_sum.column("count").to_numpy()
     on_diagonal = a == b
     sessions = np.zeros(len(items), np.int64)
     sessions[a[on_diagonal]] = count[on_diagonal]

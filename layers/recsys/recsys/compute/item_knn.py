@@ -39,7 +39,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from recsys.compute import pairs
-from recsys.compute.artifact import NEIGHBOR_SCHEMA, stack
+from recsys.compute.artifact import NEIGHBOR_SCHEMA
+from recsys.compute.window_sum import WindowSum
 from recsys.contract.kinds import KINDS, ArtifactKind
 from recsys.days import Window
 from recsys.settings import ComputeParams
@@ -54,6 +55,9 @@ PARTIAL_SCHEMA = pa.schema(
 )
 
 SCHEMA = NEIGHBOR_SCHEMA
+
+# The partials add up: a (user, item) pair's days in the window are the partials holding it.
+WINDOW_SUM = WindowSum(keys=("user_id", "item_id"), added=None, total="days")
 
 # The canonical columns partial() reads (compute reads only these from the partition).
 EVENT_COLUMNS = ["user_id", "item_id"]
@@ -75,16 +79,12 @@ def partial(events: pa.Table, params: ComputeParams, event_weights: dict[str, fl
     return pa.table({"user_id": users.take(user), "item_id": items.take(item)}).cast(PARTIAL_SCHEMA)
 
 
-def _user_items(
-    partials: Sequence[tuple[dt.date, pa.Table]], params: ComputeParams
-) -> tuple[pa.Array, np.ndarray, np.ndarray]:
+def _user_items(window_sum: pa.Table, params: ComputeParams) -> tuple[pa.Array, np.ndarray, np.ndarray]:
     """Item dictionary and the distinct (user, item) codes of the window, sorted by user then item, each user
     capped to their items on the most days."""
-    merged = stack([table for _, table in partials], PARTIAL_SCHEMA, dictionaries=True)
-    _, (user,) = pairs.sorted_codes(merged.column("user_id"))
-    items, (item,) = pairs.sorted_codes(merged.column("item_id"))
-    keys, days = pairs.unique_counts(user * len(items) + item, runs=True)  # partials are sorted by user, item
-    user, item = keys // len(items), keys % len(items)
+    _, (user,) = pairs.sorted_codes(window_sum.column("user_id"))
+    items, (item,) = pairs.sorted_codes(window_sum.column("item_id"))
+    days = window_sum.column("days").to_numpy()
     if np.bincount(user).max(initial=0) <= params.item_knn_max_items_per_user:
         return items, user, item  # nobody is over the cap (the usual case): skip the sort
     rows, _ = pairs.top_k_order(user, [-days, item], params.item_knn_max_items_per_user)
@@ -94,7 +94,12 @@ def _user_items(
 
 
 def build(partials: Sequence[tuple[dt.date, pa.Table]], window: Window, params: ComputeParams) -> pa.Table:
-    items, user, item = _user_items(partials, params)
+    return build_from_sum(WINDOW_SUM.of_partials([table for _, table in partials]), window, params)
+
+
+def build_from_sum(window_sum: pa.Table, window: Window, params: ComputeParams) -> pa.Table:
+    """The artifact from the window's (user, item) pairs with the days each was seen (WINDOW_SUM)."""
+    items, user, item = _user_items(window_sum, params)
     users = np.bincount(item, minlength=len(items))
     a, b, count = pairs.co_counts(user, item, len(items), diagonal=False, min_count=params.item_knn_min_support)
     shrink = float(params.item_knn_shrink)

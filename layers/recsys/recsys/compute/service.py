@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+from typing import Literal
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -29,6 +30,10 @@ from recsys.settings import Settings, fill_scope
 from recsys.store import ObjectStore, split_uri
 from recsys.tables import from_parquet, to_parquet
 
+# Partials and window sums are read whole, never one key's rows: row groups of 1M rows write and read several times
+# faster than the artifacts' 65,536 (a cooc window sum of 6.4M pairs: written in 0.18 s instead of 0.86 s).
+WHOLE_READ_ROW_GROUP = 1 << 20
+
 
 class PartialResult(BaseModel):
     kind: str
@@ -42,6 +47,9 @@ class ComputeResult(BaseModel):
     written: bool  # False: an identical artifact already existed and was reused
     partials_built: int = 0
     partials_reused: int = 0
+    # An additive kind over several days: its window sum "reused" (stored for this window), "rolled" (from the
+    # day before's: one day added, one dropped), or "summed" (every partial); "" for the other kinds.
+    window_sum: Literal["", "reused", "rolled", "summed"] = ""
 
 
 def _partial_key(canonical_etag: str, knobs: dict) -> str:
@@ -64,7 +72,9 @@ def _partial_location(
 def _build_partial(store: ObjectStore, kind: ArtifactKind, events_key: str, key: str, settings: Settings) -> pa.Table:
     events = from_parquet(store.get(events_key).data, columns=list(kind.event_columns))
     partial = kind.partial(events, settings.compute, settings.event_weights)
-    store.create(key, to_parquet(partial, kind.partial_schema, kind=f"{kind.name}.partial"))
+    store.create(
+        key, to_parquet(partial, kind.partial_schema, kind=f"{kind.name}.partial", row_group_size=WHOLE_READ_ROW_GROUP)
+    )
     return partial
 
 
@@ -82,21 +92,75 @@ def build_partial(
     return PartialResult(kind=kind, day=day, key=key, built=built)
 
 
+def _load_partial(
+    store: ObjectStore, kind: ArtifactKind, tenant: str, surface: str, day: dt.date, settings: Settings
+) -> tuple[pa.Table, bool]:
+    """The day's partial of `kind`, read or built (then stored); and whether it was built."""
+    events_key, key = _partial_location(store, kind, tenant, surface, day, settings)
+    if store.exists(key):
+        # Dictionary-encoded strings: the builds code ids through the dictionaries (compute.pairs).
+        return from_parquet(store.get(key).data, dictionaries=True), False
+    return _build_partial(store, kind, events_key, key, settings), True
+
+
 def _event_artifact(
     store: ObjectStore, kind: ArtifactKind, tenant: str, surface: str, window: Window, settings: Settings
-) -> tuple[pa.Table, int, int]:
-    partials, built, reused = [], 0, 0
+) -> tuple[pa.Table, int, int, str]:
+    """The kind's table over `window`, the partials built and reused, and how its window sum was had ("" when
+    it has none)."""
+    if kind.window_sum is not None and len(window.days) > 1:
+        return _from_window_sum(store, kind, tenant, surface, window, settings)
+    partials, built = [], 0
     for day in window.days:
-        events_key, key = _partial_location(store, kind, tenant, surface, day, settings)
-        if store.exists(key):
-            # Dictionary-encoded strings: the builds code ids through the dictionaries (compute.pairs).
-            partial = from_parquet(store.get(key).data, dictionaries=True)
-            reused += 1
-        else:
-            partial = _build_partial(store, kind, events_key, key, settings)
-            built += 1
+        partial, was_built = _load_partial(store, kind, tenant, surface, day, settings)
         partials.append((day, partial))
-    return kind.build(partials, window, settings.compute), built, reused
+        built += was_built
+    return kind.build(partials, window, settings.compute), built, len(partials) - built, ""
+
+
+def _window_sum_key(
+    store: ObjectStore, kind: ArtifactKind, tenant: str, surface: str, window: Window, settings: Settings
+) -> str:
+    """Where the window sum of `window` is (or goes): named by its days' partial keys, so a day re-ingested or a
+    knob changed names another one. DayNotIngested if a day of the window has no partition."""
+    days = [_partial_location(store, kind, tenant, surface, day, settings)[1] for day in window.days]
+    digest = hashlib.sha256(json.dumps({"window_sum": days}).encode()).hexdigest()[:32]
+    return paths.window_sum(tenant, surface, kind.name, window, digest)
+
+
+def _from_window_sum(
+    store: ObjectStore, kind: ArtifactKind, tenant: str, surface: str, window: Window, settings: Settings
+) -> tuple[pa.Table, int, int, str]:
+    """An additive kind over a window of several days, from its window sum: the one stored for this window
+    ("reused"), else yesterday's window sum plus the new day minus the day that left ("rolled": the daily run),
+    else every partial summed ("summed"). The sum is stored for the next day's roll."""
+    key = _window_sum_key(store, kind, tenant, surface, window, settings)
+    built = 0
+    if store.exists(key):
+        total, how = from_parquet(store.get(key).data, dictionaries=True), "reused"
+    else:
+        shift = dt.timedelta(days=1)
+        before = Window(start=window.start - shift, end=window.end - shift)
+        try:
+            previous_key = _window_sum_key(store, kind, tenant, surface, before, settings)
+        except DayNotIngested:  # the day that left the window is gone (retention): no roll
+            previous_key = None
+        if previous_key and store.exists(previous_key):
+            previous = from_parquet(store.get(previous_key).data, dictionaries=True)
+            added, added_built = _load_partial(store, kind, tenant, surface, window.end, settings)
+            dropped, dropped_built = _load_partial(store, kind, tenant, surface, before.start, settings)
+            total, how = kind.window_sum.roll(previous, [added], [dropped]), "rolled"
+            built = added_built + dropped_built
+        else:
+            partials = [_load_partial(store, kind, tenant, surface, day, settings) for day in window.days]
+            total, how = kind.window_sum.of_partials([partial for partial, _ in partials]), "summed"
+            built = sum(was_built for _, was_built in partials)
+        schema = kind.window_sum.schema
+        store.create(
+            key, to_parquet(total, schema, kind=f"{kind.name}.window_sum", row_group_size=WHOLE_READ_ROW_GROUP)
+        )
+    # Every day of the window is in the sum: its partial counts as reused unless this call built it.
+    return kind.build_from_sum(total, window, settings.compute), built, max(len(window.days) - built, 0), how
 
 
 def _catalog_artifact(
@@ -143,7 +207,7 @@ def compute_kind(
     except KeyError:
         raise ConfigError(f"unknown artifact kind {kind!r}") from None
     built = reused = 0
-    record_key = ""
+    record_key = window_sum = ""
     if entry.source == "catalog":
         catalog_uri = catalog_uri or fill_scope(settings.catalog_uri, tenant, surface)
         built_or_ref, record_key = _catalog_artifact(store, entry, tenant, surface, window, settings, catalog_uri)
@@ -151,7 +215,7 @@ def compute_kind(
             return ComputeResult(artifact=built_or_ref, written=False)
         table = built_or_ref
     else:
-        table, built, reused = _event_artifact(store, entry, tenant, surface, window, settings)
+        table, built, reused, window_sum = _event_artifact(store, entry, tenant, surface, window, settings)
     schema = entry.schema
     table = canonical_table(table, schema)  # once, for both the version and the bytes
     version = content_version(table, schema, canonical=True)
@@ -170,4 +234,6 @@ def compute_kind(
     if record_key:  # a catalog kind: what this catalog gave, so the next run with it skips the build
         record = ref.model_dump(include={"version", "rows", "keys", "bytes"})
         store.create(record_key, json.dumps(record, sort_keys=True).encode(), content_type="application/json")
-    return ComputeResult(artifact=ref, written=written, partials_built=built, partials_reused=reused)
+    return ComputeResult(
+        artifact=ref, written=written, partials_built=built, partials_reused=reused, window_sum=window_sum
+    )

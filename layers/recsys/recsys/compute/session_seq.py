@@ -31,7 +31,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from recsys.compute import pairs
-from recsys.compute.artifact import stack
+from recsys.compute.window_sum import WindowSum
 from recsys.contract.kinds import KINDS, ArtifactKind
 from recsys.days import Window
 from recsys.events.contract import CANONICAL_SORT
@@ -46,6 +46,9 @@ PARTIAL_SCHEMA = pa.schema(
         pa.field("count", pa.int64()),
     ]
 )
+
+# The partials add up: a window's transitions are its days' transitions summed per pair.
+WINDOW_SUM = WindowSum(keys=("item_id", "next_item_id"), added="count", total="count")
 
 SCHEMA = pa.schema(
     [
@@ -104,9 +107,13 @@ def _session_order(events: pa.Table, session: np.ndarray) -> np.ndarray:
 
 
 def build(partials: Sequence[tuple[dt.date, pa.Table]], window: Window, params: ComputeParams) -> pa.Table:
-    merged = stack([table for _, table in partials], PARTIAL_SCHEMA, dictionaries=True)
-    items, (item, following) = pairs.sorted_codes(merged.column("item_id"), merged.column("next_item_id"))
-    item, following, count = pairs.sum_by_pair(item, following, merged.column("count").to_numpy(), len(items))
+    return build_from_sum(WINDOW_SUM.of_partials([table for _, table in partials]), window, params)
+
+
+def build_from_sum(window_sum: pa.Table, window: Window, params: ComputeParams) -> pa.Table:
+    """The artifact from the window's transitions summed per pair (WINDOW_SUM)."""
+    items, (item, following) = pairs.sorted_codes(window_sum.column("item_id"), window_sum.column("next_item_id"))
+    count = window_sum.column("count").to_numpy()
     totals = np.bincount(item, weights=count, minlength=len(items))
     score = count.astype(np.float64) / totals[item]
     # Codes order as the ids do, so the next-item code is the next_item_id tie-break.

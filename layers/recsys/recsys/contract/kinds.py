@@ -37,6 +37,7 @@ TABLE_FORM = "table"
 PartialParams = Callable[[Any, Mapping[str, float]], dict]
 Partial = Callable[[pa.Table, Any, Mapping[str, float]], pa.Table]
 Build = Callable[[Sequence[tuple[dt.date, pa.Table]], Window, Any], pa.Table]
+BuildFromSum = Callable[[pa.Table, Window, Any], pa.Table]
 CatalogParams = Callable[[Any], dict]
 CatalogBuild = Callable[[pa.Table, Any], pa.Table]
 
@@ -60,6 +61,10 @@ class ArtifactKind:
     partial_params: PartialParams | None = None  # the knobs a partial depends on (they key its cache)
     partial: Partial | None = None
     build: Build | None = None
+    # an additive kind (its partials add up per key pair): how they sum (a recsys.compute.window_sum.WindowSum) and
+    # the build from that sum; build(partials) must equal build_from_sum(window_sum.of_partials(partials))
+    window_sum: Any = None
+    build_from_sum: BuildFromSum | None = None
     # source "catalog": one build from the catalog, reused while the catalog and knobs are the same
     build_params: CatalogParams | None = None  # the knobs a build depends on (they key its build record)
     build_from_catalog: CatalogBuild | None = None
@@ -82,12 +87,15 @@ class ArtifactKind:
         absent = [hook for hook in required[self.source] if getattr(self, hook) is None]
         if absent:
             raise ValueError(f"{self.name}: a kind built from {self.source} needs {absent}")
+        if (self.window_sum is None) != (self.build_from_sum is None):
+            raise ValueError(f"{self.name}: window_sum and build_from_sum go together")
 
     @classmethod
     def from_module(cls, module: Any, **options: Any) -> ArtifactKind:
         """The entry of a kind module (or any object) holding KIND and SCHEMA, and either PARTIAL_SCHEMA,
-        EVENT_COLUMNS, partial_params, partial and build (built from events) or build_params and build_from_catalog
-        (built from the catalog). `options`: the other fields (form, signal, dictionary_columns, key_column)."""
+        EVENT_COLUMNS, partial_params, partial and build (built from events; an additive kind also WINDOW_SUM and
+        build_from_sum) or build_params and build_from_catalog (built from the catalog). `options`: the other fields
+        (form, signal, dictionary_columns, key_column)."""
         if hasattr(module, "build_from_catalog"):
             hooks: dict[str, Any] = {"source": "catalog", "build_params": module.build_params}
             hooks["build_from_catalog"] = module.build_from_catalog
@@ -95,6 +103,8 @@ class ArtifactKind:
             hooks = {"source": "events", "partial_schema": module.PARTIAL_SCHEMA}
             hooks["event_columns"] = tuple(module.EVENT_COLUMNS)
             hooks.update(partial_params=module.partial_params, partial=module.partial, build=module.build)
+            if hasattr(module, "WINDOW_SUM"):
+                hooks.update(window_sum=module.WINDOW_SUM, build_from_sum=module.build_from_sum)
         return cls(name=module.KIND, schema=module.SCHEMA, **hooks, **options)
 
 

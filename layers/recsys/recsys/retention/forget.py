@@ -4,8 +4,8 @@ Each affected `canonical/.../dt={day}/events.parquet` is rewritten without the r
 (compare-and-swap on the ETag read: an ingest racing it makes it fail, never lose either write), and its ingest
 report is rewritten to match: the new `canonical_etag` (so Validate's `partition_matches_report` passes),
 `accepted`, the distinct counts, and `forgotten`. Quarantined lines that name the user are dropped from the day's
-quarantine file. The day's partials are deleted: they aggregate the old partition (their keys hash its ETag, so
-compute would not read them again anyway) and hold the user's data. The artifacts are not touched here: the next
+quarantine file. The day's partials, and the window sums over it, are deleted: they aggregate the old partition
+(their keys hash its ETag, so compute would not read them again anyway) and hold the user's data. The artifacts are not touched here: the next
 run rebuilds them from the rewritten days (docs/runbooks/forget-user.md), and `recsys gc` removes the old ones.
 """
 
@@ -67,6 +67,13 @@ def _quarantine_without_user(store: ObjectStore, key: str, user_id: str, dry_run
     return len(lines) - len(kept)
 
 
+def _aggregates(partial_key: str, folder: str, day: dt.date) -> bool:
+    """Whether the object under partials/ holds the day's events: the day's partial, or a window sum over it."""
+    segment = partial_key.split("/")[4:5]
+    window = paths.window_of_sum_folder(segment[0]) if segment else None
+    return segment == [folder] or (window is not None and window.start <= day <= window.end)
+
+
 def forget_user(store: ObjectStore, scope: Scope, user_id: str, *, dry_run: bool = False) -> ForgetReport:
     """Remove `user_id`'s events from every canonical day of `scope` (or, with `dry_run`, count them)."""
     if not user_id:
@@ -86,7 +93,7 @@ def forget_user(store: ObjectStore, scope: Scope, user_id: str, *, dry_run: bool
         )
         if not removed and not quarantine:
             continue
-        stale = [k for k in partial_keys if k.split("/")[4:5] == [folder]] if removed else []
+        stale = [k for k in partial_keys if _aggregates(k, folder, day)] if removed else []
         if removed and not dry_run:
             data = to_parquet(
                 table.cast(CANONICAL_SCHEMA),
@@ -98,6 +105,7 @@ def forget_user(store: ObjectStore, scope: Scope, user_id: str, *, dry_run: bool
             _rewrite_report(store, scope, day, table, etag, removed)
             for partial in stale:
                 store.delete(partial)
+                partial_keys.remove(partial)  # a window sum over several affected days goes once
         days.append(ForgottenDay(day=day, events=removed, quarantined_lines=quarantine, partials_deleted=len(stale)))
     return ForgetReport(tenant=scope.tenant, surface=scope.surface, dry_run=dry_run, days=days)
 

@@ -6,6 +6,8 @@ order). What is deleted, each with its reason:
 - `unreferenced_artifact`: an artifact no kept manifest names, last written more than `artifact_min_age_days` ago;
 - `stale_build_record`: a catalog build record older than `partial_min_age_days` whose artifact is gone;
 - `old_partial`: a partial of a day before the daily window, older than `partial_min_age_days`;
+- `old_window_sum`: an additive kind's window sum ending before the day before yesterday (the daily run rolls
+  yesterday's window from the one ending the day before), older than `partial_min_age_days`;
 - `old_canonical`: a canonical day (partition, quarantine, then report) older than `canonical_days`;
 - `old_quarantine`: a quarantine file of a day older than `quarantine_days`.
 
@@ -204,8 +206,9 @@ def _partials(
     now: dt.datetime,
     store: ObjectStore,
 ) -> list[Deletion]:
-    """Partials of days before the protected window, and build records whose artifact is gone, once old enough.
-    Deleting either is always correct (compute rebuilds a missing partial or record); the age spares a run's."""
+    """Partials of days before the protected window, window sums the next daily run does not roll from, and build
+    records whose artifact is gone, once old enough. Deleting any is always correct (compute rebuilds a missing
+    partial, sum or record); the age spares a run's."""
     deleted = []
     for info in infos:
         parts = info.key.split("/")  # partials/{tenant}/{surface}/{kind}/(dt={day}|builds)/{name}
@@ -218,6 +221,11 @@ def _partials(
                 built = None
             if (parts[3], built) not in present:
                 deleted.append(Deletion(key=info.key, bytes=info.size, reason="stale_build_record"))
+            continue
+        window = paths.window_of_sum_folder(parts[4])
+        if window is not None:
+            if window.end < now.date() - dt.timedelta(days=2 + WINDOW_MARGIN_DAYS):
+                deleted.append(Deletion(key=info.key, bytes=info.size, reason="old_window_sum"))
             continue
         day = _day(parts[4])
         if day is not None and day < protected_from:

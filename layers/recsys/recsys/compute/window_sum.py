@@ -48,7 +48,21 @@ class WindowSum:
 
     def of_partials(self, partials: Sequence[pa.Table]) -> pa.Table:
         """The sum of `partials` (each a day's partial)."""
-        return self.combine([(table, 1, self.added) for table in partials])
+        days = [table for table in partials if table.num_rows]
+        if len(days) == 1:  # a partial is its own sum: distinct pairs, sorted, none counted 0
+            return self._of_one(days[0])
+        return self.combine([(table, 1, self.added) for table in days])
+
+    def _of_one(self, partial: pa.Table) -> pa.Table:
+        keys = [
+            column if pa.types.is_dictionary(column.type) else column.dictionary_encode()
+            for column in (partial.column(name) for name in self.keys)
+        ]
+        if self.added is None:
+            total = pa.repeat(pa.scalar(1, pa.int64()), partial.num_rows)
+        else:
+            total = partial.column(self.added).cast(pa.int64())
+        return pa.table([*keys, total], schema=self.schema)
 
     def roll(self, previous: pa.Table, added: Sequence[pa.Table], dropped: Sequence[pa.Table]) -> pa.Table:
         """`previous` (a window sum) plus the partials of the days that entered the window, minus those that left.

@@ -5,8 +5,9 @@ Each affected `canonical/.../dt={day}/events.parquet` is rewritten without the r
 report is rewritten to match: the new `canonical_etag` (so Validate's `partition_matches_report` passes),
 `accepted`, the distinct counts, and `forgotten`. Quarantined lines that name the user are dropped from the day's
 quarantine file. The day's partials, and the window sums over it, are deleted: they aggregate the old partition
-(their keys hash its ETag, so compute would not read them again anyway) and hold the user's data. The artifacts are not touched here: the next
-run rebuilds them from the rewritten days (docs/runbooks/forget-user.md), and `recsys gc` removes the old ones.
+(their keys hash its ETag, so compute would not read them again anyway) and hold the user's data. The artifacts
+are not touched here: the next run rebuilds them from the rewritten days (docs/runbooks/forget-user.md), and
+`recsys gc` removes the old ones.
 """
 
 from __future__ import annotations

@@ -113,10 +113,11 @@ def test_served_lists_and_their_outcomes_come_back_as_signals(aws_credentials, m
         assert logged and all(f"/{STREAM}-" in key for key in logged)
 
         # Users click the first item of B's lists, and of every third of A's: B is the planted winner. Clicks carry
-        # the request id of the list they follow.
+        # the request id of the list they follow, and come at the end of the day, after the lists were served
+        # (a click before its list is not attributed to it: at 23:00 the test failed after 23:00 UTC).
         clicked_lists = [r for n, r in enumerate(served) if variants[r] == "B" or n % 3 == 0]
         clicks = [
-            {"v": 1, "ts": f"{today.isoformat()}T23:00:00Z", "tenant": "demo", "surface": "home",
+            {"v": 1, "ts": f"{today.isoformat()}T23:59:59.999999Z", "tenant": "demo", "surface": "home",
              "session_id": f"s-click-{request_id}", "request_id": request_id, "item_id": served[request_id][0],
              "event_type": "click", "event_id": f"{request_id}:click"}
             for request_id in clicked_lists

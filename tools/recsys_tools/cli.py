@@ -113,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="require real auth (X-API-Key with API_KEY_ENABLED=true) instead of the X-Dev-Org-Id header",
     )
+    serve.add_argument("--no-console", action="store_true", help="leave out the operator console (/console)")
 
     recommend = scoped("recommend", "recommendations for one user (or --users FILE), same code as /v1/recommend")
     who = recommend.add_mutually_exclusive_group(required=True)
@@ -417,7 +418,7 @@ def cmd_manifest(args: argparse.Namespace) -> int:
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
-    from recsys.pipeline.steps import signal_store  # with RECSYS_DATABASE__SIGNALS: the signal store moves too
+    from recsys.publish.service import signal_store  # with RECSYS_DATABASE__SIGNALS: the signal store moves too
 
     store = open_store(args.store)
     with signal_store(load_settings(store=args.store)) as signals:
@@ -452,12 +453,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # Powertools reads this variable itself (no EMF lines on a laptop), so it is set, not passed.
     os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
     dev_auth = not args.no_dev_auth
-    # The deployed defaults: dev callers have no roles, so the admin routes answer 403 until the role names are
-    # blanked (AUTH_VIEWER_ROLE= AUTH_OPERATOR_ROLE= AUTH_ADMIN_ROLE=), the explicit grant serve-locally.md shows.
-    app = create_app(ServeSettings(RECSYS_STORE=_store_uri(args.store)), AuthSettings(DEV_AUTH_ENABLED=dev_auth))
+    # The deployed role names: a dev caller acts with the roles of its X-Dev-Roles header (the console's sign-in
+    # sets them), so the admin routes answer 403 to a dev caller without one.
+    settings = ServeSettings(RECSYS_STORE=_store_uri(args.store), RECSYS_CONSOLE=not args.no_console)
+    app = create_app(settings, AuthSettings(DEV_AUTH_ENABLED=dev_auth))
+    base = f"http://{args.host}:{args.port}"
     print(
-        f"recsys serve: http://{args.host}:{args.port} (docs at /docs) over {_store_uri(args.store)}"
-        + ("; dev auth: send X-Dev-Org-Id: <tenant>" if dev_auth else ""),
+        f"recsys serve: {base} (docs at /docs) over {_store_uri(args.store)}"
+        + ("; dev auth: send X-Dev-Org-Id: <tenant>" if dev_auth else "")
+        + (f"\nconsole: {base}/console/" if settings.console else ""),
         file=sys.stderr,
         flush=True,
     )

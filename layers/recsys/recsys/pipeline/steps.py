@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import uuid
-from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from recsys import paths
@@ -38,7 +36,7 @@ from recsys.pipeline.models import (
     ValidateRequest,
 )
 from recsys.publish.freshness import Freshness, check_freshness
-from recsys.publish.service import PublishResult, RollbackResult, publish, rollback
+from recsys.publish.service import PublishResult, RollbackResult, publish, rollback, signal_store
 from recsys.retention import gc
 from recsys.retention.forget import ForgetReport, forget_user
 from recsys.settings import Settings, fill_scope
@@ -46,7 +44,7 @@ from recsys.store import ObjectStore, open_store
 from recsys.validate.service import ValidationResult, validate_window
 
 if TYPE_CHECKING:  # the signal store needs the Postgres driver: imported only where a database is used
-    from recsys.publish.signal_store import SignalStore
+    pass
 
 
 def plan(planned: PlanRequest, settings: Settings) -> Plan:
@@ -176,23 +174,6 @@ def release_run(request: ReleaseRequest, settings: Settings) -> ReleaseResult:
 def rollback_pointer(request: RollbackRequest, settings: Settings) -> RollbackResult:
     with signal_store(settings) as signals:
         return rollback(open_store(settings.store), request.tenant, request.surface, request.to, signals)
-
-
-@contextlib.contextmanager
-def signal_store(settings: Settings) -> Iterator[SignalStore | None]:
-    """The Postgres signal store when RECSYS_DATABASE__SIGNALS is on (else None), for one invocation: its
-    connection is closed after it, so that an idle Aurora Serverless cluster can pause between daily runs."""
-    if not settings.database.signals:
-        yield None
-        return
-    from recsys.database.connection import SharedConnection  # the driver: only where a database is used
-    from recsys.publish.signal_store import SignalStore
-
-    connection = SharedConnection(settings.database)
-    try:
-        yield SignalStore(connection, settings.database.keep_days)
-    finally:
-        connection.close()
 
 
 def freshness(request: FreshnessRequest, settings: Settings, now: dt.datetime | None = None) -> Freshness:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING
@@ -24,6 +25,7 @@ from recsys.contract.quality import QualityResult
 from recsys.days import Window
 from recsys.errors import ArtifactInvalid, ManifestNotFound, PointerConflict, PublishRefused
 from recsys.publish.manifest import build_manifest, is_backfill, manifest_version, regressions
+from recsys.settings import Settings
 from recsys.store import NotFound, ObjectStore, PreconditionFailed
 from recsys.tables import from_parquet
 
@@ -220,13 +222,25 @@ def _refuse_regressions(artifacts: list[ArtifactRef], pointer: Pointer | None) -
 
 
 def rollback(
-    store: ObjectStore, tenant: str, surface: str, to: str | None = None, signals: SignalStore | None = None
+    store: ObjectStore,
+    tenant: str,
+    surface: str,
+    to: str | None = None,
+    signals: SignalStore | None = None,
+    *,
+    expected: str | None = None,
 ) -> RollbackResult:
     """Point current at an earlier manifest version (default: the current one's previous) by CAS; with `signals`,
-    the signal store's current version moves in the same way, or neither does."""
+    the signal store's current version moves in the same way, or neither does. With `expected`, only while the
+    current version is that one (what an operator confirmed rolling back from): else PointerConflict."""
     pointer = read_pointer(store, tenant, surface)
     if pointer is None:
         raise ManifestNotFound(f"{tenant}/{surface} has no current manifest to roll back")
+    if expected is not None and pointer.manifest.manifest_version != expected:
+        raise PointerConflict(
+            f"{tenant}/{surface}: the current version is now {pointer.manifest.manifest_version[:12]}, not "
+            f"{expected[:12]}: nothing was rolled back"
+        )
     target_version = resolve_version(store, tenant, surface, to) if to else pointer.manifest.previous_manifest_version
     if not target_version:
         raise ManifestNotFound(
@@ -246,6 +260,23 @@ def rollback(
             f"{tenant}/{surface}: the current pointer changed during the rollback; re-check `recsys manifest show`"
         ) from None
     return RollbackResult(rolled_back_from=pointer.manifest.manifest_version, rolled_back_to=target_version)
+
+
+@contextlib.contextmanager
+def signal_store(settings: Settings) -> Iterator[SignalStore | None]:
+    """The Postgres signal store when RECSYS_DATABASE__SIGNALS is on (else None), for one invocation: its
+    connection is closed after it, so that an idle Aurora Serverless cluster can pause between daily runs."""
+    if not settings.database.signals:
+        yield None
+        return
+    from recsys.database.connection import SharedConnection  # the driver: only where a database is used
+    from recsys.publish.signal_store import SignalStore
+
+    connection = SharedConnection(settings.database)
+    try:
+        yield SignalStore(connection, settings.database.keep_days)
+    finally:
+        connection.close()
 
 
 def resolve_version(store: ObjectStore, tenant: str, surface: str, version: str) -> str:

@@ -67,16 +67,20 @@ def client_ip(scope: Scope) -> str:
     return str(client[0]) if client else "unknown"
 
 
-def _body_problem(headers: Headers, max_body_bytes: int) -> Problem | None:
+# The operator console's pages (recsys.serve.console), when it is on.
+CONSOLE_PREFIX = "/console/"
+
+
+def _body_problem(headers: Headers, max_body_bytes: int, forms: bool = False) -> Problem | None:
     """400 for a Content-Length that is not a length, 413 for a declared body over the limit, 415 for a body that is
-    not JSON; None if the body may be read."""
+    not JSON (nor, with `forms`, an HTML form: the console's pages post them); None if the body may be read."""
     length = headers.get("content-length")
     if length is not None and not (length.isascii() and length.isdigit()):
         return invalid("Content-Length must be a non-negative integer")
     if length and int(length) > max_body_bytes:
         return payload_too_large()
     has_body = (length not in (None, "0")) or "transfer-encoding" in headers
-    if has_body and not _is_json(headers):
+    if has_body and not (_is_json(headers) or (forms and _is_form(headers))):
         return unsupported_media_type()
     return None
 
@@ -84,6 +88,10 @@ def _body_problem(headers: Headers, max_body_bytes: int) -> Problem | None:
 def _is_json(headers: Headers) -> bool:
     content_type = headers.get("content-type", "").split(";")[0].strip().lower()
     return content_type == "application/json" or content_type.endswith("+json")
+
+
+def _is_form(headers: Headers) -> bool:
+    return headers.get("content-type", "").split(";")[0].strip().lower() == "application/x-www-form-urlencoded"
 
 
 def unsupported_media_type() -> Problem:
@@ -127,13 +135,16 @@ class RequestContext:
         # type is checked when its first bytes arrive.
         unannounced = False
         if request.method in ("POST", "PUT", "PATCH"):
-            problem = _body_problem(request.headers, self.max_body_bytes)
+            forms = scope["path"].startswith(CONSOLE_PREFIX)
+            problem = _body_problem(request.headers, self.max_body_bytes, forms)
             if problem is not None:
                 await _problem_response(request, problem)(scope, receive, send)
                 return
             headers = request.headers
             unannounced = (
-                "content-length" not in headers and "transfer-encoding" not in headers and not _is_json(headers)
+                "content-length" not in headers
+                and "transfer-encoding" not in headers
+                and not (_is_json(headers) or (forms and _is_form(headers)))
             )
 
         async def send_with_request_id(message: Message) -> None:
@@ -196,8 +207,12 @@ def create_app(
         RequestContext, max_body_bytes=settings.max_body_bytes, limiter=service.limiter, client_limit=client_limit
     )
 
+    console_errors = None  # the console's error page, when it is on: its pages answer problems in HTML
+
     @app.exception_handler(Problem)
-    async def on_problem(request: Request, problem: Problem) -> JSONResponse:
+    async def on_problem(request: Request, problem: Problem) -> Response:
+        if console_errors is not None and request.url.path.startswith(CONSOLE_PREFIX):
+            return console_errors(request, problem)
         return _problem_response(request, problem)
 
     @app.exception_handler(RequestValidationError)
@@ -476,6 +491,14 @@ def create_app(
         if auth.rbac_enabled and not caller.roles & {r for r in (auth.auth_operator_role, auth.auth_admin_role) if r}:
             page.entries = [entry.redacted() for entry in page.entries]
         return JSONResponse(page.model_dump(mode="json", exclude_none=True), headers=NO_STORE)
+
+    if settings.console:  # imported only then: the recommend path never loads the console's templates
+        from recsys.serve.console import console_router, error_page
+
+        console_errors = error_page
+        app.include_router(
+            console_router(service, auth, dt.timedelta(hours=settings.freshness_slo_hours), request_info)
+        )
 
     def openapi() -> dict[str, Any]:
         """FastAPI's schema plus the request models the raw-body routes reference (they parse bodies themselves)."""

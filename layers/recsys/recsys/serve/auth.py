@@ -9,7 +9,8 @@ With AUTH_REQUIRED=false a request without any of them is an "anonymous" caller.
 
 A JWT's roles come only from the claims AUTH_ROLE_CLAIMS names (none by default): a claim such as the OAuth `scope`
 is free text an identity provider grants for any API, so reading roles from it unasked would make "openid admin"
-an admin. API keys carry their own roles; dev and anonymous callers have none.
+an admin. API keys carry their own roles; dev callers those of DEV_AUTH_ROLES_HEADER (local use, as the other dev
+headers); anonymous callers none.
 
 The TENANT_HEADER_NAME header may accompany any source and must then agree with it. It never grants a tenant to a
 JWT or an API key: those must carry their own (a JWT without a tenant claim is 403 RECSYS_TENANT_SCOPE_REQUIRED).
@@ -51,6 +52,9 @@ class AuthSettings(BaseSettings):
     dev_auth_enabled: bool = Field(False, description="trust the dev headers (local use only)")
     dev_auth_tenant_header: str = "X-Dev-Org-Id"
     dev_auth_user_id_header: str = "X-Dev-User-Id"
+    dev_auth_roles_header: str = Field(
+        "X-Dev-Roles", description="a dev caller's roles, comma-separated (only with DEV_AUTH_ENABLED; the console)"
+    )
     tenant_header_name: str = Field("X-Org-Id", description="optional tenant header; must agree with the identity")
     # NoDecode: comma-separated lists in the environment, as the seed's variables are.
     auth_tenant_claims: Annotated[list[str], NoDecode] = Field(
@@ -253,10 +257,11 @@ def resolve_caller(
     user_id: str | None = None
     jwt_tenant: str | None = None
 
-    dev_tenant = dev_user = None
+    dev_tenant = dev_user = dev_roles = None
     if settings.dev_auth_enabled:
         dev_tenant = _header(lowered, settings.dev_auth_tenant_header)
         dev_user = _header(lowered, settings.dev_auth_user_id_header)
+        dev_roles = _header(lowered, settings.dev_auth_roles_header)
     if claims and (dev_tenant or dev_user):
         raise Problem(401, "RECSYS_AUTH_INVALID", "dev auth headers cannot be combined with a jwt")
 
@@ -278,6 +283,7 @@ def resolve_caller(
     elif not claims:
         if dev_tenant or dev_user:
             source, tenant, user_id = "dev", dev_tenant, dev_user
+            roles = frozenset(claim_values(dev_roles)) if dev_roles else frozenset()
         elif settings.auth_required:
             raise Problem(401, "RECSYS_AUTH_REQUIRED", "authentication required")
         else:

@@ -9,9 +9,9 @@ import datetime as dt
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from recsys.errors import ConfigError
+from recsys.errors import ArtifactInvalid, ConfigError, ManifestNotFound, PointerConflict, PublishRefused
 from recsys.paths import Scope
 from recsys.serve import ranking
 from recsys.serve.audit import AuditLog, RequestInfo
@@ -42,6 +42,9 @@ from recsys.serve.tenant_config import EffectiveConfig, TenantConfig
 from recsys.serve.tenant_store import Document, TenantDocuments, VersionMismatch
 from recsys.serve.ttl_cache import TtlCache
 from recsys.store import ObjectStore, StoreError, open_store
+
+if TYPE_CHECKING:
+    from recsys.publish.service import RollbackResult
 
 CACHE_TARGETS = ("config", "rules", "manifest", "artifacts", "popularity")
 CONFIG_RETRY_SECONDS = 5.0
@@ -448,6 +451,37 @@ class RecommendService:
                 after_state={"targets": targets, "surface": surface, "status": "applied", "invalidated": counts},
             )
         return counts
+
+    def rollback_manifest(
+        self, caller: Caller, tenant: str, surface: str, to: str, expected: str, request: RequestInfo | None = None
+    ) -> RollbackResult:
+        """Point `tenant`/`surface` back at the stored version `to` while `expected` is still current (what the
+        operator confirmed), by the pipeline's own conditional write (the signal store too, when on); then this
+        instance serves it at once (others follow within their manifest TTL), and the change is audited."""
+        from recsys.publish.service import rollback, signal_store  # the console's action: not on the serving path
+        from recsys.settings import load_settings
+
+        settings = load_settings(store=self.settings.store)
+        try:
+            with signal_store(settings) as signals:
+                result = rollback(self.store, tenant, surface, to, signals, expected=expected)
+        except ManifestNotFound as exc:
+            raise Problem(404, "RECSYS_MANIFEST_NOT_FOUND", str(exc)) from None
+        except (PointerConflict, PublishRefused) as exc:
+            raise Problem(409, "RECSYS_POINTER_CONFLICT", str(exc)) from None
+        except ArtifactInvalid as exc:
+            raise Problem(422, "RECSYS_ARTIFACT_INVALID", str(exc)) from None
+        self.reader.invalidate(tenant, surface)
+        self._audit(
+            caller,
+            tenant,
+            request,
+            action="manifest.rollback",
+            entity_type="manifest_pointer",
+            before_state={"surface": surface, "manifest_version": result.rolled_back_from},
+            after_state={"surface": surface, "manifest_version": result.rolled_back_to},
+        )
+        return result
 
     def _audit(self, caller: Caller, tenant: str, request: RequestInfo | None, **fields: Any) -> None:
         """Record an admin change. The change is made by then: if the store refuses the entry, the entry goes to the

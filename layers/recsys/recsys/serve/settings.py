@@ -50,6 +50,10 @@ class ServeSettings(BaseSettings):
     explain_max_items: int = Field(50, alias="RECSYS_EXPLAIN_MAX_ITEMS", ge=1)
     explain_require_admin: bool = Field(True, alias="RECSYS_EXPLAIN_REQUIRE_ADMIN")
     max_body_bytes: int = Field(1 << 20, alias="RECSYS_MAX_BODY_BYTES", gt=0)
+    # The operator console (/console): off by default; `recsys serve` turns it on.
+    console: bool = Field(False, alias="RECSYS_CONSOLE")
+    # Its overview marks a current manifest older than this stale (the pipeline's RECSYS_FRESHNESS_SLO_HOURS).
+    freshness_slo_hours: float = Field(36.0, alias="RECSYS_FRESHNESS_SLO_HOURS", gt=0)
     build_commit: str = Field("unknown", alias="RECSYS_BUILD_COMMIT")
     build_date: str = Field("unknown", alias="RECSYS_BUILD_DATE")
     # Rate limits (recsys.serve.rate_limit), per API instance. The tenant limit is the default for tenants whose

@@ -1,0 +1,133 @@
+"""What the operator console shows of a (tenant, surface), read from the store: no HTTP, no HTML here.
+
+- `surfaces`: the surfaces of a tenant that have a current manifest;
+- `overview`: the current manifest (its age against the freshness SLO, each artifact's rows and bytes), the stored
+  versions newest first with the kinds each changed, and the ingest reports of the current window's days;
+- `compare`: what changed between two manifest versions, kind by kind.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from pydantic import BaseModel
+
+from recsys import paths
+from recsys.contract.manifest import Manifest, ManifestArtifact
+from recsys.ingest.service import IngestReport, load_report
+from recsys.publish.service import history, read_pointer
+from recsys.store import NotFound, ObjectStore
+
+# Versions listed on the overview: the newest ones (rollback targets beyond them are named by version).
+HISTORY_SHOWN = 30
+
+
+class Version(BaseModel):
+    """One stored manifest version, as the history lists it."""
+
+    manifest: Manifest
+    current: bool
+    changed: list[str]  # kinds whose artifact differs from the next older version's (all of them for the oldest)
+
+
+class Overview(BaseModel):
+    tenant: str
+    surface: str
+    current: Manifest | None
+    age_seconds: float | None
+    slo_seconds: float
+    history: list[Version]  # newest first, at most HISTORY_SHOWN
+    versions: int  # all stored versions
+    days: list[IngestReport]  # the current window's ingested days, newest first
+
+    @property
+    def stale(self) -> bool:
+        return self.age_seconds is not None and self.age_seconds > self.slo_seconds
+
+
+class KindChange(BaseModel):
+    kind: str
+    before: ManifestArtifact | None
+    after: ManifestArtifact | None
+
+    @property
+    def changed(self) -> bool:
+        return (self.before and self.before.version) != (self.after and self.after.version)
+
+
+class Comparison(BaseModel):
+    before: Manifest
+    after: Manifest
+    kinds: list[KindChange]
+
+
+def surfaces(store: ObjectStore, tenant: str) -> list[str]:
+    """The surfaces of `tenant` with a current manifest, sorted."""
+    prefix = f"{paths.CURRENT_PREFIX}{paths.safe_segment(tenant, 'tenant')}/"
+    found = {scope.surface for key in store.list(prefix) if (scope := paths.scope_of_current_manifest(key))}
+    return sorted(found)
+
+
+def overview(store: ObjectStore, tenant: str, surface: str, slo: dt.timedelta, now: dt.datetime) -> Overview:
+    pointer = read_pointer(store, tenant, surface)
+    current = pointer.manifest if pointer else None
+    stored = history(store, tenant, surface)
+    listed = []
+    for index, manifest in enumerate(stored[:HISTORY_SHOWN]):
+        older = stored[index + 1] if index + 1 < len(stored) else None
+        listed.append(
+            Version(
+                manifest=manifest,
+                current=current is not None and manifest.manifest_version == current.manifest_version,
+                changed=_changed_kinds(older, manifest),
+            )
+        )
+    age = None
+    days: list[IngestReport] = []
+    if current is not None:
+        age = max((now - dt.datetime.fromisoformat(current.updated_at)).total_seconds(), 0.0)
+        for day in reversed(current.window.days):
+            report = load_report(store, tenant, surface, day)
+            if report is not None:
+                days.append(report)
+    return Overview(
+        tenant=tenant,
+        surface=surface,
+        current=current,
+        age_seconds=age,
+        slo_seconds=slo.total_seconds(),
+        history=listed,
+        versions=len(stored),
+        days=days,
+    )
+
+
+def manifest_version(store: ObjectStore, tenant: str, surface: str, version: str) -> Manifest:
+    """A stored manifest version; NotFound if there is none of that name."""
+    return Manifest.from_bytes(store.get(paths.manifest_version(tenant, surface, version)).data)
+
+
+def compare(store: ObjectStore, tenant: str, surface: str, before: str, after: str) -> Comparison:
+    """Kind by kind, the artifacts of two stored versions; NotFound if either is not stored."""
+    old, new = (manifest_version(store, tenant, surface, version) for version in (before, after))
+    kinds = sorted(set(old.artifacts) | set(new.artifacts))
+    return Comparison(
+        before=old,
+        after=new,
+        kinds=[KindChange(kind=k, before=old.artifacts.get(k), after=new.artifacts.get(k)) for k in kinds],
+    )
+
+
+def _changed_kinds(older: Manifest | None, newer: Manifest) -> list[str]:
+    if older is None:
+        return sorted(newer.artifacts)
+    kinds = set(older.artifacts) | set(newer.artifacts)
+    return sorted(
+        kind
+        for kind in kinds
+        if (older.artifacts.get(kind) and older.artifacts[kind].version)
+        != (newer.artifacts.get(kind) and newer.artifacts[kind].version)
+    )
+
+
+__all__ = ["Comparison", "NotFound", "Overview", "compare", "manifest_version", "overview", "surfaces"]

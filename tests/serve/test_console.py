@@ -1,0 +1,174 @@
+"""The operator console (/console): the overview of a surface, comparing and rolling back versions with the admin
+API's roles and tenant scope, and the recommendation playground, through the app's HTTP interface."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+import pytest
+from fastapi.testclient import TestClient
+
+from recsys.days import Window
+from recsys.publish.service import publish, read_pointer
+from recsys.serve.app import create_app
+from recsys.serve.auth import AuthSettings
+from recsys.serve.settings import ServeSettings
+from recsys.store import FileSystemStore
+from tests.conftest import run_steps
+
+KINDS = ["popularity", "cooc", "implicit"]
+
+
+@pytest.fixture
+def published(store: FileSystemStore, sample_settings) -> list[str]:
+    """Two manifest versions of demo/home, the newer current: [older, newer]."""
+    versions = []
+    for hours, (start, end) in enumerate((("2026-01-01", "2026-01-03"), ("2026-01-02", "2026-01-04"))):
+        window = Window(start=dt.date.fromisoformat(start), end=dt.date.fromisoformat(end))
+        refs = run_steps(sample_settings, start, end, KINDS)
+        now = dt.datetime.now(dt.UTC) - dt.timedelta(hours=2 - hours)  # an hour apart: history orders by time
+        versions.append(publish(store, "demo", "home", window, refs, run_id=end, now=now).manifest_version)
+    return versions
+
+
+def console(store: FileSystemStore, *, on: bool = True, dev: bool = True) -> TestClient:
+    app = create_app(ServeSettings(RECSYS_STORE=store.uri, RECSYS_CONSOLE=on), AuthSettings(DEV_AUTH_ENABLED=dev))
+    return TestClient(app)
+
+
+def sign_in(client: TestClient, role: str, tenant: str = "demo") -> None:
+    response = client.post(
+        "/console/login", data={"tenant": tenant, "user": f"{role}@example.com", "role": role}, follow_redirects=False
+    )
+    assert response.status_code == 303 and response.headers["location"] == "/console/"
+
+
+def csrf_of(page: str) -> str:
+    return re.search(r'name="csrf" value="([^"]+)"', page).group(1)
+
+
+def test_the_console_is_off_unless_asked(store: FileSystemStore, published: list[str]) -> None:
+    assert console(store, on=False).get("/console/").status_code == 404
+
+
+def test_a_viewer_sees_the_overview_but_may_not_roll_back(store: FileSystemStore, published: list[str]) -> None:
+    older, newer = published
+    client = console(store)
+    assert client.get("/console/", follow_redirects=False).headers["location"] == "/console/login"
+    sign_in(client, "viewer")
+    home = client.get("/console/")
+    assert home.status_code == 200 and 'href="/console/demo/home"' in home.text
+
+    page = client.get("/console/demo/home")
+    assert page.status_code == 200
+    assert f'<code id="current-version">{newer[:16]}</code>' in page.text
+    assert "2026-01-02 .. 2026-01-04" in page.text  # the current window
+    for kind in KINDS:
+        assert f"<td>{kind}</td>" in page.text
+    assert "Versions (2 stored)" in page.text
+    assert f"compare?before={older}&amp;after={newer}" in page.text
+    assert "roll back to this" not in page.text  # a viewer is not offered the action
+    assert page.text.count("<td>2026-01-0") >= 3  # the window's ingest reports
+
+    refused = client.get(f"/console/demo/home/rollback?to={older}")
+    assert refused.status_code == 403 and "RECSYS_FORBIDDEN" in refused.text
+    posted = client.post("/console/demo/home/rollback", data={"to": older, "from": newer, "csrf": "x"})
+    assert posted.status_code == 403
+    assert read_pointer(store, "demo", "home").manifest.manifest_version == newer
+
+
+def test_an_operator_rolls_back_after_confirming_and_the_pointer_moves(
+    store: FileSystemStore, published: list[str]
+) -> None:
+    older, newer = published
+    client = console(store)
+
+    def served() -> str:
+        body = {"surface": "home", "k": 3, "user": {"user_id": "u1"}}
+        return client.post("/v1/recommend", json=body, headers={"X-Dev-Org-Id": "demo"}).json()["meta"][
+            "manifest_version"
+        ]
+
+    assert served() == newer  # and cached, for the manifest TTL
+    sign_in(client, "operator")
+    assert f"/console/demo/home/rollback?to={older}" in client.get("/console/demo/home").text
+    confirm = client.get(f"/console/demo/home/rollback?to={older}")
+    assert confirm.status_code == 200 and "Roll back demo/home?" in confirm.text
+    assert f'name="from" value="{newer}"' in confirm.text
+
+    # A form without the cookie's token is not the console's.
+    stale = client.post("/console/demo/home/rollback", data={"to": older, "from": newer, "csrf": "forged"})
+    assert stale.status_code == 403 and "RECSYS_CONSOLE_CSRF" in stale.text
+
+    done = client.post(
+        "/console/demo/home/rollback",
+        data={"to": older, "from": newer, "csrf": csrf_of(confirm.text)},
+        follow_redirects=False,
+    )
+    assert done.status_code == 303 and done.headers["location"].startswith("/console/demo/home?done=")
+    assert read_pointer(store, "demo", "home").manifest.manifest_version == older
+    page = client.get(done.headers["location"]).text
+    assert f'<code id="current-version">{older[:16]}</code>' in page and "Done: rolled back to" in page
+    assert served() == older  # at once: this instance dropped its cached manifest
+    # Audited, with who and from what to what.
+    audit = client.get("/v1/admin/tenants/demo/audit", headers={"X-Dev-Org-Id": "demo", "X-Dev-Roles": "operator"})
+    (entry,) = [e for e in audit.json()["entries"] if e["action"] == "manifest.rollback"]
+    assert entry["actor_sub"] == "operator@example.com"
+    assert (entry["before_state"]["manifest_version"], entry["after_state"]["manifest_version"]) == (newer, older)
+
+    # Confirmed against a version that is no longer current: nothing moves.
+    again = client.post(
+        "/console/demo/home/rollback", data={"to": newer, "from": newer, "csrf": csrf_of(confirm.text)}
+    )
+    assert again.status_code == 409 and "RECSYS_POINTER_CONFLICT" in again.text
+    assert read_pointer(store, "demo", "home").manifest.manifest_version == older
+
+
+def test_tenants_see_only_their_own(store: FileSystemStore, published: list[str]) -> None:
+    client = console(store)
+    sign_in(client, "admin", tenant="other")
+    assert "No surface of other has a current manifest" in client.get("/console/").text
+    for path in ("/console/demo/home", f"/console/demo/home/rollback?to={published[0]}", "/console/demo/home/try"):
+        response = client.get(path)
+        assert response.status_code == 403 and "RECSYS_TENANT_SCOPE_MISMATCH" in response.text, path
+    posted = client.post("/console/demo/home/rollback", data={"to": published[0], "from": published[1]})
+    assert posted.status_code == 403
+    assert read_pointer(store, "demo", "home").manifest.manifest_version == published[1]
+
+
+def test_compare_lists_the_kinds_that_changed(store: FileSystemStore, published: list[str]) -> None:
+    older, newer = published
+    client = console(store)
+    sign_in(client, "viewer")
+    page = client.get(f"/console/demo/home/compare?before={older}&after={newer}")
+    assert page.status_code == 200
+    assert page.text.count("<td>yes</td>") == len(KINDS)  # a new window: every artifact differs
+    assert client.get(f"/console/demo/home/compare?before={older}&after={'0' * 64}").status_code == 404
+
+
+def test_the_playground_ranks_with_the_api_service(store: FileSystemStore, published: list[str]) -> None:
+    client = console(store)
+    sign_in(client, "viewer")
+    empty = client.get("/console/demo/home/try")
+    assert empty.status_code == 200 and 'id="results"' not in empty.text
+    page = client.get("/console/demo/home/try", params={"user_id": "u1", "k": "4", "weights": "pop=1"})
+    assert page.status_code == 200 and 'id="results"' in page.text
+    assert page.text.count('<td class="num">', page.text.index('id="results"')) >= 4 * 2  # rank and score cells
+    api = client.post(
+        "/v1/recommend",
+        json={"surface": "home", "k": 4, "user": {"user_id": "u1"}, "weights": {"pop": 1}},
+        headers={"X-Dev-Org-Id": "demo"},
+    ).json()
+    for item in api["items"]:
+        assert f"<code>{item['item_id']}</code>" in page.text
+    wrong = client.get("/console/demo/home/try", params={"k": "many"})
+    assert wrong.status_code == 200 and "k must be a whole number" in wrong.text
+
+
+def test_without_dev_auth_the_console_takes_the_api_identity(store: FileSystemStore, published: list[str]) -> None:
+    client = console(store, dev=False)
+    assert "Dev sign-in is off" in client.get("/console/login").text
+    assert client.post("/console/login", data={"tenant": "demo", "user": "x", "role": "admin"}).status_code == 404
+    response = client.get("/console/demo/home")
+    assert response.status_code == 401 and "RECSYS_AUTH_REQUIRED" in response.text

@@ -92,6 +92,7 @@ demo: venv
 	$(BIN)/recsys recommend --tenant demo --surface home --user u00008 --k 5 --store $(DEMO_STORE)
 	$(BIN)/recsys recommend --tenant demo --surface home --user u00017 --k 5 --store $(DEMO_STORE)
 	$(BIN)/recsys similar --tenant demo --surface home --item i00042 --k 5 --store $(DEMO_STORE)
+	@echo "--- the operator console: make serve, then open http://127.0.0.1:8000/console/ (docs/how-to/use-the-console.md) ---"
 
 serve: venv
 	$(BIN)/recsys serve --store $(DEMO_STORE)

@@ -10,7 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from recsys.days import Window
-from recsys.publish.service import publish, read_pointer
+from recsys.publish.service import publish, read_pointer, rollback
 from recsys.serve.app import create_app
 from recsys.serve.auth import AuthSettings
 from recsys.serve.settings import ServeSettings
@@ -118,9 +118,7 @@ def test_an_operator_rolls_back_after_confirming_and_the_pointer_moves(
     assert (entry["before_state"]["manifest_version"], entry["after_state"]["manifest_version"]) == (newer, older)
 
     # Confirmed against a version that is no longer current: nothing moves.
-    again = client.post(
-        "/console/demo/home/rollback", data={"to": newer, "from": newer, "csrf": csrf_of(confirm.text)}
-    )
+    again = client.post("/console/demo/home/rollback", data={"to": newer, "from": newer, "csrf": csrf_of(confirm.text)})
     assert again.status_code == 409 and "RECSYS_POINTER_CONFLICT" in again.text
     assert read_pointer(store, "demo", "home").manifest.manifest_version == older
 
@@ -172,3 +170,80 @@ def test_without_dev_auth_the_console_takes_the_api_identity(store: FileSystemSt
     assert client.post("/console/login", data={"tenant": "demo", "user": "x", "role": "admin"}).status_code == 404
     response = client.get("/console/demo/home")
     assert response.status_code == 401 and "RECSYS_AUTH_REQUIRED" in response.text
+
+
+def test_an_operator_edits_the_config_after_seeing_the_diff(store: FileSystemStore, published: list[str]) -> None:
+    client = console(store)
+    sign_in(client, "operator")
+    form = client.get("/console/demo/documents/config")
+    assert form.status_code == 200 and "None stored yet" in form.text
+    token = csrf_of(form.text)
+
+    bad = client.post("/console/demo/documents/config/preview", data={"csrf": token, "text": "{nope", "version": ""})
+    assert bad.status_code == 400 and "not JSON" in bad.text
+
+    text = '{"weights": {"pop": 0.5}}'
+    preview = client.post("/console/demo/documents/config/preview", data={"csrf": token, "text": text, "version": ""})
+    assert preview.status_code == 200 and "+  &#34;weights&#34;: {" in preview.text
+    assert "changed since you opened it" not in preview.text
+    saved = client.post(
+        "/console/demo/documents/config", data={"csrf": token, "text": text, "version": ""}, follow_redirects=False
+    )
+    assert saved.status_code == 303 and "config+saved+as" in saved.headers["location"]
+    admin = {"X-Dev-Org-Id": "demo", "X-Dev-Roles": "operator"}
+    stored = client.get("/v1/admin/tenants/demo/config", headers=admin)
+    assert stored.json()["config"] == {"weights": {"pop": 0.5}}
+    version = stored.json()["config_version"]
+    assert f'<code id="document-version">{version[:12]}</code>' in client.get(saved.headers["location"]).text
+
+    # Someone else saves meanwhile: the preview warns, and the save is refused, never overwriting theirs.
+    client.put("/v1/admin/tenants/demo/config", json={"weights": {"pop": 2.0}}, headers=admin)
+    later = '{"weights": {"pop": 1.0}}'
+    stale = {"csrf": token, "text": later, "version": version}
+    assert "changed since you opened it" in client.post("/console/demo/documents/config/preview", data=stale).text
+    refused = client.post("/console/demo/documents/config", data=stale)
+    assert refused.status_code == 409 and "RECSYS_VERSION_MISMATCH" in refused.text
+    assert client.get("/v1/admin/tenants/demo/config", headers=admin).json()["config"] == {"weights": {"pop": 2.0}}
+    actions = [e["action"] for e in client.get("/v1/admin/tenants/demo/audit", headers=admin).json()["entries"]]
+    assert actions.count("config.update") == 2
+
+
+def test_a_viewer_reads_documents_but_cannot_change_them_or_drop_caches(
+    store: FileSystemStore, published: list[str]
+) -> None:
+    client = console(store)
+    sign_in(client, "viewer")
+    page = client.get("/console/demo/documents/rules")
+    assert page.status_code == 200 and "<textarea" not in page.text and "<pre><code>[]</code></pre>" in page.text
+    assert "Drop the chosen caches" not in client.get("/console/demo/home").text
+    for path, data in (
+        ("/console/demo/documents/rules/preview", {"text": "[]"}),
+        ("/console/demo/documents/rules", {"text": "[]"}),
+        ("/console/demo/home/invalidate", {"target": "manifest"}),
+    ):
+        assert client.post(path, data=data).status_code == 403, path
+    assert client.get("/console/demo/documents/other").status_code == 404
+
+
+def test_dropping_the_manifest_cache_serves_a_pointer_moved_elsewhere(
+    store: FileSystemStore, published: list[str]
+) -> None:
+    older, newer = published
+    client = console(store)
+    body = {"surface": "home", "k": 3, "user": {"user_id": "u1"}}
+
+    def served() -> str:
+        return client.post("/v1/recommend", json=body, headers={"X-Dev-Org-Id": "demo"}).json()["meta"][
+            "manifest_version"
+        ]
+
+    assert served() == newer
+    rollback(store, "demo", "home", older)  # e.g. `recsys rollback` from a laptop
+    assert served() == newer  # this instance still holds the manifest it read (RECSYS_ARTIFACT_MANIFEST_TTL)
+    sign_in(client, "operator")
+    token = csrf_of(client.get("/console/demo/home").text)
+    done = client.post(
+        "/console/demo/home/invalidate", data={"csrf": token, "target": "manifest"}, follow_redirects=False
+    )
+    assert done.status_code == 303 and "caches+dropped" in done.headers["location"]
+    assert served() == older

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import difflib
+import json
 import secrets
 import urllib.parse
 from collections.abc import Callable
@@ -235,6 +237,79 @@ def console_router(
         return page(request, "try.html", caller=caller, tenant=tenant, surface=surface, form=form, answer=answer,
                     error=error)  # fmt: skip
 
+    @router.post("/{tenant}/{surface}/invalidate")
+    async def invalidate(request: Request, tenant: str, surface: str) -> Response:
+        caller = scoped(request, tenant, "POST")
+        form = await form_of(request, multi=True)
+        check_csrf(request, form)
+        targets = form.get("target", [])
+        counts = await run_in_threadpool(
+            lambda: service.invalidate(tenant, targets, surface, caller=caller, request=request_info(request))
+        )
+        dropped = ", ".join(f"{target} {counts[target]}" for target in targets) or "nothing chosen"
+        return RedirectResponse(
+            f"/console/{tenant}/{surface}?done={urllib.parse.quote_plus('caches dropped: ' + dropped)}",
+            status_code=303,
+        )
+
+    @router.get("/{tenant}/documents/{kind}")
+    def document(request: Request, tenant: str, kind: str) -> HTMLResponse:
+        caller = scoped(request, tenant)
+        current = _document(tenant, kind)
+        text = _pretty(current.data) if current else ("{}" if kind == "config" else "[]")
+        return page(request, "document.html", caller=caller, tenant=tenant, kind=kind, current=current, text=text,
+                    may_act=may_act(caller))  # fmt: skip
+
+    @router.post("/{tenant}/documents/{kind}/preview")
+    async def preview(request: Request, tenant: str, kind: str) -> HTMLResponse:
+        caller = scoped(request, tenant, "POST")
+        form = await form_of(request)
+        check_csrf(request, form)
+        current = _document(tenant, kind)
+        text, version = form.get("text", ""), form.get("version", "")
+        try:
+            proposed = json.loads(text)
+        except ValueError as exc:
+            return page(request, "document.html", 400, caller=caller, tenant=tenant, kind=kind, current=current,
+                        text=text, may_act=True, error=f"not JSON: {exc}")  # fmt: skip
+        before = _pretty(current.data).splitlines() if current else []
+        diff = list(difflib.unified_diff(before, _pretty(proposed).splitlines(), "stored", "yours", lineterm=""))
+        moved = (current.version if current else "") != version
+        return page(request, "preview.html", caller=caller, tenant=tenant, kind=kind, current=current,
+                    text=_pretty(proposed), version=version, diff=diff, moved=moved)  # fmt: skip
+
+    @router.post("/{tenant}/documents/{kind}")
+    async def save(request: Request, tenant: str, kind: str) -> Response:
+        caller = scoped(request, tenant, "POST")
+        form = await form_of(request)
+        check_csrf(request, form)
+        try:
+            data = json.loads(form.get("text", ""))
+        except ValueError:
+            code = "RECSYS_INVALID_CONFIG" if kind == "config" else "RECSYS_INVALID_RULES"
+            raise Problem(400, code, f"{kind} must be valid JSON") from None
+        # The version the operator previewed against: a change stored meanwhile makes this a 409, never a silent
+        # overwrite (the admin API's If-Match).
+        version = form.get("version") or None
+        saved = await run_in_threadpool(
+            service.put_document, caller, tenant, kind, data, version, request_info(request)
+        )
+        note = f"{kind} saved as {saved.version[:12]}" if saved.changed else f"{kind} unchanged"
+        return RedirectResponse(
+            f"/console/{tenant}/documents/{kind}?done={urllib.parse.quote_plus(note)}", status_code=303
+        )
+
+    def _document(tenant: str, kind: str) -> Any:
+        """The tenant's stored config or rules; None when it has none yet."""
+        if kind not in ("config", "rules"):
+            raise Problem(404, "RECSYS_NOT_FOUND", "documents are config and rules")
+        try:
+            return service.get_document(tenant, kind)
+        except Problem as problem:
+            if problem.status == 404:
+                return None
+            raise
+
     def _current_version(tenant: str, surface: str) -> str:
         shown = views.overview(service.store, tenant, surface, slo, dt.datetime.now(dt.UTC))
         if shown.current is None:
@@ -244,11 +319,21 @@ def console_router(
     return router
 
 
-async def form_of(request: Request) -> dict[str, str]:
+async def form_of(request: Request, *, multi: bool = False) -> dict[str, Any]:
     """An HTML form's fields (application/x-www-form-urlencoded, the only kind the console posts: the app refuses
-    other bodies); a field given twice keeps its last value."""
+    other bodies): each field's last value, or with `multi` the list of its values (checkboxes)."""
     fields = urllib.parse.parse_qsl((await request.body()).decode("utf-8", "replace"), keep_blank_values=True)
-    return dict(fields)
+    if not multi:
+        return dict(fields)
+    grouped: dict[str, Any] = {}
+    for name, value in fields:
+        grouped.setdefault(name, []).append(value)
+    grouped["csrf"] = grouped.get("csrf", [""])[-1]
+    return grouped
+
+
+def _pretty(data: Any) -> str:
+    return json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False)
 
 
 def _has_credentials(request: Request, auth: AuthSettings) -> bool:

@@ -6,7 +6,7 @@ SAM_VENV := .venv-sam
 DEMO_STORE := file://.out/demo
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: loop checkov venv sam demo test test-slow unit pytest lint template-lint package-size bench clean serve eval-real lock venv312 test-py312
+.PHONY: loop checkov venv sam demo test test-slow unit pytest lint template-lint package-size bench clean serve console-screenshots eval-real lock venv312 test-py312
 
 # The layer's lock is a constraint: the tests run the exact versions the Lambda layer ships.
 venv: $(VENV)/.installed
@@ -96,6 +96,10 @@ demo: venv
 
 serve: venv
 	$(BIN)/recsys serve --store $(DEMO_STORE)
+
+# The console's pages as the browser test sees them (headless chromium): renews docs/images/console/*.png.
+console-screenshots: venv
+	RECSYS_CONSOLE_SCREENSHOTS=docs/images/console $(BIN)/pytest -q tests/serve/test_console_browser.py
 
 # The feedback loop after `make demo`: serve every sample user with exposure logging on, add their clicks, run the
 # pipeline on today's lists and clicks, and show the signals moving (docs/tutorials/the-loop.md).

@@ -3,33 +3,16 @@ API's roles and tenant scope, and the recommendation playground, through the app
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 
-import pytest
 from fastapi.testclient import TestClient
 
-from recsys.days import Window
-from recsys.publish.service import publish, read_pointer, rollback
+from recsys.publish.service import read_pointer, rollback
 from recsys.serve.app import create_app
 from recsys.serve.auth import AuthSettings
 from recsys.serve.settings import ServeSettings
 from recsys.store import FileSystemStore
-from tests.conftest import run_steps
-
-KINDS = ["popularity", "cooc", "implicit"]
-
-
-@pytest.fixture
-def published(store: FileSystemStore, sample_settings) -> list[str]:
-    """Two manifest versions of demo/home, the newer current: [older, newer]."""
-    versions = []
-    for hours, (start, end) in enumerate((("2026-01-01", "2026-01-03"), ("2026-01-02", "2026-01-04"))):
-        window = Window(start=dt.date.fromisoformat(start), end=dt.date.fromisoformat(end))
-        refs = run_steps(sample_settings, start, end, KINDS)
-        now = dt.datetime.now(dt.UTC) - dt.timedelta(hours=2 - hours)  # an hour apart: history orders by time
-        versions.append(publish(store, "demo", "home", window, refs, run_id=end, now=now).manifest_version)
-    return versions
+from tests.serve.conftest import CONSOLE_KINDS as KINDS
 
 
 def console(store: FileSystemStore, *, on: bool = True, dev: bool = True) -> TestClient:

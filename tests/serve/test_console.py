@@ -9,7 +9,9 @@ from fastapi.testclient import TestClient
 
 from recsys.publish.service import read_pointer, rollback
 from recsys.serve.app import create_app
-from recsys.serve.auth import AuthSettings
+from recsys.serve.auth import AuthSettings, Caller
+from recsys.serve.console import overview as views
+from recsys.serve.models import RecommendRequest
 from recsys.serve.settings import ServeSettings
 from recsys.store import FileSystemStore
 from tests.serve.conftest import CONSOLE_KINDS as KINDS
@@ -230,3 +232,45 @@ def test_dropping_the_manifest_cache_serves_a_pointer_moved_elsewhere(
     )
     assert done.status_code == 303 and "caches+dropped" in done.headers["location"]
     assert served() == older
+
+
+def test_the_playground_ranks_two_versions_or_weights_side_by_side(
+    store: FileSystemStore, published: list[str]
+) -> None:
+    older, newer = published
+    client = console(store)
+    sign_in(client, "viewer")
+
+    def api(weights: dict, manifest: str | None = None) -> list[str]:
+        """What the service ranks, asked directly (with a stored version through the service, as the console)."""
+        body = {"surface": "home", "k": 5, "user": {"user_id": "u00008"}, "weights": weights}
+        service = client.app.state.service
+        caller = Caller(tenant="demo", roles=frozenset({"viewer"}), user_id="t", source="dev")
+        version = views.manifest_version(store, "demo", "home", manifest) if manifest else None
+        answer = service.recommend(caller, RecommendRequest.model_validate(body), "t", manifest=version)
+        return [item.item_id for item in answer.items]
+
+    query = {"user_id": "u00008", "k": "5", "weights": "pop=1", "version_b": older}
+    page = client.get("/console/demo/home/try", params=query).text
+    a, b = page.index('id="results"'), page.index('id="results-b"')
+    assert f"manifest <code>{newer[:12]}</code>" in page[a:b] and f"manifest <code>{older[:12]}</code>" in page[b:]
+    for item in api({"pop": 1}):
+        assert f"<code>{item}</code>" in page[a:b]
+    for item in api({"pop": 1}, older):
+        assert f"<code>{item}</code>" in page[b:]
+    # The current manifest is still what the API serves: ranking with a stored version leaves no trace.
+    served = client.post(
+        "/v1/recommend", json={"surface": "home", "k": 1, "user": {"user_id": "u1"}}, headers={"X-Dev-Org-Id": "demo"}
+    )
+    assert served.json()["meta"]["manifest_version"] == newer
+
+    # Other weights on the same version: B's column says where each item was in A ("new" when it was not).
+    other = client.get("/console/demo/home/try", params={**query, "version_b": "", "weights_b": "cooc=1"}).text
+    b = other.index('id="results-b"')
+    first_b = api({"cooc": 1})[0]
+    rank_a = api({"pop": 1}).index(first_b) + 1 if first_b in api({"pop": 1}) else "new"
+    row = other[other.index(f"<code>{first_b}</code>", b) - 120 : other.index(f"<code>{first_b}</code>", b)]
+    assert f'<td class="num">{rank_a}</td>' in row
+    assert (
+        "no such manifest version" in client.get("/console/demo/home/try", params={**query, "version_b": "0" * 64}).text
+    )

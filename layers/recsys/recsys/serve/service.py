@@ -44,6 +44,7 @@ from recsys.serve.ttl_cache import TtlCache
 from recsys.store import ObjectStore, StoreError, open_store
 
 if TYPE_CHECKING:
+    from recsys.contract.manifest import Manifest
     from recsys.publish.service import RollbackResult
 
 CACHE_TARGETS = ("config", "rules", "manifest", "artifacts", "popularity")
@@ -215,11 +216,19 @@ class RecommendService:
     # --- operations --------------------------------------------------------------------------------------------
 
     def recommend(
-        self, caller: Caller, request: RecommendRequest, request_id: str, now: dt.datetime | None = None
+        self,
+        caller: Caller,
+        request: RecommendRequest,
+        request_id: str,
+        now: dt.datetime | None = None,
+        *,
+        manifest: Manifest | None = None,
     ) -> RecommendResponse:
+        """`manifest`: rank with this stored version instead of the surface's current one (the console's
+        side-by-side; the API always serves the current one)."""
         normalized, warnings = normalize_recommend(request, explain_max_items=self.settings.explain_max_items)
         self._check_explain(caller, normalized)
-        return self.recommend_normalized(caller, normalized, warnings, request_id, now)
+        return self.recommend_normalized(caller, normalized, warnings, request_id, now, manifest=manifest)
 
     def recommend_normalized(
         self,
@@ -228,9 +237,14 @@ class RecommendService:
         warnings: list[Warning_],
         request_id: str,
         now: dt.datetime | None = None,
+        *,
+        manifest: Manifest | None = None,
     ) -> RecommendResponse:
         state = self._tenant(caller.tenant)
-        loaded = self._signals(caller.tenant, normalized.surface)
+        if manifest is None:
+            loaded = self._signals(caller.tenant, normalized.surface)
+        else:
+            loaded = self.reader.signals_of(manifest)
         now = now or normalized.now or dt.datetime.now(dt.UTC)
         config = state.parsed_config.for_surface(normalized.surface)
         if normalized.experiment is not None and (normalized.experiment.id or "").strip():

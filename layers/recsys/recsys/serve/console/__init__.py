@@ -222,20 +222,36 @@ def console_router(
     def try_it(request: Request, tenant: str, surface: str) -> HTMLResponse:
         caller = scoped(request, tenant)
         query = request.query_params
-        form = {name: query.get(name, "") for name in ("user_id", "session_id", "anchors", "k", "weights")}
-        answer, error = None, None
+        fields = ("user_id", "session_id", "anchors", "k", "weights", "weights_b", "version_b")
+        form = {name: query.get(name, "") for name in fields}
+        versions = views.versions(service.store, tenant, surface)
+        answer = answer_b = None
+        error = None
         if any(form.values()):
             try:
-                ranked = RecommendRequest.model_validate(_recommend_body(surface, form))
-                answer = service.recommend(caller, ranked, request.state.request_id).model_dump(mode="json")
+                answer = rank(caller, surface, form, None, request)
+                if form["weights_b"].strip() or form["version_b"]:
+                    manifest_b = None
+                    if form["version_b"]:
+                        manifest_b = views.manifest_version(service.store, tenant, surface, form["version_b"])
+                    form_b = {**form, "weights": form["weights_b"] or form["weights"]}
+                    answer_b = rank(caller, surface, form_b, manifest_b, request)
             except ValidationError as exc:
                 error = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            except NotFound:
+                error = "no such manifest version"
             except ValueError:
                 error = "k must be a whole number, and weights name=number pairs"
             except Problem as problem:
                 error = problem.detail
+        was = {item["item_id"]: item["rank"] for item in answer["items"]} if answer else {}
         return page(request, "try.html", caller=caller, tenant=tenant, surface=surface, form=form, answer=answer,
-                    error=error)  # fmt: skip
+                    answer_b=answer_b, was=was, versions=versions, error=error)  # fmt: skip
+
+    def rank(caller: Caller, surface: str, form: dict[str, str], manifest: Any, request: Request) -> dict:
+        """The API service's answer to the playground's fields, with `manifest` (a stored version) or the current."""
+        ranked = RecommendRequest.model_validate(_recommend_body(surface, form))
+        return service.recommend(caller, ranked, request.state.request_id, manifest=manifest).model_dump(mode="json")
 
     @router.post("/{tenant}/{surface}/invalidate")
     async def invalidate(request: Request, tenant: str, surface: str) -> Response:

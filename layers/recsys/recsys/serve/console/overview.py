@@ -102,6 +102,11 @@ def overview(store: ObjectStore, tenant: str, surface: str, slo: dt.timedelta, n
     )
 
 
+def versions(store: ObjectStore, tenant: str, surface: str) -> list[Manifest]:
+    """The newest HISTORY_SHOWN stored versions, newest first."""
+    return history(store, tenant, surface)[:HISTORY_SHOWN]
+
+
 def manifest_version(store: ObjectStore, tenant: str, surface: str, version: str) -> Manifest:
     """A stored manifest version; NotFound if there is none of that name."""
     return Manifest.from_bytes(store.get(paths.manifest_version(tenant, surface, version)).data)
@@ -130,4 +135,4 @@ def _changed_kinds(older: Manifest | None, newer: Manifest) -> list[str]:
     )
 
 
-__all__ = ["Comparison", "NotFound", "Overview", "compare", "manifest_version", "overview", "surfaces"]
+__all__ = ["Comparison", "NotFound", "Overview", "compare", "manifest_version", "overview", "surfaces", "versions"]

@@ -88,6 +88,11 @@ class ArtifactReader:
             return None
         return LoadedManifest(cached.manifest, self._signals_for(cached.manifest), cached.stale, fallback)
 
+    def signals_of(self, manifest: Manifest) -> LoadedManifest:
+        """The signals of a given manifest version (the console ranks with a stored one): its artifacts go through
+        the shared artifact cache, but the version is not cached as its surface's."""
+        return LoadedManifest(manifest, self._new_signals(manifest), stale=False)
+
     def _signals_for(self, manifest: Manifest) -> ArtifactSignals:
         key = (manifest.tenant, manifest.surface)
         with self._lock:

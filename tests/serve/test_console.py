@@ -3,17 +3,21 @@ API's roles and tenant scope, and the recommendation playground, through the app
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 
 from fastapi.testclient import TestClient
 
-from recsys.publish.service import read_pointer, rollback
+from recsys.contract.quality import QualityResult
+from recsys.days import Window
+from recsys.publish.service import publish, read_pointer, rollback
 from recsys.serve.app import create_app
 from recsys.serve.auth import AuthSettings, Caller
 from recsys.serve.console import overview as views
 from recsys.serve.models import RecommendRequest
 from recsys.serve.settings import ServeSettings
 from recsys.store import FileSystemStore
+from tests.conftest import run_steps
 from tests.serve.conftest import CONSOLE_KINDS as KINDS
 
 
@@ -274,3 +278,35 @@ def test_the_playground_ranks_two_versions_or_weights_side_by_side(
     assert (
         "no such manifest version" in client.get("/console/demo/home/try", params={**query, "version_b": "0" * 64}).text
     )
+
+
+def test_the_quality_gate_verdicts_are_charted(store: FileSystemStore, sample_settings) -> None:
+    judged = [(0.1200, 0.1100, True), (0.0800, 0.1200, False)]  # the second was refused: it dropped too much
+    versions = []
+    for hours, (candidate, current, passed) in enumerate(judged):
+        start, end = f"2026-01-0{1 + hours}", f"2026-01-0{3 + hours}"
+        window = Window(start=dt.date.fromisoformat(start), end=dt.date.fromisoformat(end))
+        quality = QualityResult(
+            enabled=True, passed=passed, reason="ok" if passed else "ndcg@10 dropped", metric="ndcg@10",
+            day=window.end, users=40, candidate=candidate, current=current, max_drop=0.02,
+        )  # fmt: skip
+        now = dt.datetime.now(dt.UTC) - dt.timedelta(hours=2 - hours)
+        refs = run_steps(sample_settings, start, end, ["popularity"])
+        versions.append(publish(store, "demo", "home", window, refs, quality=quality, now=now).manifest_version)
+    client = console(store)
+    sign_in(client, "viewer")
+    page = client.get("/console/demo/home").text
+    chart = page[page.index('<svg id="quality-chart"') : page.index("</svg>")]
+    assert chart.count("<circle") == 4  # candidate and served, for each judged version
+    for version, (candidate, current, _) in zip(versions, judged, strict=True):
+        assert f"{version[:8]} candidate {candidate:.4f}" in chart and f"{version[:8]} current {current:.4f}" in chart
+    table = page[page.index('id="quality-table"') :]
+    assert "passed: ok" in table and "FAILED: ndcg@10 dropped" in table
+    assert table.index(versions[0][:12]) < table.index(versions[1][:12])  # oldest first, as the chart
+
+
+def test_without_verdicts_the_quality_section_says_why(store: FileSystemStore, published: list[str]) -> None:
+    client = console(store)
+    sign_in(client, "viewer")
+    page = client.get("/console/demo/home").text
+    assert "quality-chart" not in page and "RECSYS_QUALITY__METRIC" in page

@@ -30,6 +30,23 @@ class Version(BaseModel):
     changed: list[str]  # kinds whose artifact differs from the next older version's (all of them for the oldest)
 
 
+class Series(BaseModel):
+    name: str
+    points: str  # SVG polyline points, "x,y x,y ..."
+    marks: list[tuple[float, float, str]]  # (x, y, label) of each point, for its tooltip
+
+
+class Chart(BaseModel):
+    """A line chart drawn server-side as SVG: one x step per version, y scaled to the values' range."""
+
+    width: int
+    height: int
+    low: float
+    high: float
+    series: list[Series]
+    labels: list[tuple[float, str]]  # (x, version prefix) under the axis
+
+
 class Overview(BaseModel):
     tenant: str
     surface: str
@@ -39,6 +56,8 @@ class Overview(BaseModel):
     history: list[Version]  # newest first, at most HISTORY_SHOWN
     versions: int  # all stored versions
     days: list[IngestReport]  # the current window's ingested days, newest first
+    quality: list[Version]  # the listed versions the quality gate judged, oldest first
+    quality_chart: Chart | None  # their candidate and served scores, when at least one has a score
 
     @property
     def stale(self) -> bool:
@@ -90,6 +109,7 @@ def overview(store: ObjectStore, tenant: str, surface: str, slo: dt.timedelta, n
             report = load_report(store, tenant, surface, day)
             if report is not None:
                 days.append(report)
+    judged = [v for v in reversed(listed) if v.manifest.quality is not None and v.manifest.quality.enabled]
     return Overview(
         tenant=tenant,
         surface=surface,
@@ -99,6 +119,43 @@ def overview(store: ObjectStore, tenant: str, surface: str, slo: dt.timedelta, n
         history=listed,
         versions=len(stored),
         days=days,
+        quality=judged,
+        quality_chart=quality_chart(judged),
+    )
+
+
+def quality_chart(judged: list[Version], width: int = 640, height: int = 220) -> Chart | None:
+    """The gate's score of each judged version (the candidate) and of what was served then, as two lines."""
+    rows = [(v.manifest.manifest_version[:8], v.manifest.quality) for v in judged]
+    values = [x for _, q in rows for x in (q.candidate, q.current) if x is not None]
+    if not values:
+        return None
+    low, high = min(values), max(values)
+    pad = (high - low) * 0.1 or abs(high) * 0.1 or 1.0
+    low, high = low - pad, high + pad
+    left, right, top, bottom = 56, 16, 12, 36
+
+    def x(index: int) -> float:
+        return left + (width - left - right) * (index + 0.5) / len(rows)
+
+    def y(value: float) -> float:
+        return top + (height - top - bottom) * (high - value) / (high - low)
+
+    series = []
+    for name in ("candidate", "current"):
+        marks = [
+            (round(x(i), 1), round(y(value), 1), f"{version} {name} {value:.4f}")
+            for i, (version, quality) in enumerate(rows)
+            if (value := getattr(quality, name)) is not None
+        ]
+        series.append(Series(name=name, points=" ".join(f"{mx},{my}" for mx, my, _ in marks), marks=marks))
+    return Chart(
+        width=width,
+        height=height,
+        low=low,
+        high=high,
+        series=series,
+        labels=[(round(x(i), 1), version) for i, (version, _) in enumerate(rows)],
     )
 
 

@@ -12,7 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from recsys import paths
+from recsys.contract.report import Report
 from recsys.serve.exposure import ServedItem, ServedList
+from recsys.store import FileSystemStore
 from recsys_tools import cli
 from recsys_tools.evaluation import ope
 from recsys_tools.evaluation.experiments import chi2_sf, sample_ratio
@@ -240,6 +243,11 @@ def test_the_cli_writes_the_report(tmp_path: Path, capsys: pytest.CaptureFixture
     md = (out / "report.md").read_text()
     assert "## Differences" in md and "## Sample ratio" in md and "| exp / A | exp / B | ctr |" in md
     assert (out / "report.png").read_bytes().startswith(b"\x89PNG")
+    # --report-store keeps report.json where the console reads it.
+    store = FileSystemStore(tmp_path / "store")
+    assert cli.main([*args, "--report-store", store.uri]) == 0
+    (kept,) = list(store.list(paths.reports_prefix("demo", "home")))
+    assert kept.endswith("-logs.json") and Report.model_validate_json(store.get(kept).data).title == report["title"]
     capsys.readouterr()
     assert cli.main([*args, "--aa-check"]) == 1  # a real difference fails an A/A check
     assert "A/A check FAILED" in capsys.readouterr().out

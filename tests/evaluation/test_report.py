@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from recsys.contract.report import Report
 from recsys.evaluation.metrics import compare, evaluate_lists
-from recsys_tools.evaluation.report import Report, columns, read_report, to_json, to_markdown, write_report
+from recsys_tools.evaluation.report import columns, read_report, to_json, to_markdown, write_report
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from recsys_tools.evaluation.report import Report
+from recsys.contract.report import Report
 from recsys_tools.evaluation.run import OURS
 from recsys_tools.evaluation.suite import SuiteOptions, _differences, _ndcg_row, synthetic_datasets
 

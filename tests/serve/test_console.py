@@ -8,7 +8,9 @@ import re
 
 from fastapi.testclient import TestClient
 
+from recsys import paths
 from recsys.contract.quality import QualityResult
+from recsys.contract.report import Report
 from recsys.days import Window
 from recsys.publish.service import publish, read_pointer, rollback
 from recsys.serve.app import create_app
@@ -310,3 +312,37 @@ def test_without_verdicts_the_quality_section_says_why(store: FileSystemStore, p
     sign_in(client, "viewer")
     page = client.get("/console/demo/home").text
     assert "quality-chart" not in page and "RECSYS_QUALITY__METRIC" in page
+
+
+def test_evaluation_reports_are_listed_and_charted(store: FileSystemStore, published: list[str]) -> None:
+    report = Report(
+        title="Offline evaluation",
+        split={"train": ["2026-01-01", "2026-01-05"], "test": ["2026-01-06", "2026-01-06"]},
+        dataset={"test_users": 70},
+        ks=[5, 10],
+        results={
+            "recsys (blend)": {"overall": {"ndcg@10": 0.31, "recall@10": 0.5, "users": 70}},
+            "popularity": {"overall": {"ndcg@10": 0.12, "recall@10": 0.25, "users": 70}},
+        },
+        comparisons=[{"first": "recsys (blend)", "second": "popularity", "metric": "ndcg@10", "difference": 0.19,
+                      "low": 0.12, "high": 0.25, "verdict": "ahead"}],
+    )  # fmt: skip
+    for name in ("20261201T000000Z-temporal", "20261202T000000Z-logs"):
+        store.put(paths.evaluation_report("demo", "home", name), report.model_dump_json().encode())
+    client = console(store)
+    sign_in(client, "viewer")
+    listing = client.get("/console/demo/home/reports").text
+    assert listing.index("20261202T000000Z-logs") < listing.index("20261201T000000Z-temporal")  # newest first
+
+    page = client.get("/console/demo/home/reports/20261201T000000Z-temporal").text
+    chart = page[page.index('<svg id="report-chart"') : page.index("</svg>")]
+    assert chart.count("<rect") == 2 and "recsys (blend) 0.3100" in chart and "popularity 0.1200" in chart
+    assert "ndcg@10 of each recommender" in chart  # the default metric
+    recall = client.get("/console/demo/home/reports/20261201T000000Z-temporal", params={"metric": "recall@10"}).text
+    assert "recsys (blend) 0.5000" in recall
+    assert "<td>ahead</td>" in page and "+0.1200 .. +0.2500" in page
+
+    assert client.get("/console/demo/home/reports/nope").status_code == 404
+    other = console(store)
+    sign_in(other, "admin", tenant="other")
+    assert other.get("/console/demo/home/reports/20261201T000000Z-temporal").status_code == 403

@@ -22,8 +22,11 @@ import uvicorn
 from recsys.publish.service import read_pointer
 from recsys.serve.app import create_app
 from recsys.serve.auth import AuthSettings
+from recsys.serve.console import overview as views
 from recsys.serve.settings import ServeSettings
 from recsys.store import FileSystemStore
+from recsys_tools import cli
+from tests.conftest import SAMPLE_CATALOG, SAMPLE_RAW
 
 pytestmark = pytest.mark.slow
 
@@ -100,7 +103,7 @@ def sign_in(page, base: str, role: str) -> None:
 
 
 def test_an_operator_and_a_viewer_in_a_browser(
-    server: str, store: FileSystemStore, published: list[str], capture
+    server: str, store: FileSystemStore, published: list[str], capture, tmp_path: Path
 ) -> None:
     older, newer = published
     sync_playwright = _browser_or_skip()
@@ -125,6 +128,19 @@ def test_an_operator_and_a_viewer_in_a_browser(
             rows.first.wait_for()
             assert rows.count() == 5
             capture(operator, "try")
+
+            # The sample's offline evaluation, kept with `recsys eval --report-store`, charted.
+            evaluation = ["eval", "--raw", str(SAMPLE_RAW), "--catalog", str(SAMPLE_CATALOG),
+                          "--store", f"file://{tmp_path / 'eval'}", "--out", str(tmp_path / "report"),
+                          "--report-store", store.uri]  # fmt: skip
+            assert cli.main(evaluation) == 0
+            (name,) = views.reports(store, "demo", "home")
+            recommenders = len(views.report(store, "demo", "home", name).results)
+            operator.goto(f"{server}/console/demo/home")
+            operator.get_by_role("link", name="evaluation reports").click()
+            operator.get_by_role("link", name=name).click()
+            assert recommenders >= 3 and operator.locator("#report-chart rect").count() == recommenders
+            capture(operator, "report")
 
             # Roll back to the older version, confirmed, and see the pointer move.
             operator.goto(f"{server}/console/demo/home")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from recsys import __version__
+from recsys import __version__, paths
 from recsys.days import Window, parse_day
 from recsys.errors import ConfigError, RecsysError
 from recsys.pipeline.models import RunRequest
@@ -164,6 +164,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--surface", default="home")
     evaluate.add_argument("--store", default="file://.out/eval", help="where the evaluation's pipeline writes")
     evaluate.add_argument("--out", default=".out/eval-report", help="folder for report.json, report.md, report.png")
+    evaluate.add_argument(
+        "--report-store", help="also keep report.json in this store (e.g. the one the console serves) under reports/"
+    )
     evaluate.add_argument("--train-days", type=int, help="train window length (default: every day before the test)")
     evaluate.add_argument("--test-days", type=int, default=1, help="test window length (default 1)")
     evaluate.add_argument("--end", type=_day, help="last test day (default: the last day in the raw data)")
@@ -539,7 +542,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     print(f"recsys eval {args.tenant}/{args.surface}: raw {args.raw} -> {options.store}", file=sys.stderr)
-    _show_report(run_eval(options, load_settings()), args.out)
+    _show_report(run_eval(options, load_settings()), args)
     return EXIT_OK
 
 
@@ -577,7 +580,7 @@ def _eval_logs(args: argparse.Namespace) -> int:
     )
     print(f"recsys eval --protocol logs {args.tenant}/{args.surface}: {args.raw}", file=sys.stderr)
     evaluation = run_logs(options)
-    _show_report(evaluation.report, args.out)
+    _show_report(evaluation.report, args)
     return EXIT_FAILED if evaluation.aa_passed is False else EXIT_OK
 
 
@@ -626,17 +629,25 @@ def _eval_real(args: argparse.Namespace) -> int:
             sequences=args.data, work_dir=args.work, split=args.split, tenant=args.tenant, surface=args.surface
         )
         report = run_holdout(options, load_settings())
-    _show_report(report, args.out)
+    _show_report(report, args)
     return EXIT_OK
 
 
-def _show_report(report, out: str) -> None:
-    """Write report.json/md/png under `out`; the Markdown on stdout, the files written on stderr."""
-    from recsys_tools.evaluation.report import write_report
+def _show_report(report, args: argparse.Namespace) -> None:
+    """Write report.json/md/png under --out; the Markdown on stdout, the files written on stderr. With
+    --report-store, report.json is also kept there for the console, named by the UTC time and the protocol."""
+    from recsys_tools.evaluation.report import to_json, write_report
 
-    written = write_report(report, Path(out))
-    print((Path(out) / "report.md").read_text())
+    out = Path(args.out)
+    written = write_report(report, out)
+    print((out / "report.md").read_text())
     print("wrote " + ", ".join(str(p) for p in written), file=sys.stderr)
+    if args.report_store:
+        name = f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}-{args.protocol}"
+        key = paths.evaluation_report(args.tenant, args.surface, name)
+        store = open_store(_store_uri(args.report_store))
+        store.put(key, to_json(report).encode(), content_type="application/json")
+        print(f"kept {store.url(key)} (the console's evaluation reports)", file=sys.stderr)
 
 
 def cmd_freshness(args: argparse.Namespace) -> int:

@@ -15,6 +15,7 @@ Layout (relative to the store root):
   tenants/{tenant}/{config|rules}/...                        tenant documents (recsys.serve.tenant_store)
   api-keys/{hash}.json                                       API key records (recsys.serve.auth)
   audit/{tenant}/{id}.json                                   the admin audit log (immutable, sorted by time)
+  reports/{tenant}/{surface}/{name}.json                     evaluation reports (`recsys eval --report-store`)
 The *_root functions give a tenant/surface's prefix of each family, for listing (retention).
 Files starting with "_" are ignored by Athena/Hive, so a table over canonical/ sees only events.
 """
@@ -174,3 +175,12 @@ def audit_entry(tenant: str, entry_id: int) -> str:
     if not isinstance(entry_id, int) or not 0 <= entry_id < 10**19:
         raise ValueError(f"invalid audit entry id {entry_id!r}")
     return f"{audit_prefix(tenant)}{entry_id:019d}.json"
+
+
+def reports_prefix(tenant: str, surface: str) -> str:
+    return f"reports/{safe_segment(tenant, 'tenant')}/{safe_segment(surface, 'surface')}/"
+
+
+def evaluation_report(tenant: str, surface: str, name: str) -> str:
+    """An evaluation report stored for the console: `name` is `{UTC time}-{protocol}`, so names sort by time."""
+    return f"{reports_prefix(tenant, surface)}{safe_segment(name, 'report name')}.json"

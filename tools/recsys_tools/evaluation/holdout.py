@@ -45,13 +45,13 @@ import numpy as np
 import pyarrow as pa
 from pydantic import BaseModel, Field
 
+from recsys.contract.report import Report
 from recsys.days import Window, day_start
 from recsys.evaluation.metrics import compare, evaluate_lists, seen_share
 from recsys.settings import Settings
 from recsys_tools.evaluation import ease
 from recsys_tools.evaluation.baselines import Interactions, item_knn_baseline, item_probabilities, popularity_baseline
 from recsys_tools.evaluation.baselines import interactions as index_interactions
-from recsys_tools.evaluation.report import Report
 from recsys_tools.evaluation.run import OURS, EvalOptions, Split, build, recommend_all
 
 DAY = dt.date(2020, 1, 1)

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from recsys.contract.report import Report, Table
 from recsys_tools.evaluation import ope
 from recsys_tools.evaluation.experiments import (
     bootstrap_means,
@@ -28,7 +29,6 @@ from recsys_tools.evaluation.logs import (
     set_metrics,
     subjects_per_variant,
 )
-from recsys_tools.evaluation.report import Report, Table
 
 ALL = "all lists"
 CONFIDENCE = 0.95

@@ -22,11 +22,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue
+from pydantic import JsonValue
 
+from recsys.contract.report import Metrics, Report
 from recsys.evaluation.metrics import FAMILIES
 
-SEGMENTS = ("overall", "warm", "cold")
+# Fields a report may leave out; left out of report.json when empty, so that reports without them keep their bytes.
+_OPTIONAL = ("columns", "segment_help", "comparisons_help", "tables")
 SEGMENT_HELP = {
     "overall": "all test users with at least one relevant item",
     "warm": "test users with training history",
@@ -34,56 +36,6 @@ SEGMENT_HELP = {
 }
 FAMILY_TITLES = {"recall": "Recall", "ndcg": "NDCG", "map": "MAP", "precision": "Precision", "hit_rate": "Hit rate"}
 MISSING = "–"
-
-Metrics = dict[str, int | float]
-# Fields a report may leave out; left out of report.json when empty, so that reports without them keep their bytes.
-_OPTIONAL = ("columns", "segment_help", "comparisons_help", "tables")
-
-
-class Table(BaseModel):
-    """An extra Markdown section: a title, a sentence, a table."""
-
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
-    title: str
-    text: str = ""
-    header: list[str]
-    rows: list[list[JsonValue]]
-
-
-class Report(BaseModel):
-    """An evaluation run. results: {recommender: {segment: {metric: value}}}, segments as in SEGMENTS."""
-
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # NaN is not JSON
-
-    title: str = "Offline evaluation"
-    dataset: dict[str, JsonValue] = Field(default_factory=dict, description="where the data came from, its size")
-    split: dict[str, JsonValue] = Field(default_factory=dict, description="train / test windows")
-    ks: list[int]
-    results: dict[str, dict[str, Metrics]]
-    comparisons: list[dict[str, JsonValue]] = Field(
-        default_factory=list, description="`metrics.compare` of one recommender against another, overall users"
-    )
-    notes: list[str] = Field(default_factory=list)
-    columns: list[str] = Field(
-        default_factory=list, description="the Markdown tables' metric columns (default: `columns(report)`)"
-    )
-    segment_help: dict[str, str] = Field(
-        default_factory=dict, description="a segment's sentence (default SEGMENT_HELP)"
-    )
-    comparisons_help: str = Field("", description="the Differences table's sentence (default: a paired bootstrap's)")
-    tables: list[Table] = Field(default_factory=list, description="sections after Differences")
-
-    def segments(self) -> list[str]:
-        """SEGMENTS first, then any other segment name in the results, in first-seen order."""
-        seen = [s for s in SEGMENTS if any(s in r for r in self.results.values())]
-        for result in self.results.values():
-            seen.extend(s for s in result if s not in seen)
-        return seen
-
-    def beyond_k(self) -> int:
-        """The K of the coverage and novelty columns: 10 if evaluated, else the largest K."""
-        return 10 if 10 in self.ks or not self.ks else max(self.ks)
 
 
 def write_report(report: Report, out_dir: Path | str) -> list[Path]:

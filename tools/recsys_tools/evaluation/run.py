@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, Field
 
+from recsys.contract.report import Report
 from recsys.days import Window, day_start
 from recsys.evaluation.lists import ManifestRanker
 from recsys.evaluation.metrics import (
@@ -39,7 +40,6 @@ from recsys.settings import Settings, fill_scope
 from recsys.store import ObjectStore, open_store
 from recsys_tools.evaluation.baselines import interactions as baseline_index
 from recsys_tools.evaluation.baselines import item_knn_baseline, item_probabilities, popularity_baseline
-from recsys_tools.evaluation.report import Report
 
 OURS = "recsys (blend)"
 TUNED_SIGNALS = ("pop", "cooc", "session", "content", "knn")

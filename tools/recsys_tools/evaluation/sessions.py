@@ -42,6 +42,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 from pydantic import BaseModel, Field
 
+from recsys.contract.report import Report
 from recsys.days import Window
 from recsys.evaluation.lists import ManifestRanker
 from recsys.evaluation.metrics import evaluate_lists, paired_bootstrap
@@ -50,7 +51,6 @@ from recsys.serve.models import MAX_ANCHORS
 from recsys.settings import Settings
 from recsys.store import ObjectStore, open_store
 from recsys_tools.evaluation import session_baselines as sb
-from recsys_tools.evaluation.report import Report
 from recsys_tools.evaluation.run import EvalOptions, Split, build
 
 OURS = "recsys (blend)"

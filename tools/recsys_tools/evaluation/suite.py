@@ -26,8 +26,9 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
+from recsys.contract.report import Report
 from recsys.settings import Settings
-from recsys_tools.evaluation.report import Report, write_report
+from recsys_tools.evaluation.report import write_report
 from recsys_tools.evaluation.run import OURS, EvalOptions, make_split, run_eval
 from recsys_tools.synthetic import SyntheticSpec, generate, write_catalog
 

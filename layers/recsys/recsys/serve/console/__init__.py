@@ -253,6 +253,37 @@ def console_router(
         ranked = RecommendRequest.model_validate(_recommend_body(surface, form))
         return service.recommend(caller, ranked, request.state.request_id, manifest=manifest).model_dump(mode="json")
 
+    @router.get("/{tenant}/{surface}/reports")
+    def report_list(request: Request, tenant: str, surface: str) -> HTMLResponse:
+        caller = scoped(request, tenant)
+        names = views.reports(service.store, tenant, surface)
+        return page(request, "reports.html", caller=caller, tenant=tenant, surface=surface, names=names)
+
+    @router.get("/{tenant}/{surface}/reports/{name}")
+    def report_page(request: Request, tenant: str, surface: str, name: str) -> HTMLResponse:
+        caller = scoped(request, tenant)
+        try:
+            shown = views.report(service.store, tenant, surface, name)
+        except (NotFound, ValueError):
+            raise Problem(404, "RECSYS_REPORT_NOT_FOUND", "no such evaluation report") from None
+        segments = shown.segments()
+        metrics = sorted({metric for result in shown.results.values() for metric in result.get(segments[0], {})})
+        chosen = request.query_params.get("metric") or _default_metric(shown.columns or metrics, shown.ks)
+        values = [
+            (recommender, float(result[segments[0]][chosen]))
+            for recommender, result in shown.results.items()
+            if isinstance(result.get(segments[0], {}).get(chosen), int | float)
+        ]
+        # The report's own columns, else its metrics at one K (10 when evaluated) and those without a K, as
+        # report.md's tables; every metric stays in the chart's list.
+        at_k = f"@{shown.beyond_k()}"
+        columns = [c for c in shown.columns if not c.endswith(("_low", "_high"))] or [
+            metric for metric in metrics if "@" not in metric or metric.endswith(at_k)
+        ]
+        return page(request, "report.html", caller=caller, tenant=tenant, surface=surface, report_name=name,
+                    report=shown, segments=segments, metrics=metrics, chosen=chosen, columns=columns,
+                    chart=views.bar_chart(values))  # fmt: skip
+
     @router.post("/{tenant}/{surface}/invalidate")
     async def invalidate(request: Request, tenant: str, surface: str) -> Response:
         caller = scoped(request, tenant, "POST")
@@ -350,6 +381,14 @@ async def form_of(request: Request, *, multi: bool = False) -> dict[str, Any]:
 
 def _pretty(data: Any) -> str:
     return json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False)
+
+
+def _default_metric(metrics: list[str], ks: list[int]) -> str:
+    """ndcg@10 when the report has it (ctr for a log report), else its first metric."""
+    for wanted in ("ndcg@10", f"ndcg@{max(ks)}" if ks else "", "ctr"):
+        if wanted in metrics:
+            return wanted
+    return metrics[0] if metrics else ""
 
 
 def _has_credentials(request: Request, auth: AuthSettings) -> bool:

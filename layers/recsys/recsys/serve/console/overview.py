@@ -14,6 +14,7 @@ from pydantic import BaseModel
 
 from recsys import paths
 from recsys.contract.manifest import Manifest, ManifestArtifact
+from recsys.contract.report import Report
 from recsys.ingest.service import IngestReport, load_report
 from recsys.publish.service import history, read_pointer
 from recsys.store import NotFound, ObjectStore
@@ -180,6 +181,47 @@ def compare(store: ObjectStore, tenant: str, surface: str, before: str, after: s
     )
 
 
+def reports(store: ObjectStore, tenant: str, surface: str) -> list[str]:
+    """The names of the stored evaluation reports, newest first (names start with their UTC time)."""
+    prefix = paths.reports_prefix(tenant, surface)
+    names = [key[len(prefix) : -len(".json")] for key in store.list(prefix) if key.endswith(".json")]
+    return sorted(names, reverse=True)
+
+
+def report(store: ObjectStore, tenant: str, surface: str, name: str) -> Report:
+    """A stored evaluation report; NotFound if there is none of that name."""
+    return Report.model_validate_json(store.get(paths.evaluation_report(tenant, surface, name)).data)
+
+
+class Bar(BaseModel):
+    label: str
+    value: float
+    top: float  # the bar's upper edge
+    length: float  # in pixels, from BARS_LEFT
+
+
+class Bars(BaseModel):
+    """A horizontal bar chart drawn server-side as SVG, bars scaled to the largest value."""
+
+    width: int
+    height: int
+    bars: list[Bar]
+
+
+# Where the bars start (their labels are left of it) and how thick each is.
+BARS_LEFT, BAR = 180, 22
+
+
+def bar_chart(values: list[tuple[str, float]], width: int = 640) -> Bars:
+    high = max((value for _, value in values), default=0.0) or 1.0
+    span = width - BARS_LEFT - 70  # room for the value after the longest bar
+    bars = [
+        Bar(label=label, value=value, top=8 + index * (BAR + 8), length=max(span * value / high, 1.0))
+        for index, (label, value) in enumerate(values)
+    ]
+    return Bars(width=width, height=16 + len(values) * (BAR + 8), bars=bars)
+
+
 def _changed_kinds(older: Manifest | None, newer: Manifest) -> list[str]:
     if older is None:
         return sorted(newer.artifacts)
@@ -192,4 +234,17 @@ def _changed_kinds(older: Manifest | None, newer: Manifest) -> list[str]:
     )
 
 
-__all__ = ["Comparison", "NotFound", "Overview", "compare", "manifest_version", "overview", "surfaces", "versions"]
+__all__ = [
+    "Comparison",
+    "NotFound",
+    "Overview",
+    "Bars",
+    "bar_chart",
+    "compare",
+    "manifest_version",
+    "overview",
+    "report",
+    "reports",
+    "surfaces",
+    "versions",
+]

@@ -115,14 +115,22 @@ def test_function_code_folder_has_app_handler(resources: dict[str, Any], fn: str
 def test_globals_runtime_arch_layer_and_tracing(template: dict[str, Any], resources: dict[str, Any]) -> None:
     glob = template["Globals"]["Function"]
     assert glob["Runtime"] == "python3.12"
-    assert glob["Architectures"] == ["arm64"]
+    # One parameter for every function and layer: arm64 on AWS, x86_64 for local containers (#19).
+    assert glob["Architectures"] == [_ref("Architecture")]
+    architecture = template["Parameters"]["Architecture"]
+    assert (architecture["Default"], architecture["AllowedValues"]) == ("arm64", ["arm64", "x86_64"])
+    for layer in ("RecsysLayer", "ApiLayer"):
+        assert _props(resources, layer)["CompatibleArchitectures"] == [_ref("Architecture")], layer
+    assert resources["ApiLayer"]["Metadata"]["BuildArchitecture"] == _ref("Architecture")
+    makefile = (ROOT / "layers" / "recsys" / "Makefile").read_text()
+    assert "LAYER_ARCH ?= arm64" in makefile  # the makefile build's default follows the parameter's
     assert glob["Layers"] == [_ref("RecsysLayer")]
     assert glob["Tracing"] == "Active"  # Powertools Tracer (aws-xray-sdk is in the layer) adds subsegments
     assert "aws-xray-sdk" in _requirement_names(ROOT / "layers" / "recsys" / "requirements.txt")
     for fn in ALL_FUNCTIONS:
         props = _props(resources, fn)
         assert props.get("Runtime", glob["Runtime"]) == "python3.12", fn
-        assert props.get("Architectures", glob["Architectures"]) == ["arm64"], fn
+        assert props.get("Architectures", glob["Architectures"]) == [_ref("Architecture")], fn
         assert props.get("Tracing", "Active") == ("Active" if fn != "RecommendFunction" else _ref("ApiTracing")), fn
         assert props.get("Timeout", glob.get("Timeout", 3)) <= 900, fn
     assert template["Parameters"]["ApiTracing"]["Default"] == "Active"
@@ -307,8 +315,8 @@ def test_layer_content_and_build(resources: dict[str, Any]) -> None:
     assert (content / "requirements.txt").is_file()
     assert (content / "recsys" / "__init__.py").is_file()
     assert props["CompatibleRuntimes"] == ["python3.12"]
-    assert props["CompatibleArchitectures"] == ["arm64"]
-    # The layer's Makefile installs the lock (the whole closure, --no-deps) for arm64/python3.12, then strips.
+    assert props["CompatibleArchitectures"] == [_ref("Architecture")]
+    # The layer's Makefile installs the lock (the whole closure, --no-deps) for python3.12 (LAYER_ARCH), then strips.
     assert layer["Metadata"] == {"BuildMethod": "makefile"}
     makefile = (content / "Makefile").read_text()
     assert "build-RecsysLayer:" in makefile and "--no-deps" in makefile and "requirements.lock" in makefile
@@ -326,8 +334,8 @@ def test_api_layer_content_and_build(resources: dict[str, Any]) -> None:
     # boto3 comes with the runtime; bundling it would only add ~25 MB.
     assert not {"boto3", "botocore"} & _requirement_names(requirements)
     assert props["CompatibleRuntimes"] == ["python3.12"]
-    assert props["CompatibleArchitectures"] == ["arm64"]
-    assert layer["Metadata"] == {"BuildMethod": "python3.12", "BuildArchitecture": "arm64"}
+    assert props["CompatibleArchitectures"] == [_ref("Architecture")]
+    assert layer["Metadata"] == {"BuildMethod": "python3.12", "BuildArchitecture": _ref("Architecture")}
 
 
 def _effective_layers(template: dict[str, Any], fn: str) -> list[Any]:

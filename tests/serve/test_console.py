@@ -346,3 +346,17 @@ def test_evaluation_reports_are_listed_and_charted(store: FileSystemStore, publi
     other = console(store)
     sign_in(other, "admin", tenant="other")
     assert other.get("/console/demo/home/reports/20261201T000000Z-temporal").status_code == 403
+
+
+def test_the_dev_sign_in_offers_the_deployment_s_role_names(store: FileSystemStore, published: list[str]) -> None:
+    app = create_app(
+        ServeSettings(RECSYS_STORE=store.uri, RECSYS_CONSOLE=True),
+        AuthSettings(DEV_AUTH_ENABLED=True, AUTH_VIEWER_ROLE="reader", AUTH_OPERATOR_ROLE="sre", AUTH_ADMIN_ROLE=""),
+    )
+    client = TestClient(app)
+    form = client.get("/console/login").text
+    assert '<option value="reader">' in form and '<option value="sre" selected>' in form and "admin" not in form
+    client.post("/console/login", data={"tenant": "demo", "user": "u", "role": "admin"})  # not a role here
+    assert client.get("/console/demo/home").status_code == 403
+    client.post("/console/login", data={"tenant": "demo", "user": "u", "role": "sre"})
+    assert "roll back to this" in client.get("/console/demo/home").text

@@ -39,7 +39,6 @@ from recsys.store import NotFound
 
 HERE = Path(__file__).resolve().parent
 COOKIE = "recsys_console"
-ROLES = ("viewer", "operator", "admin")
 NO_STORE = {"Cache-Control": "no-store"}
 
 
@@ -86,6 +85,8 @@ def console_router(
     the app's (request id, client address, user agent: what the audit log records)."""
     router = APIRouter(prefix="/console", include_in_schema=False)
     templates = TEMPLATES
+    # The dev sign-in's roles: the deployment's role names (AUTH_VIEWER_ROLE, ...), those that are set.
+    roles = [name for name in (auth.auth_viewer_role, auth.auth_operator_role, auth.auth_admin_role) if name]
     stylesheet = (HERE / "console.css").read_text()
 
     def identity(request: Request) -> DevIdentity | None:
@@ -138,7 +139,7 @@ def console_router(
 
     @router.get("/login")
     def login_form(request: Request) -> HTMLResponse:
-        return page(request, "login.html", dev=auth.dev_auth_enabled, roles=ROLES)
+        return page(request, "login.html", dev=auth.dev_auth_enabled, roles=roles)
 
     @router.post("/login")
     async def login(request: Request) -> Response:
@@ -150,10 +151,10 @@ def console_router(
             signed_in = DevIdentity(
                 tenant=str(form.get("tenant", "")).strip(),
                 user=str(form.get("user", "")).strip(),
-                roles=[role] if role in ROLES else [],
+                roles=[role] if role in roles else [],
             )
         except ValidationError:
-            return page(request, "login.html", 400, dev=True, roles=ROLES, error="tenant and user are required")
+            return page(request, "login.html", 400, dev=True, roles=roles, error="tenant and user are required")
         response = RedirectResponse("/console/", status_code=303)
         response.set_cookie(COOKIE, signed_in.cookie(), httponly=True, samesite="strict", path="/console")
         return response

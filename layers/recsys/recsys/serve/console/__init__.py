@@ -30,6 +30,7 @@ from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
+from recsys.publish.service import read_pointer
 from recsys.serve.audit import RequestInfo
 from recsys.serve.auth import AuthSettings, Caller, check_path_tenant, require_role, resolve_caller
 from recsys.serve.console import overview as views
@@ -359,10 +360,10 @@ def console_router(
             raise
 
     def _current_version(tenant: str, surface: str) -> str:
-        shown = views.overview(service.store, tenant, surface, slo, dt.datetime.now(dt.UTC))
-        if shown.current is None:
+        pointer = read_pointer(service.store, tenant, surface)  # the pointer alone, not the whole overview
+        if pointer is None:
             raise Problem(409, "RECSYS_NO_CURRENT_MANIFEST", f"{tenant}/{surface} has no current manifest")
-        return shown.current.manifest_version
+        return pointer.manifest.manifest_version
 
     return router
 

@@ -6,7 +6,7 @@ SAM_VENV := .venv-sam
 DEMO_STORE := file://.out/demo
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: loop checkov venv sam demo test test-slow unit pytest lint template-lint package-size bench clean serve console-screenshots eval-real lock venv312 test-py312
+.PHONY: loop checkov venv sam sam-local demo test test-slow unit pytest lint template-lint package-size bench clean serve console-screenshots eval-real lock venv312 test-py312
 
 # The layer's lock is a constraint: the tests run the exact versions the Lambda layer ships.
 venv: $(VENV)/.installed
@@ -66,6 +66,14 @@ package-size: venv sam
 		PYENV_VERSION=3.11.7:3.12.1 $(SAM_VENV)/bin/sam build --template template.yaml; \
 	fi
 	$(BIN)/python -m tests.test_package_size .aws-sam/build
+
+# The pipeline and the API in Lambda containers through stock `sam local` (docs/how-to/develop-with-sam.md): a
+# Docker engine (started, or installed and started as root), the Lambda base image (built here from Debian's
+# packages and PyPI when no registry serves AWS's; cached), `sam build` for this machine's architecture, a local S3,
+# every events/ file and the state machine through `sam local start-lambda`, the API through `sam local start-api`.
+# About 2 minutes once the image exists. SAM_LOCAL_FLAGS: --image public.ecr.aws/lambda/python:3.12, --no-events.
+sam-local: venv sam
+	$(BIN)/python -m recsys_tools.sam_local $(SAM_LOCAL_FLAGS)
 
 lint: venv
 	$(BIN)/ruff check .

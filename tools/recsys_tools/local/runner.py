@@ -1,9 +1,10 @@
-"""LocalPipeline: execute statemachine/*.asl.json under moto, calling the real Lambda handlers in-process.
+"""LocalPipeline: execute statemachine/*.asl.json under moto, calling the real Lambda handlers.
 
 There is no second orchestration path: the definitions SAM deploys (the pipeline and the daily run of many
 targets) are the ones that run here. moto's interpreter runs Task/Map/Retry/Catch as on AWS; its Docker-less Lambda
 backend only echoes, so its `invoke` is replaced by a dispatcher that imports functions/<name>/app.py and calls
-`handler`. Its Step Functions integration (the daily run's startExecution.sync:2) hands the task's parameters to
+`handler` in-process, or, given a Lambda endpoint (`sam local start-lambda`), invokes the function there, in its
+Lambda container. Its Step Functions integration (the daily run's startExecution.sync:2) hands the task's parameters to
 boto3 in the ASL's PascalCase; `_sfn_integration_shim` translates them. Both hooks are internal to moto, which is why
 moto's version is pinned in pyproject.toml.
 """
@@ -18,6 +19,8 @@ import os
 import threading
 import time
 import traceback
+import urllib.error
+import urllib.request
 import uuid
 import warnings
 import zipfile
@@ -141,6 +144,27 @@ class _LocalContext:
         return 900_000
 
 
+def invoke_endpoint(endpoint: str, function: str, request: dict) -> tuple[Any, bool]:
+    """Lambda's Invoke API (POST {endpoint}/2015-03-31/functions/{function}/invocations): the payload, and whether
+    it is an error document (the function raised, or the endpoint could not run it)."""
+    url = f"{endpoint}/2015-03-31/functions/{function}/invocations"
+    call = urllib.request.Request(url, data=json.dumps(request).encode(), method="POST")
+    try:
+        with urllib.request.urlopen(call, timeout=900) as answer:
+            body, failed = answer.read(), answer.headers.get("X-Amz-Function-Error") is not None
+    except urllib.error.HTTPError as exc:  # the endpoint's own error (unknown function, bad request)
+        body, failed = exc.read(), True
+    except (urllib.error.URLError, TimeoutError) as exc:
+        return {"errorType": "LambdaEndpointUnreachable", "errorMessage": f"{url}: {exc}"}, True
+    try:
+        payload = json.loads(body or b"null")
+    except json.JSONDecodeError:
+        payload, failed = {"errorType": "InvalidResponse", "errorMessage": body[:500].decode(errors="replace")}, True
+    if failed and not (isinstance(payload, dict) and "errorMessage" in payload):
+        payload = {"errorType": "LambdaEndpointError", "errorMessage": json.dumps(payload)[:500]}
+    return payload, failed
+
+
 def _load_handler(root: Path, folder: str) -> Callable[[dict, Any], dict]:
     path = root / "functions" / folder / "app.py"
     spec = importlib.util.spec_from_file_location(f"recsys_functions_{folder}", path)
@@ -170,6 +194,8 @@ class LocalPipeline:
     `env` is the functions' environment (RECSYS_STORE, ...), as template.yaml sets it on AWS.
     `passthrough_s3` lets S3 calls reach the real endpoint (a store on AWS or an S3-compatible server); when
     False, S3 is moto's too (tests).
+    `lambda_endpoint` (e.g. `sam local start-lambda`'s http://127.0.0.1:3001) runs each Task there instead of
+    in-process; `env` then does not reach the functions (their container's environment is SAM's).
     """
 
     def __init__(
@@ -180,8 +206,10 @@ class LocalPipeline:
         on_step: Callable[[StepEvent], None] | None = None,
         root: Path | None = None,
         concurrency: int | None = None,
+        lambda_endpoint: str | None = None,
     ) -> None:
         self.root = root or project_root()
+        self.lambda_endpoint = lambda_endpoint.rstrip("/") if lambda_endpoint else None
         # On AWS each invocation is its own Lambda; here they share the machine's cores. Map states start every
         # iteration at once (six compute kinds, up to four ingest days), and more invocations than cores only
         # add memory (each holds its working set) and contention: measured on 2 cores at 1M events, at most 2
@@ -295,19 +323,31 @@ class LocalPipeline:
 
     def _invoke_now(self, logical_id: str, request: dict, response_headers: dict) -> bytes:
         started = time.perf_counter()
-        try:
-            result = self._handler(logical_id)(request, _LocalContext(logical_id))
-        except Exception as exc:  # reported the way Lambda reports an unhandled error
+        call = self._call_endpoint if self.lambda_endpoint else self._call_in_process
+        payload, failed = call(logical_id, request)
+        if failed:  # reported the way Lambda reports an unhandled error
             response_headers["x-amz-function-error"] = "Unhandled"
+            self._report(
+                logical_id, request, None, f"{payload.get('errorType')}: {payload.get('errorMessage')}", started
+            )
+        else:
+            self._report(logical_id, request, payload, None, started)
+        return json.dumps(payload).encode()
+
+    def _call_in_process(self, logical_id: str, request: dict) -> tuple[dict, bool]:
+        """(the handler's result, False), or (Lambda's error document, True)."""
+        try:
+            return self._handler(logical_id)(request, _LocalContext(logical_id)), False
+        except Exception as exc:
             error = {
                 "errorType": type(exc).__name__,
                 "errorMessage": str(exc),
                 "stackTrace": traceback.format_tb(exc.__traceback__),
             }
-            self._report(logical_id, request, None, f"{type(exc).__name__}: {exc}", started)
-            return json.dumps(error).encode()
-        self._report(logical_id, request, result, None, started)
-        return json.dumps(result).encode()
+            return error, True
+
+    def _call_endpoint(self, logical_id: str, request: dict) -> tuple[dict, bool]:
+        return invoke_endpoint(self.lambda_endpoint or "", logical_id, request)
 
     def _report(self, logical_id: str, request: dict, result: dict | None, error: str | None, started: float) -> None:
         if self.on_step:

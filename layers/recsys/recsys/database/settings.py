@@ -68,6 +68,8 @@ def redacted(uri: str) -> str:
 class DatabaseEnvironment(BaseSettings):
     """RECSYS_DATABASE__* alone (the API reads these without the pipeline's settings)."""
 
-    model_config = SettingsConfigDict(env_prefix="RECSYS_", env_nested_delimiter="__", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="RECSYS_", env_nested_delimiter="__", extra="ignore", env_ignore_empty=True
+    )
 
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)

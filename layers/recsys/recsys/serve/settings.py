@@ -36,7 +36,7 @@ def parse_duration(value: object) -> float:
 
 
 class ServeSettings(BaseSettings):
-    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True, env_ignore_empty=True)
 
     store: str = Field(DEFAULT_STORE, alias="RECSYS_STORE")
     manifest_template: str = Field(DEFAULT_MANIFEST_TEMPLATE, alias="RECSYS_ARTIFACT_MANIFEST_TEMPLATE")

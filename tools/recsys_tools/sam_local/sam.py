@@ -1,0 +1,190 @@
+"""Stock SAM CLI commands for this repository's template: build for the local architecture, invoke, start-lambda and
+start-api, with the local base image and the env-vars file. Nothing here edits template.yaml: the local differences
+are the Architecture parameter and events/env.local.json."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from recsys_tools.sam_local.s3 import CREDENTIALS, REGION, free_port
+
+LOOPBACK = "127.0.0.1"
+
+
+def local_architecture() -> str:
+    """The template's Architecture value that this machine's engine runs natively."""
+    return {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "arm64", "arm64": "arm64"}[platform.machine().lower()]
+
+
+def sam_executable(root: Path) -> str:
+    """The aws-sam-cli of `make sam` (.venv-sam), else one on PATH."""
+    bundled = root / ".venv-sam" / "bin" / "sam"
+    found = str(bundled) if bundled.exists() else shutil.which("sam")
+    if not found:
+        raise RuntimeError("no sam: run `make sam` (or install aws-sam-cli)")
+    return found
+
+
+@dataclass
+class Sam:
+    root: Path
+    out: Path  # .out/sam-local: logs and the env-vars file of this run
+    architecture: str
+    image: str | None  # --invoke-image; None: SAM pulls AWS's image
+
+    @property
+    def build_dir(self) -> Path:
+        return self.root / ".aws-sam" / f"local-{self.architecture}"
+
+    @property
+    def template(self) -> Path:
+        return self.build_dir / "template.yaml"
+
+    def environment(self, python312: Path | None = None) -> dict[str, str]:
+        env = os.environ | CREDENTIALS | {"AWS_DEFAULT_REGION": REGION, "AWS_REGION": REGION, "SAM_CLI_TELEMETRY": "0"}
+        # `sam build` checks that a python3.12 is on PATH (a pyenv shim that refuses to run it fails the check);
+        # the layer's makefile build reads LAYER_ARCH (sam passes template parameters to no makefile).
+        if python312 is not None:
+            env["PATH"] = f"{python312.parent}{os.pathsep}{env.get('PATH', '')}"
+        env["LAYER_ARCH"] = self.architecture
+        return env
+
+    def _options(self, env_vars: Path) -> list[str]:
+        options = [
+            "--template",
+            str(self.template),
+            "--env-vars",
+            str(env_vars),
+            "--parameter-overrides",
+            f"Architecture={self.architecture}",
+        ]
+        if self.image:
+            options += ["--invoke-image", self.image, "--skip-pull-image"]
+        return options
+
+    def build(self, python312: Path) -> None:
+        """`sam build` for the local architecture, into its own folder (a deploy's arm64 build stays untouched);
+        --cached rebuilds only what changed."""
+        command = [
+            sam_executable(self.root),
+            "build",
+            "--template",
+            str(self.root / "template.yaml"),
+            "--build-dir",
+            str(self.build_dir),
+            "--cache-dir",
+            str(self.build_dir) + "-cache",
+            "--cached",
+            "--parameter-overrides",
+            f"Architecture={self.architecture}",
+        ]
+        self._run_logged(command, "build", self.environment(python312))
+
+    def invoke(self, function: str, event: Path, env_vars: Path) -> tuple[object, str]:
+        """`sam local invoke FUNCTION -e EVENT`: the function's answer (JSON) and its log."""
+        command = [
+            sam_executable(self.root),
+            "local",
+            "invoke",
+            function,
+            "--event",
+            str(event),
+            *self._options(env_vars),
+        ]
+        done = subprocess.run(command, cwd=self.root, env=self.environment(), capture_output=True, text=True)
+        lines = [line for line in done.stdout.splitlines() if line.strip()]
+        if done.returncode != 0 or not lines:
+            raise RuntimeError(f"sam local invoke {function} failed ({done.returncode}): {done.stderr[-2000:]}")
+        return json.loads(lines[-1]), done.stderr
+
+    @contextmanager
+    def start_lambda(self, env_vars: Path) -> Iterator[str]:
+        """`sam local start-lambda` on loopback: its endpoint, serving the functions in warm containers."""
+        port = free_port(LOOPBACK)
+        command = [
+            sam_executable(self.root),
+            "local",
+            "start-lambda",
+            "--host",
+            LOOPBACK,
+            "--port",
+            str(port),
+            "--warm-containers",
+            "LAZY",
+            *self._options(env_vars),
+        ]
+        with self._serving(command, "start-lambda", port):
+            yield f"http://{LOOPBACK}:{port}"
+
+    @contextmanager
+    def start_api(self, env_vars: Path) -> Iterator[str]:
+        """`sam local start-api` on loopback: the HTTP API's base URL (its JWT authorizer is not emulated)."""
+        port = free_port(LOOPBACK)
+        command = [
+            sam_executable(self.root),
+            "local",
+            "start-api",
+            "--host",
+            LOOPBACK,
+            "--port",
+            str(port),
+            "--warm-containers",
+            "LAZY",
+            *self._options(env_vars),
+        ]
+        with self._serving(command, "start-api", port):
+            yield f"http://{LOOPBACK}:{port}"
+
+    @contextmanager
+    def _serving(self, command: list[str], name: str, port: int) -> Iterator[None]:
+        log = self.out / f"{name}.log"
+        with log.open("wb") as out:
+            process = subprocess.Popen(
+                command,
+                cwd=self.root,
+                env=self.environment(),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+            try:
+                _wait_for_port(port, process, log)
+                yield
+            finally:
+                process.terminate()  # SAM stops its warm containers on SIGTERM
+                try:
+                    process.wait(60)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+
+    def _run_logged(self, command: list[str], name: str, env: dict[str, str]) -> None:
+        log = self.out / f"{name}.log"
+        with log.open("wb") as out:
+            done = subprocess.run(command, cwd=self.root, env=env, stdout=out, stderr=subprocess.STDOUT)
+        if done.returncode != 0:
+            tail = log.read_text(errors="replace")[-3000:]
+            raise RuntimeError(f"sam {name} failed ({done.returncode}); the end of {log}:\n{tail}")
+
+
+def _wait_for_port(port: int, process: subprocess.Popen, log: Path, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection((LOOPBACK, port), timeout=1):
+                return
+        except OSError:
+            if process.poll() is not None:
+                raise RuntimeError(f"{' '.join(process.args[:3])} exited: see {log}") from None
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"nothing answered on {LOOPBACK}:{port} within {timeout:.0f} s: see {log}") from None
+            time.sleep(0.3)

@@ -34,8 +34,9 @@ $(VENV312)/.installed: pyproject.toml layers/recsys/requirements.txt layers/recs
 	$(VENV312)/bin/pip install -q -e '.[dev,tools]' -c layers/recsys/requirements.lock
 	touch $@
 
+# The sam_local smoke runs the functions in python3.12 containers already; it runs once, under `make test`.
 test-py312: venv312
-	$(VENV312)/bin/pytest -q -p no:cacheprovider
+	$(VENV312)/bin/pytest -q -p no:cacheprovider -m "not sam_local"
 
 # aws-sam-cli pins its own boto3/pydantic, so it lives in a separate venv (never imports project code).
 sam: $(SAM_VENV)/.installed

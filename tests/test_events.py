@@ -126,3 +126,37 @@ def test_a_bad_event_raises_a_validation_error(buckets: S3Store) -> None:
     with pytest.raises(ValidationError, match="day"):
         handler("ingest")(sample("ingest", day="yesterday"), Context())
     assert not Path(buckets.uri).exists()
+
+
+def test_the_sam_local_walk_passes_with_the_handlers_in_process(buckets: S3Store, monkeypatch) -> None:
+    """The walk `make sam-local` runs in Lambda containers (recsys_tools.sam_local.events), here in-process: it
+    passes, and its failures (a raising handler, an API answer other than 200) stop it."""
+    from recsys_tools.local.runner import FUNCTIONS
+    from recsys_tools.sam_local.events import walk
+
+    monkeypatch.setenv("AUTH_ROLE_CLAIMS", "roles")  # as events/env.local.json sets it for the API function
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
+    folders = FUNCTIONS | {"FreshnessFunction": "freshness", "GcFunction": "gc", "RecommendFunction": "recommend"}
+    handlers: dict[str, object] = {}
+
+    def call(function: str, event: dict) -> tuple[object, bool]:
+        run = handlers.setdefault(function, handler(folders[function]))
+        try:
+            return run(event, Context()), False
+        except Exception as exc:
+            return {"errorType": type(exc).__name__, "errorMessage": str(exc)}, True
+
+    recorded: list[dict] = []
+    results = walk(call, EVENTS, recorded.append)
+    assert results == recorded and all(r["ok"] for r in results)
+    walked = {r["event"].split()[0] for r in results}
+    function_events = {p.name for p in EVENTS.glob("*.json")} - {"backfill.json", "schedule.json", "daily-run.json"}
+    assert walked == function_events - {"env.local.json"}  # every function event of events/, nothing else
+    summaries = {r["event"]: r["summary"] for r in results}
+    assert summaries["ingest.json day=2026-01-01"] == "492 accepted, 1 quarantined {'malformed_json': 1}"
+    assert summaries["publish.json"].startswith("moved ") and summaries["api-admin-config.json"].startswith("HTTP 200")
+
+    monkeypatch.setenv("AUTH_ROLE_CLAIMS", "")  # no roles: the admin route answers 403, and the walk stops there
+    handlers.pop("RecommendFunction")
+    with pytest.raises(RuntimeError, match="api-admin-config.json through RecommendFunction: HTTP 403"):
+        walk(call, EVENTS, recorded.append)

@@ -38,24 +38,24 @@ def test_invalid_values_are_rejected_with_the_reason(monkeypatch, name: str, val
         load_settings()
 
 
-def test_an_empty_variable_is_an_unset_one(monkeypatch: pytest.MonkeyPatch) -> None:
-    """`sam local` passes a variable it cannot resolve (an Fn::If on a template condition) as "": the pipeline's,
-    the database's and the API's settings read it as unset, not as an invalid value. (AuthSettings keeps an empty
-    value: an empty role name is the seed's way to turn role checks off, and its template values are plain Refs.)"""
-    from recsys.database.settings import DatabaseEnvironment
+def test_the_template_variables_sam_local_passes_empty_are_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`sam local` passes a variable it cannot resolve (an Fn::If on a template condition: the database settings,
+    RECSYS_SERVE_FROM, RECSYS_EXPOSURE_LOG) as "": they read as unset, not as invalid values. Elsewhere an empty
+    value keeps its documented meaning (an empty half-life: no decay)."""
+    from recsys.database.settings import DatabaseEnvironment, DatabaseSettings
     from recsys.serve.settings import DEFAULT_STORE, ServeSettings
 
+    for name in ("URL", "SECRET_ARN", "SIGNALS", "CONNECT_TIMEOUT_S"):
+        monkeypatch.setenv(f"RECSYS_DATABASE__{name}", "")
     for name in (
-        "RECSYS_DATABASE__CONNECT_TIMEOUT_S",
-        "RECSYS_DATABASE__SIGNALS",
         "RECSYS_SERVE_FROM",
         "RECSYS_EXPOSURE_LOG",
-        "DEV_AUTH_ENABLED",
         "RECSYS_STORE",
+        "RECSYS_COMPUTE__POPULARITY_HALF_LIFE_DAYS",
     ):
         monkeypatch.setenv(name, "")
-    defaults = DatabaseEnvironment.model_fields["database"].default_factory()
-    assert load_settings().database.connect_timeout_s == defaults.connect_timeout_s
-    assert DatabaseEnvironment().database.signals is defaults.signals
+    for database in (load_settings().database, DatabaseEnvironment().database):
+        assert database == DatabaseSettings() and not database.configured
     serve = ServeSettings()
     assert (serve.serve_from, serve.exposure_log, serve.store) == ("artifacts", "", DEFAULT_STORE)
+    assert load_settings().compute.popularity_half_life_days is None

@@ -113,9 +113,7 @@ class Retention(BaseModel):
 class StoreSettings(BaseSettings):
     """RECSYS_STORE alone: what the CLI's --store defaults to, without validating every other variable."""
 
-    # An empty variable is an unset one: `sam local` gives a variable whose value it cannot resolve (an Fn::If on
-    # a template condition) as "", and on AWS an empty value means nothing else.
-    model_config = SettingsConfigDict(env_prefix="RECSYS_", extra="ignore", env_ignore_empty=True)
+    model_config = SettingsConfigDict(env_prefix="RECSYS_", extra="ignore")
 
     store: str = Field(DEFAULT_STORE, description="where canonical data, artifacts and manifests live")
 
@@ -123,9 +121,7 @@ class StoreSettings(BaseSettings):
 class Settings(StoreSettings):
     """Everything a Lambda, the local runner or the CLI needs, from RECSYS_* variables."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="RECSYS_", env_nested_delimiter="__", extra="ignore", env_ignore_empty=True
-    )
+    model_config = SettingsConfigDict(env_prefix="RECSYS_", env_nested_delimiter="__", extra="ignore")
 
     raw_uri: str | None = Field(
         None,

@@ -144,6 +144,9 @@ class _LocalContext:
         return 900_000
 
 
+LAMBDA_ERROR_FIELDS = {"errorType", "errorMessage", "stackTrace", "requestId"}
+
+
 def invoke_endpoint(endpoint: str, function: str, request: dict) -> tuple[Any, bool]:
     """Lambda's Invoke API (POST {endpoint}/2015-03-31/functions/{function}/invocations): the payload, and whether
     it is an error document (the function raised, or the endpoint could not run it)."""
@@ -160,6 +163,10 @@ def invoke_endpoint(endpoint: str, function: str, request: dict) -> tuple[Any, b
         payload = json.loads(body or b"null")
     except json.JSONDecodeError:
         payload, failed = {"errorType": "InvalidResponse", "errorMessage": body[:500].decode(errors="replace")}, True
+    # An error document without the header: `sam local` answers a function that failed to initialise (a broken
+    # import) so. No handler's result has this shape.
+    if isinstance(payload, dict) and {"errorType", "errorMessage"} <= payload.keys() <= LAMBDA_ERROR_FIELDS:
+        failed = True
     if failed and not (isinstance(payload, dict) and "errorMessage" in payload):
         payload = {"errorType": "LambdaEndpointError", "errorMessage": json.dumps(payload)[:500]}
     return payload, failed

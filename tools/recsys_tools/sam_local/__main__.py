@@ -19,8 +19,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path(".out/sam-local"), help="logs and report.json")
     parser.add_argument(
         "--image",
-        help="a Lambda base image to use (e.g. public.ecr.aws/lambda/python:3.12 where "
-        "it can be pulled); default: build the local one",
+        default="local",
+        help="the Lambda base image: local (the default: built here from Debian's packages and PyPI, cached), aws "
+        "(SAM pulls public.ecr.aws/lambda/python:3.12), or the name of an image already on this machine",
+    )
+    parser.add_argument(
+        "--s3-bind",
+        help="the address the local S3 listens on (default: the Docker bridge's; Docker Desktop: 127.0.0.1)",
+    )
+    parser.add_argument(
+        "--s3-host-for-containers",
+        help="the name containers reach the local S3 by (default: its address; Docker Desktop: host.docker.internal)",
     )
     parser.add_argument("--no-events", action="store_true", help="leave out the walk through events/")
     parser.add_argument(
@@ -32,10 +41,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     if args.command == "s3":
-        return serve_s3(args.out)
+        return serve_s3(args.out, args.s3_bind)
     started = time.perf_counter()
     report = Smoke(
-        args.out.resolve(), image_tag=args.image, events=not args.no_events, log=lambda line: print(line, flush=True)
+        args.out.resolve(),
+        image=args.image,
+        events=not args.no_events,
+        s3_bind=args.s3_bind,
+        s3_host_for_containers=args.s3_host_for_containers,
+        log=lambda line: print(line, flush=True),
     ).run()
     seconds = time.perf_counter() - started
     if report.failures:
@@ -45,11 +59,11 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def serve_s3(out: Path) -> int:
+def serve_s3(out: Path, bind: str | None) -> int:
     """The local S3 at events/env.local.json's address, holding the sample, for `sam local invoke` by hand."""
     out.mkdir(parents=True, exist_ok=True)
     root = project_root()
-    with LocalS3(engine.bridge_gateway(), DEFAULT_PORT, out / "moto.log") as s3:
+    with LocalS3(bind or engine.bridge_gateway(), DEFAULT_PORT, out / "moto.log") as s3:
         s3.seed(root / "examples/sample/raw", root / "examples/sample/catalog.csv")
         print(f"local S3 at {s3.endpoint} with the sample (buckets of events/README.md); Ctrl-C stops it", flush=True)
         try:

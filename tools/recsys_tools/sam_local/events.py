@@ -41,7 +41,10 @@ class _Walk:
         elif function == "RecommendFunction" and payload.get("statusCode") != 200:
             result |= {"ok": False, "summary": _api(payload)}
         else:
-            result |= {"ok": True, "summary": summarise(payload), "answer": payload}
+            try:
+                result |= {"ok": True, "summary": summarise(payload), "answer": payload}
+            except (KeyError, TypeError, IndexError):  # not the answer this function gives
+                result |= {"ok": False, "summary": f"unexpected answer: {json.dumps(payload)[:300]}"}
         self.record(result)
         self.results.append(result)
         if not result["ok"]:
@@ -85,6 +88,10 @@ def walk(call: Call, events: Path, record: Callable[[dict], None]) -> list[dict]
         "RollbackFunction",
         lambda r: f"{_short(r['rolled_back_from'])} -> {_short(r['rolled_back_to'])}",
     )
-    run("freshness.json", "FreshnessFunction", lambda r: json.dumps(r)[:100])
+    run(
+        "freshness.json",
+        "FreshnessFunction",
+        lambda r: f"{len(r['targets'])} target(s): {r['stale']} stale, {r['missing']} missing",
+    )
     run("gc.json", "GcFunction", lambda r: f"{sum(len(x['deleted']) for x in r['reports'])} objects deleted")
     return run.results

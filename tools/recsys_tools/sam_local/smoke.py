@@ -50,11 +50,25 @@ class Report:
 
 
 class Smoke:
-    def __init__(self, out: Path, *, image_tag: str | None = None, events: bool = True, log: Callable = print):
+    def __init__(
+        self,
+        out: Path,
+        *,
+        image: str = "local",
+        events: bool = True,
+        s3_bind: str | None = None,
+        s3_host_for_containers: str | None = None,
+        log: Callable = print,
+    ):
         self.root = project_root()
         self.out = out
         self.out.mkdir(parents=True, exist_ok=True)
-        self.image_tag = image_tag
+        # "local": the image image.py builds; "aws": SAM pulls AWS's own; else an image already on this machine.
+        self.image = image
+        # Where the local S3 listens, and the name the containers reach it by: the Docker bridge's address (both,
+        # by default); Docker Desktop's containers reach the host as host.docker.internal instead.
+        self.s3_bind = s3_bind
+        self.s3_host_for_containers = s3_host_for_containers
         self.run_events = events
         self.log = log
         self.report = Report()
@@ -88,23 +102,24 @@ class Smoke:
     def _run(self) -> None:
         self.step("engine", lambda: engine.ensure(self.out, self.log))
         python = image.python312()
-        if self.image_tag is None:
+        tag: str | None = None if self.image == "aws" else self.image
+        if self.image == "local":
             built = self.step(
                 "base image", lambda: image.ensure(self.log), lambda i: f"{i.tag} ({'built' if i.built else 'cached'})"
             )
-            self.image_tag = built.tag
-        sam = Sam(self.root, self.out, local_architecture(), self.image_tag)
+            tag = built.tag
+        sam = Sam(self.root, self.out, local_architecture(), tag)
         self.step("sam build", lambda: sam.build(python), lambda _: f"{sam.build_dir} ({sam.architecture})")
         backfill = json.loads((self.root / "events" / "backfill.json").read_text())
         self.report.expected_manifest = self.step("in-process", lambda: self._in_process(backfill))
-        gateway = engine.bridge_gateway()
-        with LocalS3(gateway, free_port(gateway), self.out / "moto.log") as s3:
+        bind = self.s3_bind or engine.bridge_gateway()
+        with LocalS3(bind, free_port(bind), self.out / "moto.log") as s3:
             self.step(
                 "local s3",
                 lambda: s3.seed(self.root / "examples/sample/raw", self.root / "examples/sample/catalog.csv"),
                 lambda n: f"{s3.endpoint}: {n} objects",
             )
-            env_vars = self._env_vars(s3.endpoint)
+            env_vars = self._env_vars(f"http://{self.s3_host_for_containers or bind}:{s3.port}")
             with sam.start_lambda(env_vars) as functions:
                 self.log(f"{'start-lambda':<12} {functions}")
                 if self.run_events:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from pydantic import BaseModel, Field, PositiveInt, field_validator
+from pydantic import BaseModel, Field, PositiveInt, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SCHEMES = ("postgresql", "postgres")
@@ -32,10 +32,14 @@ class DatabaseSettings(BaseModel):
     statement_timeout_s: PositiveInt = Field(600, description="a statement running longer than this is cancelled")
     connect_timeout_s: PositiveInt = 10
 
-    @field_validator("url", "secret_arn", mode="before")
+    @model_validator(mode="before")
     @classmethod
-    def _blank_is_unset(cls, value: object) -> object:
-        return None if isinstance(value, str) and not value.strip() else value
+    def _blank_is_unset(cls, values: object) -> object:
+        """A blank variable is an unset one (url and secret_arn: no database). `sam local` passes the template's
+        values that it cannot resolve (an Fn::If on a condition) as empty strings."""
+        if isinstance(values, dict):
+            return {key: value for key, value in values.items() if not (isinstance(value, str) and not value.strip())}
+        return values
 
     @property
     def configured(self) -> bool:
@@ -68,8 +72,6 @@ def redacted(uri: str) -> str:
 class DatabaseEnvironment(BaseSettings):
     """RECSYS_DATABASE__* alone (the API reads these without the pipeline's settings)."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="RECSYS_", env_nested_delimiter="__", extra="ignore", env_ignore_empty=True
-    )
+    model_config = SettingsConfigDict(env_prefix="RECSYS_", env_nested_delimiter="__", extra="ignore")
 
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)

@@ -36,6 +36,8 @@ def parse_duration(value: object) -> float:
 
 
 class ServeSettings(BaseSettings):
+    # An empty variable is an unset one (every field's empty value is its default or invalid): `sam local` passes
+    # the template's values that it cannot resolve (RECSYS_SERVE_FROM's Fn::If) as empty strings.
     model_config = SettingsConfigDict(extra="ignore", populate_by_name=True, env_ignore_empty=True)
 
     store: str = Field(DEFAULT_STORE, alias="RECSYS_STORE")

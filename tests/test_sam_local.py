@@ -26,8 +26,9 @@ from recsys.store import FileSystemStore
 from recsys_tools.local.runner import FUNCTIONS, LocalPipeline, _load_handler, _LocalContext, invoke_endpoint
 from recsys_tools.sam_local import engine
 from tests.conftest import ROOT, SAMPLE_CATALOG, SAMPLE_RAW
+from tests.test_template import PIPELINE_FUNCTIONS
 
-PIPELINE_FUNCTIONS = {"plan", "ingest", "validate", "partials", "compute", "quality", "publish", "release"}
+PIPELINE_FOLDERS = {"plan", "ingest", "validate", "partials", "compute", "quality", "publish", "release"}
 
 
 def why_it_cannot_run() -> str | None:
@@ -59,7 +60,7 @@ def test_the_pipeline_and_the_api_run_in_lambda_containers(tmp_path: Path) -> No
     assert done.returncode == 0 and not report["failures"], done.stdout[-6000:] + done.stderr[-3000:]
     assert all(step["ok"] for step in report["steps"])
     # The state machine ran every step, each in its container, and none failed.
-    assert {call["function"] for call in report["pipeline"]} == PIPELINE_FUNCTIONS
+    assert {call["function"] for call in report["pipeline"]} == PIPELINE_FOLDERS
     assert all(call["ok"] for call in report["pipeline"])
     # The pointer moved to the manifest the in-process run (`make demo`) publishes for the same sample.
     assert report["manifest"] and report["manifest"] == report["expected_manifest"]
@@ -146,16 +147,7 @@ def test_the_state_machine_runs_its_tasks_through_a_lambda_endpoint(tmp_path: Pa
     with lambda_endpoint(answer) as url, LocalPipeline({}, lambda_endpoint=url, concurrency=1) as pipeline:
         execution = pipeline.run(request)
         assert execution.status == "SUCCEEDED", execution.message
-    assert set(invoked) == {
-        "PlanFunction",
-        "IngestFunction",
-        "ValidateFunction",
-        "PartialsFunction",
-        "ComputeFunction",
-        "QualityGateFunction",
-        "PublishFunction",
-        "ReleaseFunction",
-    }
+    assert set(invoked) == set(PIPELINE_FUNCTIONS)
     assert read_pointer(store, "demo", "home") is not None
 
     def broken(function: str, request: dict) -> tuple[int, dict, bytes]:

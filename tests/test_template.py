@@ -624,6 +624,26 @@ def test_samconfig() -> None:
     assert "parameter_overrides" not in deploy
 
 
+def test_samconfig_local_is_what_make_sam_local_passes(tmp_path: Path) -> None:
+    """`--config-env local` (commands typed by hand) and `make sam-local` run the same build, image, parameters and
+    environment on x86_64."""
+    from recsys_tools.sam_local import image
+    from recsys_tools.sam_local.sam import Sam
+    from recsys_tools.sam_local.smoke import ENV_FILE
+
+    local = tomllib.loads((ROOT / "samconfig.toml").read_text())["local"]
+    sam = Sam(ROOT, tmp_path, "x86_64", image.ALIAS)
+    build = local["build"]["parameters"]
+    assert ROOT / build["build_dir"] == sam.build_dir and build["parameter_overrides"] == sam.parameter_overrides
+    for command in ("local_invoke", "local_start_lambda", "local_start_api"):
+        parameters = local[command]["parameters"]
+        assert ROOT / parameters["template_file"] == sam.template
+        assert parameters["parameter_overrides"] == sam.parameter_overrides
+        assert (parameters["env_vars"], parameters["invoke_image"]) == (ENV_FILE, image.ALIAS)
+        assert parameters["skip_pull_image"] is True
+    assert (ROOT / ENV_FILE).is_file()
+
+
 def test_run_lease_policy_reaches_only_the_leases(resources: dict[str, Any]) -> None:
     statements = resources["RunLeasePolicy"]["Properties"]["PolicyDocument"]["Statement"]
     assert [s["Action"] for s in statements] == [["s3:GetObject", "s3:PutObject"]]

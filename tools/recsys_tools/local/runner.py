@@ -147,6 +147,13 @@ class _LocalContext:
 LAMBDA_ERROR_FIELDS = {"errorType", "errorMessage", "stackTrace", "requestId"}
 
 
+def is_error_document(payload: Any) -> bool:
+    """Lambda's error answer ({errorType, errorMessage[, stackTrace, requestId]}); no handler's result has this
+    shape. `sam local` gives it without the X-Amz-Function-Error header for a function that failed to initialise
+    (a broken import), and `sam local invoke` prints it as the answer."""
+    return isinstance(payload, dict) and {"errorType", "errorMessage"} <= payload.keys() <= LAMBDA_ERROR_FIELDS
+
+
 def invoke_endpoint(endpoint: str, function: str, request: dict) -> tuple[Any, bool]:
     """Lambda's Invoke API (POST {endpoint}/2015-03-31/functions/{function}/invocations): the payload, and whether
     it is an error document (the function raised, or the endpoint could not run it)."""
@@ -163,10 +170,7 @@ def invoke_endpoint(endpoint: str, function: str, request: dict) -> tuple[Any, b
         payload = json.loads(body or b"null")
     except json.JSONDecodeError:
         payload, failed = {"errorType": "InvalidResponse", "errorMessage": body[:500].decode(errors="replace")}, True
-    # An error document without the header: `sam local` answers a function that failed to initialise (a broken
-    # import) so. No handler's result has this shape.
-    if isinstance(payload, dict) and {"errorType", "errorMessage"} <= payload.keys() <= LAMBDA_ERROR_FIELDS:
-        failed = True
+    failed = failed or is_error_document(payload)
     if failed and not (isinstance(payload, dict) and "errorMessage" in payload):
         payload = {"errorType": "LambdaEndpointError", "errorMessage": json.dumps(payload)[:500]}
     return payload, failed

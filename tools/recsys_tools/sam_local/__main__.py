@@ -33,6 +33,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--no-events", action="store_true", help="leave out the walk through events/")
     parser.add_argument(
+        "--walk-with",
+        choices=["start-lambda", "invoke"],
+        default="start-lambda",
+        help="run the events walk through start-lambda's warm containers (default), or one `sam local invoke` each",
+    )
+    parser.add_argument(
         "command",
         nargs="?",
         choices=["smoke", "s3"],
@@ -47,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         args.out.resolve(),
         image=args.image,
         events=not args.no_events,
+        walk_with=args.walk_with,
         s3_bind=args.s3_bind,
         s3_host_for_containers=args.s3_host_for_containers,
         log=lambda line: print(line, flush=True),

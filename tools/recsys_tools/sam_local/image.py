@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import json
+import platform
 import shutil
 import subprocess
 import sys
@@ -27,6 +28,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPOSITORY = "recsys-lambda-python"
+# The engine's own architecture (it runs no other): the wheels in /var/runtime are for it.
+WHEEL_ARCH = {"amd64": "x86_64", "arm64": "aarch64"}.get(platform.machine().lower(), platform.machine().lower())
+# A stable name for the image last built or found here, for commands typed by hand (samconfig.toml's `local`).
+ALIAS = f"{REPOSITORY}:3.12-local"
 AWSLAMBDARIC = "4.2.2"
 DEBIAN_SUITE = "bookworm"
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
@@ -97,6 +102,7 @@ def image_tag(python: Path) -> str:
         "python": subprocess.run([str(python), "--version"], check=True, capture_output=True, text=True).stdout.strip(),
         "prefix": str(_prefix(python)),
         "awslambdaric": AWSLAMBDARIC,
+        "architecture": WHEEL_ARCH,
         "boto3": _boto3_version(),
         "debian": [DEBIAN_SUITE, *DEBIAN_PACKAGES],
         "excludes": PYTHON_EXCLUDES,
@@ -119,6 +125,7 @@ def ensure(log=print) -> BaseImage:
     python = python312()
     tag = image_tag(python)
     if exists(tag):
+        _alias(tag)
         return BaseImage(tag, built=False, seconds=time.perf_counter() - started)
     if shutil.which("debootstrap") is None:
         raise RuntimeError("debootstrap is missing: apt-get install -y debootstrap")
@@ -148,7 +155,12 @@ def ensure(log=print) -> BaseImage:
         subprocess.run(command, stdin=tar.stdout, check=True, stdout=subprocess.DEVNULL)
         if tar.wait() != 0:
             raise RuntimeError("tar of the image root failed")
+    _alias(tag)
     return BaseImage(tag, built=True, seconds=time.perf_counter() - started)
+
+
+def _alias(tag: str) -> None:
+    subprocess.run(["docker", "tag", tag, ALIAS], check=True)
 
 
 def _add_python(root: Path, python: Path) -> None:
@@ -190,11 +202,11 @@ def _add_runtime(root: Path, python: Path) -> None:
             "--implementation",
             "cp",
             "--platform",
-            "manylinux2014_x86_64",
+            f"manylinux2014_{WHEEL_ARCH}",
             "--platform",
-            "manylinux_2_17_x86_64",
+            f"manylinux_2_17_{WHEEL_ARCH}",
             "--platform",
-            "manylinux_2_28_x86_64",
+            f"manylinux_2_28_{WHEEL_ARCH}",
             f"awslambdaric=={AWSLAMBDARIC}",
             f"boto3=={_boto3_version()}",
         ],

@@ -28,6 +28,17 @@ REGION = "us-east-1"
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local", "AWS_SESSION_TOKEN": "local"}
 
 
+# moto's server, except that binding asks nobody for the address's name: http.server's server_bind calls
+# socket.getfqdn(host), a DNS PTR query that leaves the machine for the bridge's address.
+SERVER = """
+import socket, sys
+socket.getfqdn = lambda name="": name or "localhost"
+from moto.server import main
+sys.argv[0] = "moto_server"
+main(sys.argv[1:])
+"""
+
+
 def free_port(host: str) -> int:
     with socket.socket() as probe:
         probe.bind((host, 0))
@@ -55,7 +66,7 @@ class LocalS3:
     def __enter__(self) -> LocalS3:
         out = self.log_file.open("ab") if self.log_file else subprocess.DEVNULL
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", self.host, "-p", str(self.port)], stdout=out, stderr=out
+            [sys.executable, "-c", SERVER, "-H", self.host, "-p", str(self.port)], stdout=out, stderr=out
         )
         deadline = time.monotonic() + 30
         while True:

@@ -10,15 +10,20 @@ import platform
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from recsys_tools.sam_local.s3 import CREDENTIALS, REGION, free_port
 
 LOOPBACK = "127.0.0.1"
+# Template parameters every local run overrides besides Architecture. ExposureLogging: the API would send every
+# served list to the stack's Firehose stream, which does not exist locally (and is AWS, not this machine).
+LOCAL_PARAMETERS = ("ExposureLogging=DISABLED",)
 
 
 def local_architecture() -> str:
@@ -41,6 +46,9 @@ class Sam:
     out: Path  # .out/sam-local: logs and the env-vars file of this run
     architecture: str
     image: str | None  # --invoke-image; None: SAM pulls AWS's image
+    # Every AWS call SAM itself makes goes here (the local S3, moto's server, which answers them all): `sam local`
+    # asks STS for the account id on every start, which would otherwise leave the machine with placeholder keys.
+    aws_endpoint: str | None = None
 
     @property
     def build_dir(self) -> Path:
@@ -57,7 +65,13 @@ class Sam:
         if python312 is not None:
             env["PATH"] = f"{python312.parent}{os.pathsep}{env.get('PATH', '')}"
         env["LAYER_ARCH"] = self.architecture
+        if self.aws_endpoint:
+            env["AWS_ENDPOINT_URL"] = self.aws_endpoint
         return env
+
+    @property
+    def parameter_overrides(self) -> str:
+        return " ".join((f"Architecture={self.architecture}", *LOCAL_PARAMETERS))
 
     def _options(self, env_vars: Path) -> list[str]:
         options = [
@@ -66,7 +80,7 @@ class Sam:
             "--env-vars",
             str(env_vars),
             "--parameter-overrides",
-            f"Architecture={self.architecture}",
+            self.parameter_overrides,
         ]
         if self.image:
             options += ["--invoke-image", self.image, "--skip-pull-image"]
@@ -90,59 +104,32 @@ class Sam:
         ]
         self._run_logged(command, "build", self.environment(python312))
 
-    def invoke(self, function: str, event: Path, env_vars: Path) -> tuple[object, str]:
-        """`sam local invoke FUNCTION -e EVENT`: the function's answer (JSON) and its log."""
-        command = [
-            sam_executable(self.root),
-            "local",
-            "invoke",
-            function,
-            "--event",
-            str(event),
-            *self._options(env_vars),
-        ]
-        done = subprocess.run(command, cwd=self.root, env=self.environment(), capture_output=True, text=True)
+    def invoke(self, function: str, event: dict, env_vars: Path) -> Any:
+        """`sam local invoke FUNCTION --event FILE`, one container for this invocation: the answer, which sam prints
+        as its last line of output (the function's log goes to stderr)."""
+        with tempfile.NamedTemporaryFile("w", suffix=".json", dir=self.out) as file:
+            json.dump(event, file)
+            file.flush()
+            command = [sam_executable(self.root), "local", "invoke", function, "--event", file.name]
+            done = subprocess.run(
+                [*command, *self._options(env_vars)],
+                cwd=self.root,
+                env=self.environment(),
+                capture_output=True,
+                text=True,
+            )
         lines = [line for line in done.stdout.splitlines() if line.strip()]
         if done.returncode != 0 or not lines:
             raise RuntimeError(f"sam local invoke {function} failed ({done.returncode}): {done.stderr[-2000:]}")
-        return json.loads(lines[-1]), done.stderr
+        return json.loads(lines[-1])
 
     @contextmanager
-    def start_lambda(self, env_vars: Path) -> Iterator[str]:
-        """`sam local start-lambda` on loopback: its endpoint, serving the functions in warm containers."""
+    def start(self, service: str, env_vars: Path) -> Iterator[str]:
+        """`sam local start-lambda` (Lambda's Invoke API) or `start-api` (the HTTP API, without its JWT authorizer,
+        which SAM does not emulate) on loopback, with warm containers: its base URL while the block runs."""
         port = free_port(LOOPBACK)
-        command = [
-            sam_executable(self.root),
-            "local",
-            "start-lambda",
-            "--host",
-            LOOPBACK,
-            "--port",
-            str(port),
-            "--warm-containers",
-            "LAZY",
-            *self._options(env_vars),
-        ]
-        with self._serving(command, "start-lambda", port):
-            yield f"http://{LOOPBACK}:{port}"
-
-    @contextmanager
-    def start_api(self, env_vars: Path) -> Iterator[str]:
-        """`sam local start-api` on loopback: the HTTP API's base URL (its JWT authorizer is not emulated)."""
-        port = free_port(LOOPBACK)
-        command = [
-            sam_executable(self.root),
-            "local",
-            "start-api",
-            "--host",
-            LOOPBACK,
-            "--port",
-            str(port),
-            "--warm-containers",
-            "LAZY",
-            *self._options(env_vars),
-        ]
-        with self._serving(command, "start-api", port):
+        command = [sam_executable(self.root), "local", service, "--host", LOOPBACK, "--port", str(port)]
+        with self._serving([*command, "--warm-containers", "LAZY", *self._options(env_vars)], service, port):
             yield f"http://{LOOPBACK}:{port}"
 
     @contextmanager

@@ -28,7 +28,7 @@ from typing import Any
 
 from recsys.publish.service import read_pointer
 from recsys.store import S3Store, open_store
-from recsys_tools.local.runner import LocalPipeline, StepEvent, invoke_endpoint, project_root
+from recsys_tools.local.runner import LocalPipeline, StepEvent, invoke_endpoint, is_error_document, project_root
 from recsys_tools.sam_local import engine, image
 from recsys_tools.sam_local.events import walk
 from recsys_tools.sam_local.s3 import ARTIFACT_BUCKET, LocalS3, free_port
@@ -56,6 +56,7 @@ class Smoke:
         *,
         image: str = "local",
         events: bool = True,
+        walk_with: str = "start-lambda",
         s3_bind: str | None = None,
         s3_host_for_containers: str | None = None,
         log: Callable = print,
@@ -70,6 +71,9 @@ class Smoke:
         self.s3_bind = s3_bind
         self.s3_host_for_containers = s3_host_for_containers
         self.run_events = events
+        # The events walk's invocations: through start-lambda's warm containers, or one `sam local invoke` (one new
+        # container) each, as events/README.md shows them by hand.
+        self.walk_with = walk_with
         self.log = log
         self.report = Report()
 
@@ -120,14 +124,19 @@ class Smoke:
                 lambda n: f"{s3.endpoint}: {n} objects",
             )
             env_vars = self._env_vars(f"http://{self.s3_host_for_containers or bind}:{s3.port}")
-            with sam.start_lambda(env_vars) as functions:
+            sam.aws_endpoint = s3.endpoint
+            with sam.start("start-lambda", env_vars) as functions:
                 self.log(f"{'start-lambda':<12} {functions}")
                 if self.run_events:
-                    self.step("events", lambda: self._events(functions), lambda r: f"{len(r)} invocations answered")
+                    if self.walk_with == "invoke":
+                        call = lambda function, event: self._invoke_one(sam, env_vars, function, event)  # noqa: E731
+                    else:
+                        call = lambda function, event: invoke_endpoint(functions, function, event)  # noqa: E731
+                    self.step("events", lambda: self._events(call), lambda r: f"{len(r)} invocations answered")
                 self.step("pipeline", lambda: self._pipeline(functions, backfill), lambda e: e)
                 store = S3Store(ARTIFACT_BUCKET, client=s3.client())
                 self.report.manifest = self.step("pointer", lambda: self._pointer(store))
-            with sam.start_api(env_vars) as api:
+            with sam.start("start-api", env_vars) as api:
                 self.log(f"{'start-api':<12} {api}")
                 self.step(
                     "api", lambda: self._api(api), lambda calls: ", ".join(f"{c['path']} {c['status']}" for c in calls)
@@ -206,14 +215,19 @@ class Smoke:
             raise RuntimeError("; ".join(f"{a['path']} answered {a['status']}: {a['body'][:300]}" for a in failed))
         return answers
 
-    def _events(self, functions: str) -> list[dict]:
+    @staticmethod
+    def _invoke_one(sam: Sam, env_vars: Path, function: str, event: dict) -> tuple[Any, bool]:
+        payload = sam.invoke(function, event, env_vars)
+        return payload, is_error_document(payload)
+
+    def _events(self, call: Callable[[str, dict], tuple[Any, bool]]) -> list[dict]:
         def record(result: dict) -> None:
             self.report.events.append(result)
             self.log(
                 f"  {result['event']:<34} {result['function']:<20} {result['seconds']:6.2f} s  {result['summary']}"
             )
 
-        return walk(lambda function, event: invoke_endpoint(functions, function, event), self.root / "events", record)
+        return walk(call, self.root / "events", record)
 
 
 def _current(store: Any, scope: dict) -> str:

@@ -185,33 +185,20 @@ def _add_runtime(root: Path, python: Path) -> None:
     runtime.mkdir(parents=True)
     (root / "var/task").mkdir(parents=True, exist_ok=True)
     (root / "opt").mkdir(exist_ok=True)
-    subprocess.run(
-        [
-            str(python),
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            "--no-compile",
-            "--target",
-            str(runtime),
-            "--only-binary=:all:",
-            "--python-version",
-            "3.12",
-            "--implementation",
-            "cp",
-            "--platform",
-            f"manylinux2014_{WHEEL_ARCH}",
-            "--platform",
-            f"manylinux_2_17_{WHEEL_ARCH}",
-            "--platform",
-            f"manylinux_2_28_{WHEEL_ARCH}",
-            f"awslambdaric=={AWSLAMBDARIC}",
-            f"boto3=={_boto3_version()}",
-        ],
-        check=True,
+    platforms = [
+        arg
+        for tag in ("manylinux2014", "manylinux_2_17", "manylinux_2_28")
+        for arg in ("--platform", f"{tag}_{WHEEL_ARCH}")
+    ]
+    pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--root-user-action=ignore"]
+    target = ["--no-compile", "--target", str(runtime), "--only-binary=:all:", "--python-version", "3.12"]
+    packages = [f"awslambdaric=={AWSLAMBDARIC}", f"boto3=={_boto3_version()}"]
+    # pip's notes (a configured find-links folder that is missing, say) would only clutter the run: shown on failure.
+    done = subprocess.run(
+        [*pip, *target, "--implementation", "cp", *platforms, *packages], capture_output=True, text=True
     )
+    if done.returncode != 0:
+        raise RuntimeError(f"pip install into /var/runtime failed: {done.stderr[-3000:]}")
     bootstrap = runtime / "bootstrap"
     bootstrap.write_text(BOOTSTRAP)
     bootstrap.chmod(0o755)

@@ -159,3 +159,37 @@ def test_the_state_machine_runs_its_tasks_through_a_lambda_endpoint(tmp_path: Pa
     with lambda_endpoint(broken) as url, LocalPipeline({}, lambda_endpoint=url, concurrency=1) as pipeline:
         execution = pipeline.run(request | {"promote": True})
     assert execution.status == "FAILED" and "No module named 'uvicorn'" in execution.message
+
+
+@pytest.mark.parametrize(
+    ("config", "gateway"),
+    [
+        ([{"Subnet": "172.17.0.0/16", "Gateway": "172.17.0.1"}], "172.17.0.1"),
+        ([{"Subnet": "10.200.0.0/24"}], "10.200.0.1"),  # an engine that left Gateway out: the subnet's first host
+    ],
+)
+def test_the_local_s3_listens_on_the_bridge_gateway(monkeypatch, config: list[dict], gateway: str) -> None:
+    inspected = json.dumps([{"Name": "bridge", "IPAM": {"Config": config}}])
+
+    def docker(command: list[str], **kwargs: object) -> subprocess.CompletedProcess:
+        assert command == ["docker", "network", "inspect", "bridge"]
+        return subprocess.CompletedProcess(command, 0, stdout=inspected, stderr="")
+
+    monkeypatch.setattr(engine.subprocess, "run", docker)
+    assert engine.bridge_gateway() == gateway
+
+
+def test_the_base_image_is_named_by_its_recipe(monkeypatch) -> None:
+    """A second run finds the image by its tag; any change of what goes into it names another image."""
+    from recsys_tools.sam_local import image
+
+    try:
+        python = image.python312()
+    except RuntimeError as exc:  # CI has pyenv's (make test-py312 needs it too)
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(str(exc))
+    first = image.image_tag(python)
+    assert first == image.image_tag(python) and first.startswith(f"{image.REPOSITORY}:3.12-")
+    monkeypatch.setattr(image, "AWSLAMBDARIC", "0.0.0")
+    assert image.image_tag(python) != first

@@ -38,11 +38,17 @@ def _missing(store: FileSystemStore) -> list[str]:
     return [uri for uri in uris if not store.exists(store.key_of(uri))]
 
 
-def _publisher(root: str, items: list[str], leased: bool, start, results) -> None:
+def _publisher(root: str, items: list[str], leased: bool, start, gc_rounds, results) -> None:
     store = FileSystemStore(root)
     outcomes = []
     start.wait()
     for n, item in enumerate(items):
+        if n == len(items) // 2:
+            # Halfway, wait for the gc to have finished two rounds: it surely races the publishes, however slowly
+            # its process starts or runs on a loaded machine (it once did one round in all).
+            deadline = time.monotonic() + 60
+            while gc_rounds.value < 2 and time.monotonic() < deadline:
+                time.sleep(0.005)
         run_id = f"{item}-{n}"
         if leased:
             while True:
@@ -65,7 +71,7 @@ def _publisher(root: str, items: list[str], leased: bool, start, results) -> Non
     results.put(outcomes)
 
 
-def _collector(root: str, leased: bool, start, stop, results) -> None:
+def _collector(root: str, leased: bool, start, stop, gc_rounds, results) -> None:
     store = FileSystemStore(root)
     settings = Settings(store=root, retention=Retention(keep_manifests=1, artifact_min_age_days=0))
     deleted = rounds = 0
@@ -78,6 +84,7 @@ def _collector(root: str, leased: bool, start, stop, results) -> None:
             retention = Retention(keep_manifests=1, artifact_min_age_days=1)
             deleted += collect(store, Scope(TENANT, SURFACE), retention, window_days=30).objects
         rounds += 1
+        gc_rounds.value = rounds
     results.put((rounds, deleted))
 
 
@@ -85,8 +92,11 @@ def _race(root: str, items: list[list[str]], leased: bool) -> tuple[list, int, i
     ctx = multiprocessing.get_context("spawn")
     start, stop = ctx.Event(), ctx.Event()
     results, collected = ctx.Queue(), ctx.Queue()
-    publishers = [ctx.Process(target=_publisher, args=(root, batch, leased, start, results)) for batch in items]
-    collector = ctx.Process(target=_collector, args=(root, leased, start, stop, collected))
+    gc_rounds = ctx.Value("i", 0)
+    publishers = [
+        ctx.Process(target=_publisher, args=(root, batch, leased, start, gc_rounds, results)) for batch in items
+    ]
+    collector = ctx.Process(target=_collector, args=(root, leased, start, stop, gc_rounds, collected))
     for process in [*publishers, collector]:
         process.start()
     start.set()

@@ -193,3 +193,17 @@ def test_the_base_image_is_named_by_its_recipe(monkeypatch) -> None:
     assert first == image.image_tag(python) and first.startswith(f"{image.REPOSITORY}:3.12-")
     monkeypatch.setattr(image, "AWSLAMBDARIC", "0.0.0")
     assert image.image_tag(python) != first
+
+
+def test_a_served_process_is_stopped_with_its_block_and_a_taken_port_is_refused(tmp_path: Path) -> None:
+    from recsys_tools.local.processes import free_port, serving
+
+    port = free_port()
+    command = [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", str(port)]
+    with serving(command, host="127.0.0.1", port=port, log=tmp_path / "a.log", timeout=30) as process:
+        assert process.poll() is None
+        # a second server would only find the first one answering: refused, not taken for its own
+        second = serving(command, host="127.0.0.1", port=port, log=tmp_path / "b.log", timeout=30)
+        with pytest.raises(RuntimeError, match="already in use"), second:
+            pass
+    assert process.poll() is not None

@@ -15,12 +15,13 @@ import contextlib
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from recsys_tools.local.processes import free_port
 
 _DEBIAN_BIN = Path("/usr/lib/postgresql")
 SUPERUSER = "recsys"
@@ -71,12 +72,6 @@ def _server_user() -> str | None:
     raise ServerUnavailable("running as root and there is no `postgres` or `nobody` user to run the server as")
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @dataclass
 class LocalPostgres:
     """A running throwaway server; `url` connects as its superuser (trust authentication, loopback only)."""
@@ -120,7 +115,7 @@ def start(install: bool = True) -> LocalPostgres:
     if user is not None:
         os.chmod(root, 0o755)  # the tmp folder's default 0700 would lock the server user out
         shutil.chown(root, user)
-    server = LocalPostgres(root, _free_port(), bin_dir, user)
+    server = LocalPostgres(root, free_port(), bin_dir, user)
     data = root / "data"
     try:
         server._run("initdb", "-D", str(data), "-U", SUPERUSER, "-A", "trust", "-E", "UTF8", "--locale=C", "--no-sync")

@@ -4,6 +4,7 @@ for invoking events/ by hand (`s3`)."""
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import time
 from pathlib import Path
@@ -47,7 +48,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     if args.command == "s3":
-        return serve_s3(args.out, args.s3_bind)
+        try:
+            return serve_s3(args.out, args.s3_bind)
+        except RuntimeError as exc:  # the port taken, the engine missing: one line, not a traceback
+            print(f"sam-local s3: {exc}", file=sys.stderr)
+            return 1
     started = time.perf_counter()
     report = Smoke(
         args.out.resolve(),
@@ -70,6 +75,8 @@ def serve_s3(out: Path, bind: str | None) -> int:
     """The local S3 at events/env.local.json's address, holding the sample, for `sam local invoke` by hand."""
     out.mkdir(parents=True, exist_ok=True)
     root = project_root()
+    # A plain `kill` stops it as Ctrl-C does: the server goes with it.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     with LocalS3(bind or engine.bridge_gateway(), DEFAULT_PORT, out / "moto.log") as s3:
         s3.seed(root / "examples/sample/raw", root / "examples/sample/catalog.csv")
         print(f"local S3 at {s3.endpoint} with the sample (buckets of events/README.md); Ctrl-C stops it", flush=True)

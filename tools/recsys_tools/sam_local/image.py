@@ -24,6 +24,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -119,8 +120,6 @@ def exists(tag: str) -> bool:
 
 def ensure(log=print) -> BaseImage:
     """The local base image's tag, built first if this machine has none with that tag."""
-    import time
-
     started = time.perf_counter()
     python = python312()
     tag = image_tag(python)

@@ -7,16 +7,16 @@ this machine's containers, and nothing outside the machine.
 
 from __future__ import annotations
 
-import socket
-import subprocess
 import sys
-import time
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import boto3
 from botocore.config import Config
+
+from recsys_tools.local.processes import serving
 
 # The buckets the sample events (events/*.json) name.
 RAW_BUCKET = "recsys-raw-example"
@@ -39,20 +39,14 @@ main(sys.argv[1:])
 """
 
 
-def free_port(host: str) -> int:
-    with socket.socket() as probe:
-        probe.bind((host, 0))
-        return probe.getsockname()[1]
-
-
 @dataclass
 class LocalS3:
-    """`with LocalS3(host) as s3:` a moto server at s3.endpoint until the block ends."""
+    """`with LocalS3(host, port, log_file) as s3:` a moto server at s3.endpoint until the block ends."""
 
     host: str
-    port: int = DEFAULT_PORT
-    log_file: Path | None = None
-    _process: subprocess.Popen | None = field(default=None, init=False, repr=False)
+    port: int
+    log_file: Path
+    _server: ExitStack = field(default_factory=ExitStack, init=False, repr=False)
 
     @property
     def endpoint(self) -> str:
@@ -64,32 +58,12 @@ class LocalS3:
         ).client("s3", endpoint_url=self.endpoint, config=Config(retries={"max_attempts": 2}))
 
     def __enter__(self) -> LocalS3:
-        out = self.log_file.open("ab") if self.log_file else subprocess.DEVNULL
-        self._process = subprocess.Popen(
-            [sys.executable, "-c", SERVER, "-H", self.host, "-p", str(self.port)], stdout=out, stderr=out
-        )
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with socket.create_connection((self.host, self.port), timeout=1):
-                    return self
-            except OSError:
-                if self._process.poll() is not None:
-                    raise RuntimeError(
-                        f"moto's server exited (port {self.port} in use?): see {self.log_file}"
-                    ) from None
-                if time.monotonic() > deadline:
-                    self.__exit__()
-                    raise RuntimeError(f"moto's server did not answer on {self.endpoint} within 30 s") from None
-                time.sleep(0.2)
+        command = [sys.executable, "-c", SERVER, "-H", self.host, "-p", str(self.port)]
+        self._server.enter_context(serving(command, host=self.host, port=self.port, log=self.log_file, timeout=30))
+        return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._process and self._process.poll() is None:
-            self._process.terminate()
-            try:
-                self._process.wait(10)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
+        self._server.close()
 
     def seed(self, raw: Path, catalog: Path, tenant: str = "demo", surface: str = "home") -> int:
         """The buckets of events/README.md, holding `raw`'s days and `catalog`: the objects uploaded."""

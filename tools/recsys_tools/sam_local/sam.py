@@ -8,17 +8,16 @@ import json
 import os
 import platform
 import shutil
-import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from recsys_tools.sam_local.s3 import CREDENTIALS, REGION, free_port
+from recsys_tools.local.processes import free_port, serving
+from recsys_tools.sam_local.s3 import CREDENTIALS, REGION
 
 LOOPBACK = "127.0.0.1"
 # Template parameters every local run overrides besides Architecture. ExposureLogging: the API would send every
@@ -129,30 +128,19 @@ class Sam:
         which SAM does not emulate) on loopback, with warm containers: its base URL while the block runs."""
         port = free_port(LOOPBACK)
         command = [sam_executable(self.root), "local", service, "--host", LOOPBACK, "--port", str(port)]
-        with self._serving([*command, "--warm-containers", "LAZY", *self._options(env_vars)], service, port):
+        command += ["--warm-containers", "LAZY", *self._options(env_vars)]
+        # Its own session: a Ctrl-C reaches the smoke, which stops SAM, which stops its containers.
+        with serving(
+            command,
+            host=LOOPBACK,
+            port=port,
+            log=self.out / f"{service}.log",
+            timeout=120,
+            cwd=self.root,
+            env=self.environment(),
+            start_new_session=True,
+        ):
             yield f"http://{LOOPBACK}:{port}"
-
-    @contextmanager
-    def _serving(self, command: list[str], name: str, port: int) -> Iterator[None]:
-        log = self.out / f"{name}.log"
-        with log.open("wb") as out:
-            process = subprocess.Popen(
-                command,
-                cwd=self.root,
-                env=self.environment(),
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-            try:
-                _wait_for_port(port, process, log)
-                yield
-            finally:
-                process.terminate()  # SAM stops its warm containers on SIGTERM
-                try:
-                    process.wait(60)
-                except subprocess.TimeoutExpired:
-                    process.kill()
 
     def _run_logged(self, command: list[str], name: str, env: dict[str, str]) -> None:
         log = self.out / f"{name}.log"
@@ -161,17 +149,3 @@ class Sam:
         if done.returncode != 0:
             tail = log.read_text(errors="replace")[-3000:]
             raise RuntimeError(f"sam {name} failed ({done.returncode}); the end of {log}:\n{tail}")
-
-
-def _wait_for_port(port: int, process: subprocess.Popen, log: Path, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with socket.create_connection((LOOPBACK, port), timeout=1):
-                return
-        except OSError:
-            if process.poll() is not None:
-                raise RuntimeError(f"{' '.join(process.args[:3])} exited: see {log}") from None
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"nothing answered on {LOOPBACK}:{port} within {timeout:.0f} s: see {log}") from None
-            time.sleep(0.3)

@@ -29,10 +29,11 @@ from pydantic import BaseModel, Field
 
 from recsys.publish.service import read_pointer
 from recsys.store import S3Store, open_store
+from recsys_tools.local.processes import free_port
 from recsys_tools.local.runner import LocalPipeline, StepEvent, invoke_endpoint, is_error_document, project_root
 from recsys_tools.sam_local import engine, image
 from recsys_tools.sam_local.events import walk
-from recsys_tools.sam_local.s3 import ARTIFACT_BUCKET, LocalS3, free_port
+from recsys_tools.sam_local.s3 import ARTIFACT_BUCKET, LocalS3
 from recsys_tools.sam_local.sam import Sam, local_architecture
 
 ENV_FILE = "events/env.local.json"
